@@ -1,0 +1,45 @@
+"""Domain exceptions raised by the provider.
+
+Each message says what failed, by how much, and where the full evidence is.  Exceptions that a retry
+cannot fix derive from :class:`airflow.sdk.exceptions.AirflowFailException` so Airflow does not retry them.
+"""
+
+from __future__ import annotations
+
+from airflow.sdk.exceptions import AirflowException, AirflowFailException
+
+
+class MlopsProviderError(AirflowException):
+    """Base class for errors raised by the provider that a retry may fix."""
+
+
+class MlopsConfigurationError(AirflowFailException):
+    """A bad argument, connection field or definition: retrying cannot help."""
+
+
+class MlflowConnectionError(MlopsProviderError):
+    """The MLflow tracking or registry server could not be reached or refused the request."""
+
+
+class MlflowAuthenticationError(AirflowFailException):
+    """The MLflow server rejected the credentials of the connection."""
+
+
+class DatasetError(AirflowFailException):
+    """A dataset reference could not be read, or the data is unusable (empty, missing columns)."""
+
+
+class DataValidationFailed(AirflowFailException):
+    """A batch failed its expectation suite under ``on_failure="fail"``."""
+
+
+class DriftDetected(AirflowFailException):
+    """Dataset drift was found under ``on_drift="fail"``."""
+
+
+class PromotionRejected(AirflowFailException):
+    """The promotion gate did not bless the challenger under ``on_fail="fail"``."""
+
+
+class ChampionMovedError(AirflowFailException):
+    """Compare-and-set failed: the champion alias moved since the decision was taken."""
