@@ -1,0 +1,235 @@
+"""
+Triggers that wait for complete data batches in a landing location.
+
+* :class:`NewBatchTrigger` (a ``BaseEventTrigger``) runs for ever inside an ``AssetWatcher``: each new
+  complete batch becomes one ``TriggerEvent`` and so one Asset event that schedules the consuming DAG.
+  It claims every batch in the persistent ledger *before* yielding it, so a batch never fires twice,
+  across triggerer restarts too.
+* :class:`BatchArrivalTrigger` serves a deferred :class:`~mlops_provider.sensors.drift.DriftSensor`: it
+  fires once with the oldest batch the sensor has not claimed yet, and does **not** claim it; the
+  sensor claims it in the worker after the drift check, so a task that dies before finishing the
+  check sees the batch again on its retry (at-least-once for the sensor).
+
+Both only list files: every blocking call runs in a thread (``asyncio.to_thread``); no batch is read.
+See :mod:`mlops_provider.core.batches` for the completion convention and the ledger.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+from airflow.triggers.base import BaseEventTrigger, BaseTrigger, TriggerEvent
+
+from mlops_provider.core.batches import (
+    DEFAULT_MARKER,
+    Batch,
+    BatchLedger,
+    default_ledger_path,
+    discover_batches,
+)
+
+#: Errors that mean the configuration is wrong (retrying will not help).
+_PERMANENT_ERRORS = (PermissionError, NotADirectoryError, ValueError)
+
+
+def _is_local(location: str) -> bool:
+    return "://" not in location or location.startswith("file://")
+
+
+class _BatchScanner:
+    """Shared state of both triggers: where to look, the ledger, and the file system (built lazily)."""
+
+    location: str
+    consumer: str
+    conn_id: str | None
+    ledger_path: str | None
+    marker: str | None
+    min_age_seconds: float
+    poll_interval: float
+
+    def _common_kwargs(self) -> dict[str, Any]:
+        return {
+            "location": self.location,
+            "consumer": self.consumer,
+            "conn_id": self.conn_id,
+            "ledger_path": self.ledger_path,
+            "marker": self.marker,
+            "min_age_seconds": self.min_age_seconds,
+            "poll_interval": self.poll_interval,
+        }
+
+    @property
+    def ledger(self) -> BatchLedger:
+        return BatchLedger(self.ledger_path or default_ledger_path(self.location))
+
+    def _fs(self) -> Any | None:
+        if _is_local(self.location):
+            return None
+        fs = getattr(self, "_fs_cache", None)
+        if fs is None:
+            if self.conn_id:
+                from airflow.sdk import ObjectStoragePath
+
+                fs = ObjectStoragePath(self.location.split("*", 1)[0], conn_id=self.conn_id).fs
+            else:  # no connection: fsspec's own configuration (env credentials, instance role, memory://)
+                import fsspec
+
+                fs = fsspec.filesystem(self.location.split("://", 1)[0])
+            self._fs_cache = fs
+        return fs
+
+    def _scan(self) -> list[Batch]:
+        """Blocking: complete batches not yet claimed by the consumer (run in a thread)."""
+        location = self.location.removeprefix("file://")
+        batches = discover_batches(
+            location, marker=self.marker, min_age_seconds=self.min_age_seconds, fs=self._fs()
+        )
+        return self.ledger.unseen(self.consumer, batches)
+
+    def _payload(self, batch: Batch) -> dict[str, Any]:
+        data = batch.to_dict()
+        return {
+            "status": "success",
+            "message": f"new batch {batch.uri} ({data['n_files']} file(s), {batch.size_bytes} bytes)",
+            "batch_uri": batch.uri,
+            "batch_id": batch.batch_id,
+            "location": self.location,
+            "consumer": self.consumer,
+            "size_bytes": batch.size_bytes,
+            "n_files": data["n_files"],
+            "files": data["files"],
+            "batch_mtime": batch.mtime,
+            "detected_at": time.time(),
+        }
+
+
+class NewBatchTrigger(_BatchScanner, BaseEventTrigger):
+    """
+    Fire one event per new complete batch in ``location``; for ``AssetWatcher``.
+
+    .. code-block:: python
+
+        landing = Asset(
+            "file:///data/landing",
+            watchers=[AssetWatcher(name="landing", trigger=NewBatchTrigger(location="/data/landing/*.parquet",
+                                                                           consumer="monitoring"))],
+        )
+
+    Event payload (one shape): ``{"status": "success", "message", "batch_uri", "batch_id", "location",
+    "consumer", "size_bytes", "n_files", "files" (first 50), "batch_mtime", "detected_at"}``; it becomes
+    the Asset event's ``extra["payload"]``.
+
+    :param location: folder or glob of batches (local path, or an object-store URL with ``conn_id``).
+    :param consumer: name of this consumer in the ledger; each consumer sees each batch once.
+    :param conn_id: Airflow connection of the object store (``ObjectStoragePath``); unused for local paths.
+    :param ledger_path: SQLite ledger file; default ``<landing folder>/.mlops_batch_ledger.sqlite3``
+        (required for object stores).
+    :param marker: completion marker required in directory batches (``None`` to accept any directory).
+    :param min_age_seconds: ignore matches modified less than this long ago.
+    :param poll_interval: seconds between two listings.
+    """
+
+    def __init__(
+        self,
+        *,
+        location: str,
+        consumer: str,
+        conn_id: str | None = None,
+        ledger_path: str | None = None,
+        marker: str | None = DEFAULT_MARKER,
+        min_age_seconds: float = 0.0,
+        poll_interval: float = 10.0,
+    ) -> None:
+        super().__init__()
+        self.location = location
+        self.consumer = consumer
+        self.conn_id = conn_id
+        self.ledger_path = ledger_path
+        self.marker = marker
+        self.min_age_seconds = min_age_seconds
+        self.poll_interval = poll_interval
+
+    def serialize(self) -> tuple[str, dict[str, Any]]:
+        return ("mlops_provider.triggers.batch.NewBatchTrigger", self._common_kwargs())
+
+    def _claim(self, batch: Batch) -> bool:
+        """Blocking: claim one batch in the ledger (atomic; ``False`` when already taken)."""
+        return self.ledger.claim(self.consumer, batch, {"by": "NewBatchTrigger"})
+
+    async def run(self) -> AsyncIterator[TriggerEvent]:
+        self.log.info("Watching %s for new batches (consumer %r)", self.location, self.consumer)
+        while True:
+            try:
+                new = await asyncio.to_thread(self._scan)
+            except _PERMANENT_ERRORS:
+                raise  # misconfiguration: let the trigger fail visibly
+            except OSError as err:  # transient (NFS hiccup, throttling): try again next poll
+                self.log.warning("Listing %s failed, retrying in %ss: %s", self.location, self.poll_interval, err)
+                new = []
+            for batch in new:
+                # Claim one batch right before yielding it: a restart in the middle of a burst neither
+                # re-fires the batches already yielded nor loses the ones not yielded yet.
+                if not await asyncio.to_thread(self._claim, batch):
+                    continue  # another triggerer (HA pair, old instance) took it
+                self.log.info("New batch %s (id %s)", batch.uri, batch.batch_id)
+                yield TriggerEvent(self._payload(batch))
+            await asyncio.sleep(self.poll_interval)
+
+
+class BatchArrivalTrigger(_BatchScanner, BaseTrigger):
+    """
+    Fire once with the oldest complete batch that ``consumer`` has not claimed; for deferred sensors.
+
+    The event has the same shape as :class:`NewBatchTrigger`'s.  On a listing error it fires
+    ``{"status": "error", "message": ...}`` instead, which the sensor turns into a task failure.
+    Parameters as :class:`NewBatchTrigger`.
+    """
+
+    def __init__(
+        self,
+        *,
+        location: str,
+        consumer: str,
+        conn_id: str | None = None,
+        ledger_path: str | None = None,
+        marker: str | None = DEFAULT_MARKER,
+        min_age_seconds: float = 0.0,
+        poll_interval: float = 10.0,
+    ) -> None:
+        super().__init__()
+        self.location = location
+        self.consumer = consumer
+        self.conn_id = conn_id
+        self.ledger_path = ledger_path
+        self.marker = marker
+        self.min_age_seconds = min_age_seconds
+        self.poll_interval = poll_interval
+
+    def serialize(self) -> tuple[str, dict[str, Any]]:
+        return ("mlops_provider.triggers.batch.BatchArrivalTrigger", self._common_kwargs())
+
+    async def run(self) -> AsyncIterator[TriggerEvent]:
+        transient_failures = 0
+        while True:
+            try:
+                new = await asyncio.to_thread(self._scan)
+                transient_failures = 0
+            except _PERMANENT_ERRORS as err:
+                yield TriggerEvent({"status": "error", "message": f"cannot list {self.location}: {err!r}"})
+                return
+            except OSError as err:
+                transient_failures += 1
+                if transient_failures >= 5:
+                    yield TriggerEvent(
+                        {"status": "error", "message": f"listing {self.location} failed 5 times: {err!r}"}
+                    )
+                    return
+                self.log.warning("Listing %s failed, retrying: %s", self.location, err)
+                new = []
+            if new:
+                yield TriggerEvent(self._payload(new[0]))
+                return
+            await asyncio.sleep(self.poll_interval)
