@@ -1,0 +1,958 @@
+"""Per-column data drift with Evidently 0.7's default decisions, computed from reusable reference profiles.
+
+With its defaults this engine reproduces ``evidently.Report([DataDriftPreset()])`` (Evidently 0.7.23):
+the same column types (inferred from the *current* batch), the same test per column, the same
+thresholds and comparison operators, the same handling of NaN and +/-inf (dropped per column before
+testing) and the same dataset rule (``share of drifted columns >= drift_share``).  The statistics are
+the ones Evidently computes; the p-values and distances come from the same SciPy functions, fed with
+the same counts, so scores agree to floating-point rounding.
+
+What makes it cheap is the :class:`ReferenceProfile`: the sufficient statistics of the reference data
+(sorted finite values, compressed to value/count pairs when that is smaller, or category counts)
+computed once, stored as JSON next to the model, and reused for every batch.
+
+Differences from Evidently, on purpose and documented in ``docs/operators/drift.md``:
+
+* text columns (Evidently's ``perc``/``abs_text_content_drift``, which trains a classifier) and columns
+  of types Evidently does not test (datetime, nullable ``Int64``/``Float64``, unsigned ints, ...) are
+  listed in ``skipped_columns`` and left out of the drift share;
+* a column that is empty after dropping NaN/inf (Evidently raises) is skipped with a reason;
+* reference/current schema differences are reported (missing, extra columns, dtype changes) instead
+  of raising deep inside pandas; a dtype change between numeric and non-numeric counts as drift.
+
+This module imports no Airflow and imports numpy/scipy/pandas only inside functions.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import math
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import numpy as np
+    import pandas as pd
+
+#: Identifies a serialised profile; :meth:`ReferenceProfile.from_dict` refuses anything else.
+PROFILE_FORMAT = "mlops-provider/drift-profile"
+#: Bumped when the serialised layout changes incompatibly.
+PROFILE_VERSION = 1
+#: Reference rows kept exactly; above this a deterministic sample of this many rows is profiled.
+DEFAULT_MAX_ROWS = 1_000_000
+#: Evidently's switch between small-sample tests (p-values) and distances.
+SMALL_REFERENCE_ROWS = 1000
+#: ``INTEGER_CARDINALITY_LIMIT`` in ``evidently/core/datasets.py``.
+INTEGER_CARDINALITY_LIMIT = 10
+
+#: method -> (default threshold, drift when ``score <= t`` / ``score < t`` / ``score >= t``, kind).
+METHODS: dict[str, tuple[float, str, str]] = {
+    "ks": (0.05, "le", "p_value"),
+    "chisquare": (0.05, "lt", "p_value"),
+    "z": (0.05, "lt", "p_value"),
+    "wasserstein": (0.1, "ge", "distance"),
+    "jensenshannon": (0.1, "ge", "distance"),
+    "psi": (0.1, "ge", "distance"),
+}
+#: Evidently's display names of the methods (``ValueDrift.method`` in a report snapshot).
+EVIDENTLY_DISPLAY_NAMES = {
+    "ks": "K-S p_value",
+    "chisquare": "chi-square p_value",
+    "z": "Z-test p_value",
+    "wasserstein": "Wasserstein distance (normed)",
+    "jensenshannon": "Jensen-Shannon distance",
+    "psi": "PSI",
+}
+_NUMERIC_ONLY = {"ks", "wasserstein"}
+
+NUM, CAT, TEXT = "num", "cat", "text"
+
+
+class DriftInputError(ValueError):
+    """The data or arguments given to the drift engine cannot be checked (message says why)."""
+
+
+class ProfileError(DriftInputError):
+    """A reference profile is unreadable, of an incompatible version, or belongs to something else."""
+
+
+# ---------------------------------------------------------------------------------------------- types
+
+
+def _dtype_family(dtype: Any) -> str:
+    """Coarse dtype family used to detect schema drift between reference and current."""
+    name = str(getattr(dtype, "name", dtype))
+    if name.startswith(("int", "uint", "float", "Int", "UInt", "Float")):
+        return "numeric"
+    if name in ("bool", "boolean"):
+        return "bool"
+    if name == "category":
+        return "category"
+    if name in ("object", "string", "str"):
+        return "string"
+    if name.startswith("datetime"):
+        return "datetime"
+    return name
+
+
+def _evidently_column_type(dtype_name: str, n_unique: int, n_non_null: int, first_last_str: bool) -> str:
+    """``evidently.core.datasets.infer_column_type`` expressed on precomputed facts."""
+    if dtype_name.startswith("float"):
+        return NUM
+    if dtype_name.startswith("int"):
+        return CAT if n_unique <= INTEGER_CARDINALITY_LIMIT else NUM
+    if dtype_name in ("string", "str"):
+        return TEXT if n_unique > n_non_null * 0.5 else CAT
+    if dtype_name == "object":
+        if n_non_null == 0 or not first_last_str:
+            return "unknown"
+        return TEXT if n_unique > n_non_null * 0.5 else CAT
+    if dtype_name in ("bool", "category"):
+        return CAT
+    if dtype_name.startswith("datetime"):
+        return "datetime"
+    return "unknown"
+
+
+# -------------------------------------------------------------------------------------- column stats
+
+
+@dataclass
+class ColumnStats:
+    """Sufficient statistics of one column after dropping NaN and +/-inf.
+
+    Numeric columns hold the sorted finite values (``values``), compressed to unique values plus
+    ``counts`` when that is smaller.  Other columns hold category ``keys`` and their ``counts``.
+    """
+
+    name: str
+    dtype: str
+    n_rows: int
+    n_valid: int
+    column_type: str
+    values: Any = None  # np.ndarray, sorted
+    counts: Any = None  # np.ndarray[int64] | None (None: every value once)
+    keys: list[Any] | None = None
+    n_unique: int = -1
+
+    def __post_init__(self) -> None:
+        if self.n_unique < 0:
+            if self.keys is not None:
+                self.n_unique = len(self.keys)
+            elif self.counts is not None:
+                self.n_unique = len(self.values)
+            elif self.values is not None:
+                self.n_unique = _n_unique_sorted(self.values)
+
+    @property
+    def is_numeric(self) -> bool:
+        return self.values is not None
+
+    def category_counts(self) -> tuple[Any, Any]:
+        """(unique keys, counts) for any column; numeric keys come back as a sorted array."""
+
+        if self.keys is not None:
+            return self.keys, self.counts
+        if self.counts is not None:
+            return self.values, self.counts
+        return _unique_counts_sorted(self.values)
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "dtype": self.dtype,
+            "n_rows": self.n_rows,
+            "n_valid": self.n_valid,
+            "column_type": self.column_type,
+        }
+        if self.values is not None:
+            out["values"] = _encode_array(self.values)
+            out["counts"] = None if self.counts is None else _encode_array(self.counts)
+        else:
+            out["keys"] = [_json_scalar(k) for k in self.keys or []]
+            out["counts"] = [int(c) for c in self.counts]
+        return out
+
+    @classmethod
+    def from_dict(cls, name: str, data: Mapping[str, Any]) -> ColumnStats:
+        import numpy as np
+
+        try:
+            stats = cls(
+                name=name,
+                dtype=str(data["dtype"]),
+                n_rows=int(data["n_rows"]),
+                n_valid=int(data["n_valid"]),
+                column_type=str(data["column_type"]),
+            )
+            if "values" in data:
+                stats.values = _decode_array(data["values"])
+                stats.counts = None if data.get("counts") is None else _decode_array(data["counts"])
+            else:
+                stats.keys = list(data["keys"])
+                stats.counts = np.asarray(data["counts"], dtype=np.int64)
+            stats.__post_init__()
+        except (KeyError, TypeError, ValueError) as err:
+            raise ProfileError(f"Column {name!r} of the profile is malformed: {err}") from None
+        return stats
+
+
+def _n_unique_sorted(values: np.ndarray) -> int:
+    import numpy as np
+
+    if len(values) == 0:
+        return 0
+    return int(np.count_nonzero(values[1:] != values[:-1])) + 1
+
+
+def _unique_counts_sorted(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    import numpy as np
+
+    if len(values) == 0:
+        return values, np.zeros(0, dtype=np.int64)
+    starts = np.flatnonzero(np.concatenate(([True], values[1:] != values[:-1])))
+    counts = np.diff(np.append(starts, len(values))).astype(np.int64)
+    return values[starts], counts
+
+
+def _finite(arr: np.ndarray) -> np.ndarray:
+    import numpy as np
+
+    if arr.dtype.kind == "f":
+        mask = np.isfinite(arr)
+        if not mask.all():
+            return arr[mask]
+    return arr
+
+
+def _column_stats(series: pd.Series, name: str, rows: np.ndarray | None = None) -> ColumnStats:
+    """Statistics of one column (optionally of the rows ``rows`` only)."""
+    import numpy as np
+
+    dtype_name = series.dtype.name
+    n_rows = len(series) if rows is None else len(rows)
+    if dtype_name.startswith(("int", "float")) and series.dtype.kind in "if":
+        arr = series.to_numpy()
+        if rows is not None:
+            arr = arr[rows]
+        arr = np.sort(_finite(arr), kind="quicksort")
+        n_valid = len(arr)
+        n_unique = _n_unique_sorted(arr)
+        stats = ColumnStats(name, dtype_name, n_rows, n_valid, "", n_unique=n_unique)
+        if n_unique * 2 <= n_valid:
+            stats.values, stats.counts = _unique_counts_sorted(arr)
+        else:
+            stats.values = arr
+        stats.column_type = _evidently_column_type(dtype_name, n_unique, n_valid, False)
+        return stats
+    if rows is not None:
+        series = series.iloc[rows]
+    if dtype_name == "object":
+        series = series.replace([-math.inf, math.inf], float("nan"))
+    non_null = series.dropna()
+    first_last_str = (
+        bool(len(non_null)) and isinstance(non_null.iloc[0], str) and isinstance(non_null.iloc[-1], str)
+    )
+    if dtype_name.startswith("datetime") or not (
+        dtype_name in ("bool", "category", "string", "str") or (dtype_name == "object" and first_last_str)
+    ):
+        col_type = _evidently_column_type(dtype_name, 0, len(non_null), first_last_str)
+        return ColumnStats(
+            name, dtype_name, n_rows, len(non_null), col_type, keys=[], counts=np.zeros(0, np.int64)
+        )
+    vc = non_null.value_counts(sort=False)
+    vc = vc[vc.to_numpy() > 0]
+    keys = [_py_scalar(k) for k in vc.index]
+    counts = vc.to_numpy(dtype=np.int64)
+    col_type = _evidently_column_type(dtype_name, len(keys), len(non_null), first_last_str)
+    return ColumnStats(name, dtype_name, n_rows, len(non_null), col_type, keys=keys, counts=counts)
+
+
+def _py_scalar(value: Any) -> Any:
+    item = getattr(value, "item", None)
+    return item() if callable(item) else value
+
+
+def _json_scalar(value: Any) -> Any:
+    value = _py_scalar(value)
+    if isinstance(value, str | bool | int) or value is None:
+        return value
+    if isinstance(value, float):
+        return value if math.isfinite(value) else str(value)
+    return str(value)
+
+
+def _encode_array(arr: np.ndarray) -> dict[str, Any]:
+    import numpy as np
+
+    arr = np.ascontiguousarray(arr)
+    return {
+        "dtype": arr.dtype.newbyteorder("<").str,
+        "b64": base64.b64encode(arr.astype(arr.dtype.newbyteorder("<"), copy=False).tobytes()).decode(
+            "ascii"
+        ),
+    }
+
+
+def _decode_array(data: Mapping[str, Any]) -> np.ndarray:
+    import numpy as np
+
+    arr = np.frombuffer(base64.b64decode(data["b64"]), dtype=np.dtype(data["dtype"]))
+    return arr.astype(arr.dtype.newbyteorder("="), copy=False)
+
+
+# -------------------------------------------------------------------------------------------- profile
+
+
+@dataclass
+class ReferenceProfile:
+    """Reference statistics that a drift check needs instead of the reference data.
+
+    :param columns: per-column statistics, in the reference's column order.
+    :param n_rows: rows the statistics were computed from.
+    :param source_rows: rows of the reference data (larger than ``n_rows`` when it was sampled).
+    :param sampled: whether a deterministic sample (``seed``) of ``n_rows`` rows was profiled.
+    :param metadata: free JSON metadata, e.g. ``{"model_name": ..., "model_version": ...}``.
+    """
+
+    columns: dict[str, ColumnStats]
+    n_rows: int
+    source_rows: int
+    sampled: bool = False
+    seed: int = 0
+    max_rows: int = DEFAULT_MAX_ROWS
+    metadata: dict[str, Any] = field(default_factory=dict)
+    version: int = PROFILE_VERSION
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "format": PROFILE_FORMAT,
+            "version": self.version,
+            "n_rows": self.n_rows,
+            "source_rows": self.source_rows,
+            "sampled": self.sampled,
+            "seed": self.seed,
+            "max_rows": self.max_rows,
+            "metadata": self.metadata,
+            "columns": {name: stats.to_dict() for name, stats in self.columns.items()},
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> ReferenceProfile:
+        if not isinstance(data, Mapping) or data.get("format") != PROFILE_FORMAT:
+            found = data.get("format") if isinstance(data, Mapping) else type(data).__name__
+            raise ProfileError(
+                f"Not a drift reference profile (format {found!r}, expected {PROFILE_FORMAT!r})"
+            )
+        version = data.get("version")
+        if version != PROFILE_VERSION:
+            raise ProfileError(
+                f"Drift profile format version {version!r} is not supported by this engine "
+                f"(it reads version {PROFILE_VERSION}); rebuild the profile from the reference data"
+            )
+        try:
+            columns = {str(n): ColumnStats.from_dict(str(n), c) for n, c in data["columns"].items()}
+            return cls(
+                columns=columns,
+                n_rows=int(data["n_rows"]),
+                source_rows=int(data["source_rows"]),
+                sampled=bool(data["sampled"]),
+                seed=int(data.get("seed", 0)),
+                max_rows=int(data.get("max_rows", DEFAULT_MAX_ROWS)),
+                metadata=dict(data.get("metadata") or {}),
+                version=int(version),
+            )
+        except (KeyError, TypeError, ValueError, AttributeError) as err:
+            raise ProfileError(f"Drift profile is malformed: {err!r}") from None
+
+    def save(self, path: str | Path) -> Path:
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with path.open("w", encoding="utf-8") as fh:
+            json.dump(self.to_dict(), fh, separators=(",", ":"))
+        return path
+
+    @classmethod
+    def load(cls, path: str | Path) -> ReferenceProfile:
+        try:
+            with Path(path).open(encoding="utf-8") as fh:
+                data = json.load(fh)
+        except json.JSONDecodeError as err:
+            raise ProfileError(f"Drift profile {path} is not valid JSON: {err}") from None
+        return cls.from_dict(data)
+
+    def check_model(self, model_name: str) -> None:
+        """Raise :class:`ProfileError` when the profile was built for a different registered model."""
+        owner = self.metadata.get("model_name")
+        if owner is not None and owner != model_name:
+            raise ProfileError(
+                f"Drift profile belongs to model {owner!r}, not {model_name!r}; "
+                "it cannot be used as this model's reference"
+            )
+
+
+def _sample_rows(n_rows: int, max_rows: int | None, seed: int) -> np.ndarray | None:
+    import numpy as np
+
+    cap = DEFAULT_MAX_ROWS if max_rows is None else int(max_rows)
+    if cap <= 0:
+        raise DriftInputError(f"max_rows must be positive, got {max_rows!r}")
+    if n_rows <= cap:
+        return None
+    return np.sort(np.random.default_rng(seed).choice(n_rows, size=cap, replace=False))
+
+
+def _select_columns(df: pd.DataFrame, columns: Iterable[str] | None) -> list[str]:
+    if columns is None:
+        return [str(c) for c in df.columns]
+    columns = list(columns)
+    missing = [c for c in columns if c not in df.columns]
+    if missing:
+        raise DriftInputError(f"Columns {missing} are not in the reference data (it has {list(df.columns)})")
+    return columns
+
+
+def _check_frame(df: Any, what: str) -> None:
+    import pandas as pd
+
+    if not isinstance(df, pd.DataFrame):
+        raise DriftInputError(f"The {what} data must be a pandas DataFrame, got {type(df).__name__}")
+    if df.columns.has_duplicates:
+        dupes = sorted({str(c) for c in df.columns[df.columns.duplicated()]})
+        raise DriftInputError(f"The {what} data has duplicate column names: {dupes}")
+
+
+def _iter_profile_columns(
+    df: pd.DataFrame, columns: list[str], rows: np.ndarray | None
+) -> Iterator[tuple[str, ColumnStats]]:
+    for name in columns:
+        yield name, _column_stats(df[name], name, rows)
+
+
+def build_profile(
+    reference_df: pd.DataFrame,
+    columns: Iterable[str] | None = None,
+    max_rows: int | None = None,
+    seed: int = 0,
+    metadata: Mapping[str, Any] | None = None,
+) -> ReferenceProfile:
+    """
+    Compute the reference statistics a drift check needs.
+
+    :param reference_df: reference data (normally the champion's training features).
+    :param columns: columns to profile (default: all).
+    :param max_rows: exact up to this many rows (default :data:`DEFAULT_MAX_ROWS`); above it a
+        deterministic sample of ``max_rows`` rows (``seed``) is profiled and the profile says so.
+    :param seed: seed of the sample.
+    :param metadata: JSON metadata kept with the profile (model name and version, data digest...).
+    """
+    _check_frame(reference_df, "reference")
+    if len(reference_df) == 0:
+        raise DriftInputError("The reference data has no rows; a drift profile needs at least one")
+    names = _select_columns(reference_df, columns)
+    rows = _sample_rows(len(reference_df), max_rows, seed)
+    stats = dict(_iter_profile_columns(reference_df, names, rows))
+    return ReferenceProfile(
+        columns=stats,
+        n_rows=len(reference_df) if rows is None else len(rows),
+        source_rows=len(reference_df),
+        sampled=rows is not None,
+        seed=seed,
+        max_rows=DEFAULT_MAX_ROWS if max_rows is None else int(max_rows),
+        metadata=dict(metadata or {}),
+    )
+
+
+# -------------------------------------------------------------------------------------------- results
+
+
+@dataclass
+class ColumnDrift:
+    """Outcome for one column; ``score`` is ``None`` when the column was not tested."""
+
+    column: str
+    column_type: str
+    method: str | None
+    score: float | None
+    threshold: float | None
+    drifted: bool
+    reference_rows: int
+    current_rows: int
+    note: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        out = {
+            "type": self.column_type,
+            "method": self.method,
+            "score": self.score,
+            "threshold": self.threshold,
+            "drifted": self.drifted,
+        }
+        if self.note:
+            out["note"] = self.note
+        return out
+
+
+@dataclass
+class DriftResult:
+    """Outcome of a drift check; :meth:`to_summary` is the small JSON form for XCom and events."""
+
+    columns: dict[str, ColumnDrift]
+    drift_share: float
+    reference_rows: int
+    current_rows: int
+    missing_columns: list[str] = field(default_factory=list)
+    extra_columns: list[str] = field(default_factory=list)
+    schema_drift: list[dict[str, Any]] = field(default_factory=list)
+    skipped_columns: dict[str, str] = field(default_factory=dict)
+    sampled: bool = False
+    reference_source_rows: int = 0
+
+    @property
+    def number_of_columns(self) -> int:
+        return len(self.columns)
+
+    @property
+    def drifted_columns(self) -> list[str]:
+        return [name for name, col in self.columns.items() if col.drifted]
+
+    @property
+    def number_of_drifted_columns(self) -> int:
+        return len(self.drifted_columns)
+
+    @property
+    def share_of_drifted_columns(self) -> float:
+        return self.number_of_drifted_columns / self.number_of_columns if self.columns else 0.0
+
+    @property
+    def dataset_drift(self) -> bool:
+        return bool(self.columns) and self.share_of_drifted_columns >= self.drift_share
+
+    def to_summary(self) -> dict[str, Any]:
+        return {
+            "dataset_drift": self.dataset_drift,
+            "drift_share": self.drift_share,
+            "number_of_columns": self.number_of_columns,
+            "number_of_drifted_columns": self.number_of_drifted_columns,
+            "share_of_drifted_columns": self.share_of_drifted_columns,
+            "drifted_columns": self.drifted_columns,
+            "columns": {name: col.to_dict() for name, col in self.columns.items()},
+            "reference_rows": self.reference_rows,
+            "reference_source_rows": self.reference_source_rows,
+            "current_rows": self.current_rows,
+            "missing_columns": self.missing_columns,
+            "extra_columns": self.extra_columns,
+            "schema_drift": self.schema_drift,
+            "skipped_columns": self.skipped_columns,
+            "sampled": self.sampled,
+        }
+
+
+# -------------------------------------------------------------------------------------------- tests
+
+
+def default_method(column_type: str, reference_rows: int, n_values: int) -> str:
+    """``_get_default_stattest`` of Evidently 0.7 (``n_values``: unique values of both sides)."""
+    if reference_rows <= SMALL_REFERENCE_ROWS:
+        if column_type == NUM and n_values > 5:
+            return "ks"
+        return "chisquare" if n_values > 2 else "z"
+    if column_type == NUM and n_values > 5:
+        return "wasserstein"
+    return "jensenshannon"
+
+
+def is_drifted(method: str, score: float, threshold: float) -> bool:
+    """Evidently's comparison for ``method``: p-values drift below the threshold, distances at or above."""
+    rule = METHODS[method][1]
+    if rule == "le":
+        return bool(score <= threshold)
+    if rule == "lt":
+        return bool(score < threshold)
+    return bool(score >= threshold)
+
+
+def _expand(stats: ColumnStats) -> np.ndarray:
+    import numpy as np
+
+    return stats.values if stats.counts is None else np.repeat(stats.values, stats.counts)
+
+
+def _aligned_counts(ref: ColumnStats, cur: ColumnStats) -> tuple[list[Any], np.ndarray, np.ndarray]:
+    """Counts of reference and current over the union of their values (unseen values count 0)."""
+    import numpy as np
+
+    rk, rc = ref.category_counts()
+    ck, cc = cur.category_counts()
+    if not isinstance(rk, list) and not isinstance(ck, list):
+        keys = np.union1d(rk, ck)
+        ra = np.zeros(len(keys), np.int64)
+        ca = np.zeros(len(keys), np.int64)
+        ra[np.searchsorted(keys, rk)] = rc
+        ca[np.searchsorted(keys, ck)] = cc
+        return keys.tolist(), ra, ca
+    rd = dict(zip(_as_list(rk), (int(c) for c in rc), strict=True))
+    cd = dict(zip(_as_list(ck), (int(c) for c in cc), strict=True))
+    keys = list(set(rd) | set(cd))
+    return (
+        keys,
+        np.array([rd.get(k, 0) for k in keys], dtype=np.int64),
+        np.array([cd.get(k, 0) for k in keys], dtype=np.int64),
+    )
+
+
+def _as_list(keys: Any) -> list[Any]:
+    return keys if isinstance(keys, list) else keys.tolist()
+
+
+def _n_values(ref: ColumnStats, cur: ColumnStats) -> int:
+    """Unique non-missing values over both sides (``pd.concat([ref, cur]).nunique()``).
+
+    Exact up to 6; above that only "more than 5" matters to the method choice.
+    """
+    import numpy as np
+
+    if ref.n_unique > 5 or cur.n_unique > 5:
+        return max(ref.n_unique, cur.n_unique)
+    if ref.is_numeric and cur.is_numeric:
+        return len(np.union1d(ref.category_counts()[0], cur.category_counts()[0]))
+    rk, _ = ref.category_counts()
+    ck, _ = cur.category_counts()
+    return len(set(_as_list(rk)) | set(_as_list(ck)))
+
+
+def _chisquare(ref: ColumnStats, cur: ColumnStats) -> float:
+    from scipy.stats import chisquare
+
+    _, rc, cc = _aligned_counts(ref, cur)
+    k_norm = cur.n_valid / ref.n_valid
+    f_exp = rc * k_norm
+    return float(chisquare(cc, f_exp)[1])
+
+
+def _z_test(ref: ColumnStats, cur: ColumnStats) -> float:
+    import numpy as np
+    from scipy.stats import norm
+
+    keys, rc, cc = _aligned_counts(ref, cur)
+    if np.count_nonzero(rc) == 1 and np.count_nonzero(cc) == 1 and np.argmax(rc) == np.argmax(cc):
+        return 1.0
+    first = sorted(keys)[0]
+    idx = keys.index(first)
+    n1, n2 = ref.n_valid, cur.n_valid
+    p1 = float(n1 - rc[idx]) / n1
+    p2 = float(n2 - cc[idx]) / n2
+    big_p = float(p1 * n1 + p2 * n2) / (n1 + n2)
+    z = (p1 - p2) / np.sqrt(big_p * (1 - big_p) * (1.0 / n1 + 1.0 / n2))
+    return float(2 * (1 - norm.cdf(np.abs(z))))
+
+
+def _sturges_edges(lo: Any, hi: Any, size: int, dtype: Any) -> np.ndarray:
+    """``np.histogram_bin_edges(data, bins="sturges")`` from the data's min, max, size and dtype."""
+    import numpy as np
+
+    is_int = np.issubdtype(dtype, np.integer)
+    ptp = (int(hi) - int(lo)) if is_int else hi - lo
+    width = ptp / (np.log2(size) + 1.0)
+    if lo == hi:
+        lo, hi = lo - 0.5, hi + 0.5
+    delta = (int(hi) - int(lo)) if is_int else hi - lo
+    if width:
+        if is_int and width < 1:
+            width = 1
+        n_bins = int(np.ceil(delta / width))
+    else:
+        n_bins = 1
+    bin_type = np.result_type(lo, hi, np.empty(0, dtype))
+    if np.issubdtype(bin_type, np.integer):
+        bin_type = np.result_type(bin_type, float)
+    return np.linspace(lo, hi, n_bins + 1, endpoint=True, dtype=bin_type)
+
+
+def _hist_sorted(stats: ColumnStats, edges: np.ndarray) -> np.ndarray:
+    """``np.histogram(data, edges)[0]`` from sorted values (the same searchsorted rule numpy uses)."""
+    import numpy as np
+
+    idx = np.concatenate(
+        (
+            np.searchsorted(stats.values, edges[:-1], "left"),
+            np.searchsorted(stats.values, edges[-1:], "right"),
+        )
+    )
+    if stats.counts is None:
+        cum = idx
+    else:
+        cum = np.concatenate(([0], np.cumsum(stats.counts)))[idx]
+    return np.diff(cum)
+
+
+def _binned_percents(
+    ref: ColumnStats, cur: ColumnStats, column_type: str, fill_zeroes: bool
+) -> tuple[Any, Any]:
+    """``evidently.legacy.calculations.stattests.utils.get_binned_data``."""
+    import numpy as np
+
+    if column_type == NUM and ref.is_numeric and cur.is_numeric and ref.n_unique > 20:
+        lo = min(ref.values[0], cur.values[0])
+        hi = max(ref.values[-1], cur.values[-1])
+        dtype = np.result_type(ref.values.dtype, cur.values.dtype)
+        edges = _sturges_edges(lo, hi, ref.n_valid + cur.n_valid, dtype)
+        ref_p = _hist_sorted(ref, edges) / ref.n_valid
+        cur_p = _hist_sorted(cur, edges) / cur.n_valid
+    else:
+        _, rc, cc = _aligned_counts(ref, cur)
+        ref_p = rc / ref.n_valid
+        cur_p = cc / cur.n_valid
+    if fill_zeroes:
+        for arr in (ref_p, cur_p):
+            smallest = arr[arr != 0].min()
+            np.place(arr, arr == 0, smallest / 10**6 if smallest <= 0.0001 else 0.0001)
+    return ref_p, cur_p
+
+
+def _jensenshannon(ref: ColumnStats, cur: ColumnStats, column_type: str) -> float:
+    from scipy.spatial import distance
+
+    ref_p, cur_p = _binned_percents(ref, cur, column_type, False)
+    return float(distance.jensenshannon(ref_p, cur_p))
+
+
+def _psi(ref: ColumnStats, cur: ColumnStats, column_type: str) -> float:
+    import numpy as np
+
+    ref_p, cur_p = _binned_percents(ref, cur, column_type, True)
+    return float(np.sum((ref_p - cur_p) * np.log(ref_p / cur_p)))
+
+
+def _ks(ref: ColumnStats, cur: ColumnStats) -> float:
+    from scipy.stats import ks_2samp
+
+    return float(ks_2samp(_expand(ref), _expand(cur))[1])
+
+
+def _std(stats: ColumnStats) -> float:
+    import numpy as np
+
+    if stats.counts is None:
+        return float(np.std(stats.values))
+    values = stats.values.astype(np.float64, copy=False)
+    n = stats.n_valid
+    mean = np.dot(values, stats.counts) / n
+    return float(np.sqrt(np.dot((values - mean) ** 2, stats.counts) / n))
+
+
+def _wasserstein_norm(ref: ColumnStats, cur: ColumnStats) -> float:
+    """``scipy.stats.wasserstein_distance(ref, cur) / max(std(ref), 0.001)`` from sorted values.
+
+    Merges the two sorted samples (reference values weighted by their counts) in linear time instead
+    of sorting their concatenation: W1 is the integral of ``|F_ref - F_cur|`` over the merged points.
+    """
+    import numpy as np
+
+    u = ref.values.astype(np.float64, copy=False)
+    v = cur.values.astype(np.float64, copy=False)
+    u_w = ref.counts
+    v_w = cur.counts
+    n_total = len(u) + len(v)
+    pos_v = np.searchsorted(u, v, "right")
+    pos_v += np.arange(len(v))
+    is_v = np.zeros(n_total, dtype=bool)
+    is_v[pos_v] = True
+    merged = np.empty(n_total, dtype=np.float64)
+    merged[pos_v] = v
+    is_u = ~is_v
+    merged[is_u] = u
+    w = np.zeros(n_total, dtype=np.float64)
+    w[is_u] = 1.0 if u_w is None else u_w
+    cdf_u = np.cumsum(w[:-1])
+    cdf_u /= ref.n_valid
+    w[:] = 0.0
+    w[pos_v] = 1.0 if v_w is None else v_w
+    cdf_v = np.cumsum(w[:-1])
+    cdf_v /= cur.n_valid
+    cdf_u -= cdf_v
+    np.abs(cdf_u, out=cdf_u)
+    deltas = np.diff(merged)
+    distance = float(np.dot(cdf_u, deltas))
+    return distance / max(_std(ref), 0.001)
+
+
+def run_test(method: str, ref: ColumnStats, cur: ColumnStats, column_type: str) -> float:
+    """Score of ``method`` for one column (p-value or distance)."""
+    if method == "ks":
+        return _ks(ref, cur)
+    if method == "chisquare":
+        return _chisquare(ref, cur)
+    if method == "z":
+        return _z_test(ref, cur)
+    if method == "wasserstein":
+        return _wasserstein_norm(ref, cur)
+    if method == "jensenshannon":
+        return _jensenshannon(ref, cur, column_type)
+    if method == "psi":
+        return _psi(ref, cur, column_type)
+    raise DriftInputError(f"Unknown drift method {method!r}; use one of {sorted(METHODS)}")
+
+
+# -------------------------------------------------------------------------------------------- check
+
+
+def _validate_overrides(
+    methods: Mapping[str, str] | None, thresholds: Mapping[str, float] | None, drift_share: float
+) -> tuple[dict[str, str], dict[str, float]]:
+    methods = dict(methods or {})
+    thresholds = dict(thresholds or {})
+    bad = {c: m for c, m in methods.items() if m not in METHODS}
+    if bad:
+        raise DriftInputError(f"Unknown drift method(s) {bad}; use one of {sorted(METHODS)}")
+    for col, value in thresholds.items():
+        if not isinstance(value, int | float) or isinstance(value, bool) or not math.isfinite(value):
+            raise DriftInputError(f"Threshold of column {col!r} must be a finite number, got {value!r}")
+    if not isinstance(drift_share, int | float) or not 0 < drift_share <= 1:
+        raise DriftInputError(f"drift_share must be in (0, 1], got {drift_share!r}")
+    return methods, thresholds
+
+
+def check_drift(
+    reference: ReferenceProfile | pd.DataFrame,
+    current_df: pd.DataFrame,
+    column_methods: Mapping[str, str] | None = None,
+    column_thresholds: Mapping[str, float] | None = None,
+    drift_share: float = 0.5,
+    *,
+    max_rows: int | None = None,
+    seed: int = 0,
+) -> DriftResult:
+    """
+    Compare ``current_df`` with a reference profile (or reference DataFrame) column by column.
+
+    With the defaults the per-column methods, thresholds and verdicts are those of Evidently 0.7's
+    ``DataDriftPreset``.  Columns are checked in the reference's order; only columns present in both
+    are tested (``missing_columns``/``extra_columns`` list the others).
+
+    :param reference: a :class:`ReferenceProfile`, or a DataFrame (profiled on the fly, one column
+        at a time, so the profile never holds all columns at once).
+    :param current_df: the batch to check.
+    :param column_methods: per-column method override (``ks``, ``chisquare``, ``z``, ``wasserstein``,
+        ``jensenshannon``, ``psi``).
+    :param column_thresholds: per-column threshold override.
+    :param drift_share: dataset drift when the share of drifted columns is at least this.
+    :param max_rows: sampling cap when ``reference`` is a DataFrame (see :func:`build_profile`).
+    :param seed: seed of that sample.
+    """
+    import pandas as pd
+
+    methods, thresholds = _validate_overrides(column_methods, column_thresholds, drift_share)
+    _check_frame(current_df, "current")
+    if len(current_df) == 0:
+        raise DriftInputError("The current batch has no rows; there is nothing to check for drift")
+    if isinstance(reference, pd.DataFrame):
+        _check_frame(reference, "reference")
+        if len(reference) == 0:
+            raise DriftInputError("The reference data has no rows; a drift check needs at least one")
+        ref_names = [str(c) for c in reference.columns]
+        rows = _sample_rows(len(reference), max_rows, seed)
+        ref_iter: Iterator[tuple[str, ColumnStats]] = _iter_profile_columns(
+            reference, [c for c in ref_names if c in current_df.columns], rows
+        )
+        ref_rows = len(reference) if rows is None else len(rows)
+        source_rows, sampled = len(reference), rows is not None
+    elif isinstance(reference, ReferenceProfile):
+        ref_names = list(reference.columns)
+        ref_iter = ((n, s) for n, s in reference.columns.items() if n in current_df.columns)
+        ref_rows, source_rows, sampled = reference.n_rows, reference.source_rows, reference.sampled
+    else:
+        raise DriftInputError(
+            f"reference must be a ReferenceProfile or a pandas DataFrame, got {type(reference).__name__}"
+        )
+    unknown = sorted((set(methods) | set(thresholds)) - set(ref_names))
+    if unknown:
+        raise DriftInputError(f"Method/threshold overrides name columns not in the reference: {unknown}")
+
+    result = DriftResult(
+        columns={},
+        drift_share=float(drift_share),
+        reference_rows=ref_rows,
+        current_rows=len(current_df),
+        missing_columns=[c for c in ref_names if c not in current_df.columns],
+        extra_columns=[str(c) for c in current_df.columns if c not in set(ref_names)],
+        sampled=sampled,
+        reference_source_rows=source_rows,
+    )
+    for name, ref in ref_iter:
+        cur = _column_stats(current_df[name], name)
+        _check_column(result, name, ref, cur, methods.get(name), thresholds.get(name))
+    return result
+
+
+def _check_column(
+    result: DriftResult,
+    name: str,
+    ref: ColumnStats,
+    cur: ColumnStats,
+    method: str | None,
+    threshold: float | None,
+) -> None:
+    ref_family, cur_family = _dtype_family(ref.dtype), _dtype_family(cur.dtype)
+    column_type = cur.column_type  # Evidently types columns from the current data
+    if ref.dtype != cur.dtype:
+        compatible = ref_family == cur_family or (
+            column_type == CAT and {ref_family, cur_family} <= {"string", "category", "bool"}
+        )
+        result.schema_drift.append(
+            {
+                "column": name,
+                "reference_dtype": ref.dtype,
+                "current_dtype": cur.dtype,
+                "compatible": compatible,
+            }
+        )
+        if not compatible:
+            result.columns[name] = ColumnDrift(
+                name,
+                column_type,
+                None,
+                None,
+                None,
+                True,
+                ref.n_valid,
+                cur.n_valid,
+                note=f"dtype changed from {ref.dtype} to {cur.dtype}",
+            )
+            return
+    if column_type not in (NUM, CAT):
+        reason = (
+            "text columns are not checked (Evidently uses a text-content classifier)"
+            if column_type == TEXT
+            else f"columns of dtype {cur.dtype} are not checked by Evidently's defaults"
+        )
+        result.skipped_columns[name] = reason
+        return
+    if ref.n_valid == 0 or cur.n_valid == 0:
+        side = "reference" if ref.n_valid == 0 else "current"
+        result.skipped_columns[name] = f"no values left in the {side} data after dropping NaN and inf"
+        return
+    if column_type == NUM and not (ref.is_numeric and cur.is_numeric):
+        result.skipped_columns[name] = (
+            f"column is numerical in the current data but {ref.dtype} in the reference"
+        )
+        return
+    if method is None:
+        method = default_method(column_type, ref.n_valid, _n_values(ref, cur))
+    elif method in _NUMERIC_ONLY and column_type != NUM:
+        raise DriftInputError(f"Method {method!r} needs a numerical column; {name!r} is categorical")
+    if threshold is None:
+        threshold = METHODS[method][0]
+    score = run_test(method, ref, cur, column_type)
+    result.columns[name] = ColumnDrift(
+        name,
+        column_type,
+        method,
+        score,
+        float(threshold),
+        is_drifted(method, score, threshold),
+        ref.n_valid,
+        cur.n_valid,
+    )
