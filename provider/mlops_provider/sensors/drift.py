@@ -1,0 +1,300 @@
+"""DriftSensor: wait for new data batches and succeed when one of them has drifted."""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Mapping, Sequence
+from datetime import timedelta
+from typing import TYPE_CHECKING, Any
+
+from airflow.sdk import BaseSensorOperator, PokeReturnValue, conf
+
+from mlops_provider.links.mlflow import DriftReportLink
+
+if TYPE_CHECKING:
+    import pandas as pd
+    from airflow.sdk import Context
+
+    from mlops_provider.core.batches import Batch
+
+#: Sensor XCom keeps at most this many ids of the batches checked without drift.
+MAX_CHECKED_IN_XCOM = 20
+
+
+def default_deferrable() -> bool:
+    """
+    ``True`` unless ``[operators] default_deferrable`` is set through the environment
+    (``AIRFLOW__OPERATORS__DEFAULT_DEFERRABLE``), which then wins.
+
+    Airflow ships ``default_deferrable = false`` and writes that stock value into every generated
+    ``airflow.cfg``, so a file value cannot be told apart from "not chosen"; this sensor is meant to wait
+    without a worker slot, hence deferrable unless the deployment says otherwise in the environment
+    (or the DAG passes ``deferrable=False``).  A ``true`` in ``airflow.cfg`` is honoured as well.
+    """
+    if os.environ.get("AIRFLOW__OPERATORS__DEFAULT_DEFERRABLE") is not None:
+        return conf.getboolean("operators", "default_deferrable", fallback=True)
+    return True
+
+
+def load_batch_frame(batch_uri: str, files: Sequence[str], conn_id: str | None = None) -> pd.DataFrame:
+    """Read a batch (one file, or the part files of a directory batch) as one DataFrame."""
+    import pandas as pd
+
+    from mlops_provider.core.datasets import DatasetRef, infer_format, load_dataset
+    from mlops_provider.exceptions import DatasetError
+
+    parts = [f for f in (files or [batch_uri]) if infer_format(f)]
+    if not parts:
+        raise DatasetError(f"Batch {batch_uri} has no parquet or csv file (files: {list(files)[:5]})")
+    frames = [load_dataset(DatasetRef(uri=p, conn_id=conn_id)).frame for p in parts]
+    return frames[0] if len(frames) == 1 else pd.concat(frames, ignore_index=True)
+
+
+class DriftSensor(BaseSensorOperator):
+    """
+    Wait for new complete batches at ``location``; succeed when a batch drifts from the reference.
+
+    Each new batch (see :mod:`mlops_provider.core.batches` for the completion convention) is checked
+    in the **worker** with the drift engine (:func:`mlops_provider.core.drift.check_drift`); the
+    triggerer only lists files.  A batch without drift is recorded in the ledger and the sensor waits
+    for the next one, until ``timeout``.  A drifted batch ends the sensor with the drift summary as XCom.
+
+    Deferrable by default (``[operators] default_deferrable``): while waiting it holds no worker slot.
+    ``mode="poke"`` and ``mode="reschedule"`` (with ``deferrable=False``) work too.
+
+    Every batch is claimed in the ledger only *after* its check has finished, so a task that dies in
+    the middle (including the Airflow 3.3 defer/resume race, apache/airflow#72716) checks it again on
+    retry; no batch is skipped and none is counted twice.
+
+    :param location: folder or glob of batches (local path, or object-store URL with ``conn_id``).
+    :param reference: the reference: a drift profile JSON (``build_profile(...).save()``), or a dataset
+        reference (path/URI, or dict for :func:`~mlops_provider.core.datasets.to_dataset_ref`).
+    :param conn_id: object-storage connection for ``location`` and the batch files.
+    :param columns: columns to compare (default: all columns of the reference).
+    :param column_methods: per-column drift method override.
+    :param column_thresholds: per-column threshold override.
+    :param drift_share: dataset drift when at least this share of the columns drifted.
+    :param consumer: name in the ledger (default ``<dag_id>.<task_id>``); each batch is checked once per consumer.
+    :param ledger_path: SQLite ledger (default ``<landing folder>/.mlops_batch_ledger.sqlite3``).
+    :param marker: completion marker for directory batches (``None`` to accept any directory).
+    :param min_age_seconds: ignore matches modified less than this long ago.
+    :param deferrable: defer to the triggerer while waiting; default :func:`default_deferrable` (true,
+        unless ``AIRFLOW__OPERATORS__DEFAULT_DEFERRABLE`` says otherwise).
+    """
+
+    template_fields: Sequence[str] = ("location", "reference", "consumer", "ledger_path", "columns")
+    operator_extra_links = (DriftReportLink(),)
+    ui_color = "#fff3e0"
+
+    def __init__(
+        self,
+        *,
+        location: str,
+        reference: str | Mapping[str, Any],
+        conn_id: str | None = None,
+        columns: Sequence[str] | None = None,
+        column_methods: Mapping[str, str] | None = None,
+        column_thresholds: Mapping[str, float] | None = None,
+        drift_share: float = 0.5,
+        consumer: str | None = None,
+        ledger_path: str | None = None,
+        marker: str | None = "_SUCCESS",
+        min_age_seconds: float = 0.0,
+        deferrable: bool | None = None,
+        **kwargs: Any,
+    ) -> None:
+        kwargs.setdefault("retries", 2)  # a retry is safe (ledger claims after the check): see docstring
+        super().__init__(**kwargs)
+        self.location = location
+        self.reference = reference
+        self.conn_id = conn_id
+        self.columns = columns
+        self.column_methods = column_methods
+        self.column_thresholds = column_thresholds
+        self.drift_share = drift_share
+        self.consumer = consumer
+        self.ledger_path = ledger_path
+        self.marker = marker
+        self.min_age_seconds = min_age_seconds
+        self.deferrable = default_deferrable() if deferrable is None else deferrable
+
+    # ------------------------------------------------------------------ shared helpers
+
+    def _consumer(self) -> str:
+        return self.consumer or f"{self.dag_id}.{self.task_id}"
+
+    def _trigger(self):
+        from mlops_provider.triggers.batch import BatchArrivalTrigger
+
+        return BatchArrivalTrigger(
+            location=self.location,
+            consumer=self._consumer(),
+            conn_id=self.conn_id,
+            ledger_path=self.ledger_path,
+            marker=self.marker,
+            min_age_seconds=self.min_age_seconds,
+            poll_interval=float(self.poke_interval),
+        )
+
+    def _reference(self) -> Any:
+        from mlops_provider.core.datasets import load_dataset
+
+        ref = self.reference
+        if isinstance(ref, str) and ref.endswith(".json") and "://" not in ref:
+            from mlops_provider.core.drift import ReferenceProfile
+
+            return ReferenceProfile.load(ref)
+        columns = list(self.columns) if self.columns else None
+        return load_dataset(ref, columns=columns).frame
+
+    def _validate(self) -> None:
+        from mlops_provider.exceptions import MlopsConfigurationError
+
+        if not self.location:
+            raise MlopsConfigurationError("DriftSensor: 'location' is empty")
+        if not self.reference:
+            raise MlopsConfigurationError("DriftSensor: 'reference' is empty")
+        if not 0 < float(self.drift_share) <= 1:
+            raise MlopsConfigurationError(f"DriftSensor: drift_share must be in (0, 1], got {self.drift_share!r}")
+
+    def check_batch(self, batch_uri: str, files: Sequence[str]) -> dict[str, Any]:
+        """Run the drift check of one batch (in the worker) and return its small summary."""
+        from mlops_provider.core.drift import DriftInputError, check_drift
+        from mlops_provider.exceptions import DatasetError
+
+        frame = load_batch_frame(batch_uri, files, self.conn_id)
+        if self.columns:
+            missing = [c for c in self.columns if c not in frame.columns]
+            if missing:
+                raise DatasetError(f"Batch {batch_uri} lacks column(s) {missing}")
+            frame = frame[list(self.columns)]
+        try:
+            result = check_drift(
+                self._reference(),
+                frame,
+                column_methods=self.column_methods,
+                column_thresholds=self.column_thresholds,
+                drift_share=float(self.drift_share),
+            )
+        except DriftInputError as err:
+            raise DatasetError(f"Drift check of batch {batch_uri} failed: {err}") from None
+        full = result.to_summary()
+        drifted = set(full["drifted_columns"])
+        return {
+            "dataset_drift": full["dataset_drift"],
+            "share_of_drifted_columns": round(full["share_of_drifted_columns"], 6),
+            "number_of_columns": full["number_of_columns"],
+            "number_of_drifted_columns": full["number_of_drifted_columns"],
+            "drifted_columns": full["drifted_columns"][:50],
+            "drift_share": full["drift_share"],
+            "current_rows": full["current_rows"],
+            "reference_rows": full["reference_rows"],
+            "missing_columns": full["missing_columns"][:20],
+            "columns": {k: v for k, v in full["columns"].items() if k in drifted and len(drifted) <= 20},
+        }
+
+    def _process(self, batch: Mapping[str, Any], context: Context) -> dict[str, Any]:
+        """Check one batch, claim it, return the verdict (``drift`` key)."""
+        from mlops_provider.core.batches import Batch, BatchLedger, default_ledger_path
+
+        uri = batch["batch_uri"]
+        summary = self.check_batch(uri, batch.get("files") or [uri])
+        verdict = {
+            "batch_uri": uri,
+            "batch_id": batch["batch_id"],
+            "drift": bool(summary["dataset_drift"]),
+            "arrival_to_verdict_seconds": round(time.time() - float(batch.get("batch_mtime") or time.time()), 3),
+            **summary,
+        }
+        ledger = BatchLedger(self.ledger_path or default_ledger_path(self.location))
+        claim = Batch(uri=uri, batch_id=batch["batch_id"], is_dir=False, size_bytes=0, mtime=0.0)
+        ledger.claim(
+            self._consumer(),
+            claim,
+            {"drift": verdict["drift"], "share": summary["share_of_drifted_columns"], "run_id": context["run_id"]},
+        )
+        self.log.info(
+            "Batch %s: %s (%s of %s columns drifted, share %.3f, threshold %.3f)",
+            uri,
+            "DRIFT" if verdict["drift"] else "no drift",
+            summary["number_of_drifted_columns"],
+            summary["number_of_columns"],
+            summary["share_of_drifted_columns"],
+            summary["drift_share"],
+        )
+        return verdict
+
+    # ------------------------------------------------------------------ poke / reschedule
+
+    def _scan(self) -> list[Batch]:
+        return self._trigger()._scan()
+
+    def poke(self, context: Context) -> bool | PokeReturnValue:
+        self._validate()
+        checked: list[str] = []
+        for batch in self._scan():
+            payload = self._trigger()._payload(batch)
+            verdict = self._process(payload, context)
+            if verdict["drift"]:
+                verdict["checked_without_drift"] = checked[-MAX_CHECKED_IN_XCOM:]
+                return PokeReturnValue(is_done=True, xcom_value=verdict)
+            checked.append(batch.batch_id)
+        return False
+
+    # ------------------------------------------------------------------ deferrable
+
+    def execute(self, context: Context) -> Any:
+        if not self.deferrable:
+            return super().execute(context)
+        self._validate()
+        timeout = float(self.timeout) if self.timeout is not None else None
+        deadline = time.time() + timeout if timeout else None
+        self._defer(deadline, [], cycles=0)
+
+    def _defer(self, deadline: float | None, checked: list[str], cycles: int) -> None:
+        from airflow.sdk.exceptions import AirflowSensorTimeout
+
+        remaining = None
+        if deadline is not None:
+            remaining = deadline - time.time()
+            if remaining <= 0:
+                raise AirflowSensorTimeout(
+                    f"No drifted batch at {self.location} before the timeout "
+                    f"({len(checked)} batch(es) checked without drift in this try)"
+                )
+        self.defer(
+            trigger=self._trigger(),
+            method_name="execute_complete",
+            kwargs={"deadline": deadline, "checked": checked[-MAX_CHECKED_IN_XCOM:], "cycles": cycles},
+            timeout=timedelta(seconds=remaining) if remaining is not None else None,
+        )
+
+    def execute_complete(
+        self,
+        context: Context,
+        event: dict[str, Any] | None = None,
+        deadline: float | None = None,
+        checked: list[str] | None = None,
+        cycles: int = 0,
+    ) -> dict[str, Any]:
+        """Resume after the trigger fired: check the batch here, in the worker; defer again when no drift."""
+        from mlops_provider.exceptions import MlopsProviderError
+
+        if not isinstance(event, dict) or event.get("status") not in ("success", "error"):
+            raise MlopsProviderError(f"DriftSensor got a malformed trigger event: {event!r:.300}")
+        if event["status"] == "error":
+            raise MlopsProviderError(f"DriftSensor trigger failed: {event.get('message', 'no message')}")
+        missing = [k for k in ("batch_uri", "batch_id") if not event.get(k)]
+        if missing:
+            raise MlopsProviderError(f"DriftSensor trigger event lacks {missing}: {event!r:.300}")
+        checked = list(checked or [])
+        cycles += 1
+        verdict = self._process(event, context)
+        if verdict["drift"]:
+            verdict["checked_without_drift"] = checked[-MAX_CHECKED_IN_XCOM:]
+            verdict["defer_cycles"] = cycles
+            return verdict
+        checked.append(event["batch_id"])
+        self._defer(deadline, checked, cycles)
+        raise AssertionError("unreachable: defer() raises")  # pragma: no cover

@@ -1,0 +1,182 @@
+"""DriftSensor: TaskDeferred assertion, execute_complete paths, poke mode, real files and a real ledger."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from airflow.sdk.exceptions import AirflowSensorTimeout, TaskDeferred
+
+from mlops_provider.core.batches import BatchLedger, discover_batches
+from mlops_provider.core.drift import build_profile
+from mlops_provider.exceptions import DatasetError, MlopsProviderError
+from mlops_provider.sensors.drift import DriftSensor, default_deferrable
+from mlops_provider.triggers.batch import BatchArrivalTrigger
+
+CONTEXT = {"run_id": "manual__test"}
+
+
+def frame(seed: int, shift: float = 0.0, n: int = 400) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    return pd.DataFrame(
+        {
+            "x": rng.normal(shift, 1.0, n),
+            "z": rng.normal(10 + shift, 2.0, n),
+            "c": rng.choice(["a", "b", "c"] if not shift else ["c", "d"], n),
+        }
+    )
+
+
+def land(folder: Path, name: str, df: pd.DataFrame) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    tmp = folder / f".{name}.tmp"
+    df.to_csv(tmp, index=False)
+    os.replace(tmp, folder / name)
+    return folder / name
+
+
+@pytest.fixture
+def setup(tmp_path):
+    ref = tmp_path / "reference.csv"
+    frame(0).to_csv(ref, index=False)
+    landing = tmp_path / "landing"
+    return ref, landing
+
+
+def sensor(ref, landing, **kw) -> DriftSensor:
+    kw.setdefault("deferrable", True)
+    kw.setdefault("consumer", "test.sensor")
+    return DriftSensor(task_id="wait_for_drift", location=f"{landing}/*.csv", reference=str(ref),
+                       poke_interval=0.1, **kw)
+
+
+def event_for(path: Path, consumer: str = "test.sensor") -> dict:
+    (batch,) = [b for b in discover_batches(str(path.parent)) if b.uri == str(path)]
+    return BatchArrivalTrigger(location=f"{path.parent}/*.csv", consumer=consumer)._payload(batch)
+
+
+def test_deferrable_by_default_honouring_the_environment(monkeypatch, setup):
+    ref, landing = setup
+    monkeypatch.delenv("AIRFLOW__OPERATORS__DEFAULT_DEFERRABLE", raising=False)
+    assert default_deferrable() is True
+    assert DriftSensor(task_id="s", location=str(landing), reference=str(ref)).deferrable is True
+    monkeypatch.setenv("AIRFLOW__OPERATORS__DEFAULT_DEFERRABLE", "false")
+    assert DriftSensor(task_id="s", location=str(landing), reference=str(ref)).deferrable is False
+    assert DriftSensor(task_id="s", location=str(landing), reference=str(ref), deferrable=True).deferrable is True
+
+
+def test_execute_defers_to_batch_arrival_trigger(setup):
+    ref, landing = setup
+    s = sensor(ref, landing, timeout=300)
+    with pytest.raises(TaskDeferred) as exc:
+        s.execute(CONTEXT)
+    deferred = exc.value
+    assert isinstance(deferred.trigger, BatchArrivalTrigger)
+    assert deferred.method_name == "execute_complete"
+    assert deferred.trigger.location == f"{landing}/*.csv" and deferred.trigger.consumer == "test.sensor"
+    assert 299 <= deferred.timeout.total_seconds() <= 300
+    assert deferred.kwargs["checked"] == [] and deferred.kwargs["deadline"] > time.time()
+    json.dumps(deferred.trigger.serialize()[1])
+
+
+def test_no_drift_defers_again_and_claims_the_batch(setup):
+    ref, landing = setup
+    path = land(landing, "b1.csv", frame(1))
+    s = sensor(ref, landing, timeout=300)
+    with pytest.raises(TaskDeferred) as exc:
+        s.execute_complete(CONTEXT, event=event_for(path), deadline=time.time() + 300, checked=[], cycles=0)
+    assert exc.value.method_name == "execute_complete"
+    assert exc.value.kwargs["cycles"] == 1 and len(exc.value.kwargs["checked"]) == 1
+    ledger = BatchLedger(str(landing / ".mlops_batch_ledger.sqlite3"))
+    (hist,) = ledger.history("test.sensor")
+    assert hist["uri"] == str(path) and hist["info"]["drift"] is False
+
+
+def test_drift_succeeds_with_small_json_summary(setup):
+    ref, landing = setup
+    path = land(landing, "b2.csv", frame(2, shift=3.0))
+    s = sensor(ref, landing)
+    result = s.execute_complete(CONTEXT, event=event_for(path), deadline=None, checked=["abc"], cycles=4)
+    assert result["drift"] is True and result["dataset_drift"] is True
+    assert result["batch_uri"] == str(path) and result["defer_cycles"] == 5
+    assert set(result["drifted_columns"]) == {"x", "z", "c"}
+    assert result["checked_without_drift"] == ["abc"]
+    assert len(json.dumps(result)) < 10_000
+
+
+def test_reference_profile_json_is_accepted(setup, tmp_path):
+    _, landing = setup
+    profile = build_profile(frame(0)).save(tmp_path / "profile.json")
+    path = land(landing, "b2.csv", frame(2, shift=3.0))
+    s = sensor(profile, landing)
+    assert s.execute_complete(CONTEXT, event=event_for(path))["drift"] is True
+
+
+@pytest.mark.parametrize(
+    "event",
+    [None, "boom", {"status": "weird"}, {"status": "success"}, {"status": "success", "batch_uri": "/x"}],
+)
+def test_malformed_events_are_rejected(setup, event):
+    ref, landing = setup
+    with pytest.raises(MlopsProviderError, match="malformed|lacks"):
+        sensor(ref, landing).execute_complete(CONTEXT, event=event)
+
+
+def test_error_event_fails_the_task(setup):
+    ref, landing = setup
+    with pytest.raises(MlopsProviderError, match="cannot list"):
+        sensor(ref, landing).execute_complete(CONTEXT, event={"status": "error", "message": "cannot list x"})
+
+
+def test_deadline_passed_raises_sensor_timeout(setup):
+    ref, landing = setup
+    path = land(landing, "b1.csv", frame(1))
+    with pytest.raises(AirflowSensorTimeout):
+        sensor(ref, landing).execute_complete(CONTEXT, event=event_for(path), deadline=time.time() - 1)
+
+
+def test_unreadable_batch_is_a_dataset_error_and_stays_unclaimed(setup):
+    ref, landing = setup
+    landing.mkdir(parents=True)
+    path = landing / "bad.csv"
+    path.write_bytes(b"")  # empty file: no columns
+    with pytest.raises(DatasetError):
+        sensor(ref, landing).execute_complete(CONTEXT, event=event_for(path))
+    assert BatchLedger(str(landing / ".mlops_batch_ledger.sqlite3")).history("test.sensor") == []
+
+
+def test_poke_mode(setup):
+    ref, landing = setup
+    s = sensor(ref, landing, deferrable=False, mode="poke")
+    assert s.poke(CONTEXT) is False  # the landing folder does not exist yet: wait
+    land(landing, "b1.csv", frame(1))
+    assert s.poke(CONTEXT) is False  # no drift: claimed, keep waiting
+    os.utime(landing / "b1.csv", (1, 1))  # (older than the next batch)
+    land(landing, "b2.csv", frame(2, shift=3.0))
+    result = s.poke(CONTEXT)
+    assert result.is_done and result.xcom_value["batch_uri"] == str(landing / "b2.csv")
+    assert s.poke(CONTEXT) is False  # never the same batch twice
+
+
+def test_reschedule_mode_is_not_deferrable(setup):
+    ref, landing = setup
+    s = sensor(ref, landing, deferrable=False, mode="reschedule")
+    assert s.reschedule is True and s.deferrable is False
+
+
+def test_sensor_and_trigger_modules_import_nothing_heavy():
+    code = (
+        "import sys; import mlops_provider.sensors.drift, mlops_provider.triggers.batch, "
+        "mlops_provider.operators.retraining; "
+        "heavy = [m for m in ('pandas','numpy','scipy','sklearn','mlflow','great_expectations','evidently') "
+        "if m in sys.modules]; print(heavy); sys.exit(1 if heavy else 0)"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=os.environ.copy())
+    assert proc.returncode == 0, proc.stdout + proc.stderr
