@@ -28,6 +28,7 @@ from __future__ import annotations
 import base64
 import json
 import math
+import os
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -43,6 +44,8 @@ PROFILE_FORMAT = "mlops-provider/drift-profile"
 PROFILE_VERSION = 1
 #: Reference rows kept exactly; above this a deterministic sample of this many rows is profiled.
 DEFAULT_MAX_ROWS = 1_000_000
+#: Threads used over columns by default (capped by the CPU count).
+DEFAULT_WORKERS = 2
 #: Evidently's switch between small-sample tests (p-values) and distances.
 SMALL_REFERENCE_ROWS = 1000
 #: ``INTEGER_CARDINALITY_LIMIT`` in ``evidently/core/datasets.py``.
@@ -137,6 +140,7 @@ class ColumnStats:
     counts: Any = None  # np.ndarray[int64] | None (None: every value once)
     keys: list[Any] | None = None
     n_unique: int = -1
+    _std: float | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         if self.n_unique < 0:
@@ -150,6 +154,12 @@ class ColumnStats:
     @property
     def is_numeric(self) -> bool:
         return self.values is not None
+
+    def std(self) -> float:
+        """Population standard deviation of the values (cached: the normaliser of ``wasserstein``)."""
+        if self._std is None:
+            self._std = _std(self)
+        return self._std
 
     def category_counts(self) -> tuple[Any, Any]:
         """(unique keys, counts) for any column; numeric keys come back as a sorted array."""
@@ -168,6 +178,7 @@ class ColumnStats:
             "column_type": self.column_type,
         }
         if self.values is not None:
+            out["std"] = self.std()
             out["values"] = _encode_array(self.values)
             out["counts"] = None if self.counts is None else _encode_array(self.counts)
         else:
@@ -190,6 +201,7 @@ class ColumnStats:
             if "values" in data:
                 stats.values = _decode_array(data["values"])
                 stats.counts = None if data.get("counts") is None else _decode_array(data["counts"])
+                stats._std = None if data.get("std") is None else float(data["std"])
             else:
                 stats.keys = list(data["keys"])
                 stats.counts = np.asarray(data["counts"], dtype=np.int64)
@@ -249,25 +261,80 @@ def _column_stats(series: pd.Series, name: str, rows: np.ndarray | None = None) 
         return stats
     if rows is not None:
         series = series.iloc[rows]
+    first_last_str = False
     if dtype_name == "object":
-        series = series.replace([-math.inf, math.inf], float("nan"))
-    non_null = series.dropna()
-    first_last_str = (
-        bool(len(non_null)) and isinstance(non_null.iloc[0], str) and isinstance(non_null.iloc[-1], str)
-    )
+        raw = series.to_numpy()
+        first = next((v for v in raw if not _is_missing(v)), None)
+        last = next((v for v in raw[::-1] if not _is_missing(v)), None)
+        first_last_str = isinstance(first, str) and isinstance(last, str)
     if dtype_name.startswith("datetime") or not (
         dtype_name in ("bool", "category", "string", "str") or (dtype_name == "object" and first_last_str)
     ):
-        col_type = _evidently_column_type(dtype_name, 0, len(non_null), first_last_str)
+        n_non_null = int(series.count())
+        col_type = _evidently_column_type(dtype_name, 0, n_non_null, first_last_str)
         return ColumnStats(
-            name, dtype_name, n_rows, len(non_null), col_type, keys=[], counts=np.zeros(0, np.int64)
+            name, dtype_name, n_rows, n_non_null, col_type, keys=[], counts=np.zeros(0, np.int64)
         )
-    vc = non_null.value_counts(sort=False)
-    vc = vc[vc.to_numpy() > 0]
+    # value_counts drops missing values; Evidently also drops +/-inf (possible in object columns)
+    vc = _object_value_counts(raw) if dtype_name == "object" else None
+    if vc is None:
+        vc = series.value_counts(sort=False, dropna=True)
+    keep = vc.to_numpy() > 0
     keys = [_py_scalar(k) for k in vc.index]
-    counts = vc.to_numpy(dtype=np.int64)
-    col_type = _evidently_column_type(dtype_name, len(keys), len(non_null), first_last_str)
-    return ColumnStats(name, dtype_name, n_rows, len(non_null), col_type, keys=keys, counts=counts)
+    if dtype_name == "object":
+        keep &= np.array([not (isinstance(k, float) and math.isinf(k)) for k in keys], dtype=bool)
+    if not keep.all():
+        keys = [k for k, flag in zip(keys, keep, strict=True) if flag]
+    counts = vc.to_numpy(dtype=np.int64)[keep]
+    n_valid = int(counts.sum())
+    col_type = _evidently_column_type(dtype_name, len(keys), n_valid, first_last_str)
+    return ColumnStats(name, dtype_name, n_rows, n_valid, col_type, keys=keys, counts=counts)
+
+
+def _object_value_counts(raw: np.ndarray) -> pd.Series | None:
+    """Value counts of an object array of few distinct objects, by counting object identities.
+
+    Low-cardinality string columns (parquet/arrow deduplicate strings) hold a few objects many
+    times: sorting the object pointers as integers is much cheaper than hashing every row.  Equal
+    values held by different objects are merged afterwards.  Returns ``None`` (use pandas) when the
+    column has many distinct objects.
+    """
+    import ctypes
+
+    import numpy as np
+    import pandas as pd
+
+    if len(raw) < 10_000 or raw.dtype != object or not raw.flags.c_contiguous:
+        return None
+    # the object pointers of ``raw`` read as integers (numpy refuses ``view`` on object arrays)
+    ptrs = np.ctypeslib.as_array((ctypes.c_ssize_t * len(raw)).from_address(raw.ctypes.data))
+    if len(np.unique(ptrs[:4096])) > 256:
+        return None
+    ptrs = np.sort(ptrs)
+    starts = np.flatnonzero(np.concatenate(([True], ptrs[1:] != ptrs[:-1])))
+    if len(starts) > 4096:
+        return None
+    counts = np.diff(np.append(starts, len(ptrs)))
+    merged: dict[Any, int] = {}
+    for ptr, count in zip(ptrs[starts].tolist(), counts.tolist(), strict=True):
+        # the object is alive (``raw`` references it), so its address can be dereferenced
+        value = ctypes.cast(ptr, ctypes.py_object).value
+        if not _is_missing(value):
+            merged[value] = merged.get(value, 0) + count
+    return pd.Series(list(merged.values()), index=pd.Index(list(merged.keys()), dtype=object), dtype=np.int64)
+
+
+def _is_missing(value: Any) -> bool:
+    if value is None:
+        return True
+    if isinstance(value, float):
+        return not math.isfinite(value)
+    try:
+        import pandas as pd
+
+        return bool(pd.isna(value))
+    except (TypeError, ValueError):
+        return False
 
 
 def _py_scalar(value: Any) -> Any:
@@ -424,19 +491,13 @@ def _check_frame(df: Any, what: str) -> None:
         raise DriftInputError(f"The {what} data has duplicate column names: {dupes}")
 
 
-def _iter_profile_columns(
-    df: pd.DataFrame, columns: list[str], rows: np.ndarray | None
-) -> Iterator[tuple[str, ColumnStats]]:
-    for name in columns:
-        yield name, _column_stats(df[name], name, rows)
-
-
 def build_profile(
     reference_df: pd.DataFrame,
     columns: Iterable[str] | None = None,
     max_rows: int | None = None,
     seed: int = 0,
     metadata: Mapping[str, Any] | None = None,
+    workers: int | None = None,
 ) -> ReferenceProfile:
     """
     Compute the reference statistics a drift check needs.
@@ -447,13 +508,16 @@ def build_profile(
         deterministic sample of ``max_rows`` rows (``seed``) is profiled and the profile says so.
     :param seed: seed of the sample.
     :param metadata: JSON metadata kept with the profile (model name and version, data digest...).
+    :param workers: threads used over columns (default ``min(2, cpu_count)``).
     """
     _check_frame(reference_df, "reference")
     if len(reference_df) == 0:
         raise DriftInputError("The reference data has no rows; a drift profile needs at least one")
     names = _select_columns(reference_df, columns)
     rows = _sample_rows(len(reference_df), max_rows, seed)
-    stats = dict(_iter_profile_columns(reference_df, names, rows))
+    stats = dict(
+        zip(names, _map(lambda n: _column_stats(reference_df[n], n, rows), names, workers), strict=True)
+    )
     return ReferenceProfile(
         columns=stats,
         n_rows=len(reference_df) if rows is None else len(rows),
@@ -744,39 +808,60 @@ def _std(stats: ColumnStats) -> float:
 
 
 def _wasserstein_norm(ref: ColumnStats, cur: ColumnStats) -> float:
-    """``scipy.stats.wasserstein_distance(ref, cur) / max(std(ref), 0.001)`` from sorted values.
+    """``scipy.stats.wasserstein_distance(ref, cur) / max(std(ref), 0.001)`` from sorted values."""
+    distance = _wasserstein_sorted(ref.values, ref.counts, cur.values, cur.counts)
+    return distance / max(ref.std(), 0.001)
 
-    Merges the two sorted samples (reference values weighted by their counts) in linear time instead
-    of sorting their concatenation: W1 is the integral of ``|F_ref - F_cur|`` over the merged points.
+
+def _wasserstein_sorted(u: np.ndarray, u_counts: Any, v: np.ndarray, v_counts: Any) -> float:
+    """First Wasserstein distance of two sorted samples (values with optional repeat counts).
+
+    Uses ``W1 = integral over t in (0, 1] of |Q_u(t) - Q_v(t)|`` (Q: quantile functions), whose
+    breakpoints ``i/n_u`` and ``j/n_v`` merge by integer arithmetic, so no sort or search over the
+    data is needed; this equals SciPy's ``integral |F_u - F_v| dx`` up to rounding.
     """
     import numpy as np
 
-    u = ref.values.astype(np.float64, copy=False)
-    v = cur.values.astype(np.float64, copy=False)
-    u_w = ref.counts
-    v_w = cur.counts
-    n_total = len(u) + len(v)
-    pos_v = np.searchsorted(u, v, "right")
-    pos_v += np.arange(len(v))
-    is_v = np.zeros(n_total, dtype=bool)
-    is_v[pos_v] = True
-    merged = np.empty(n_total, dtype=np.float64)
-    merged[pos_v] = v
-    is_u = ~is_v
-    merged[is_u] = u
-    w = np.zeros(n_total, dtype=np.float64)
-    w[is_u] = 1.0 if u_w is None else u_w
-    cdf_u = np.cumsum(w[:-1])
-    cdf_u /= ref.n_valid
-    w[:] = 0.0
-    w[pos_v] = 1.0 if v_w is None else v_w
-    cdf_v = np.cumsum(w[:-1])
-    cdf_v /= cur.n_valid
-    cdf_u -= cdf_v
-    np.abs(cdf_u, out=cdf_u)
-    deltas = np.diff(merged)
-    distance = float(np.dot(cdf_u, deltas))
-    return distance / max(_std(ref), 0.001)
+    n_u = len(u) if u_counts is None else int(u_counts.sum())
+    n_v = len(v) if v_counts is None else int(v_counts.sum())
+    u = u.astype(np.float64, copy=False)
+    v = v.astype(np.float64, copy=False)
+    if u_counts is None and v_counts is None and n_u == n_v:
+        diff = np.subtract(u, v)
+        np.abs(diff, out=diff)
+        return float(diff.mean())
+    # breakpoints of both quantile functions on the common grid of 1 / (n_u * n_v)
+    a = (
+        np.arange(1, n_u + 1, dtype=np.int64) if u_counts is None else np.cumsum(u_counts, dtype=np.int64)
+    ) * n_v
+    b = (
+        np.arange(1, n_v + 1, dtype=np.int64) if v_counts is None else np.cumsum(v_counts, dtype=np.int64)
+    ) * n_u
+    if u_counts is None:
+        pos_b = b // n_v  # how many of a are <= each b (a[i] = (i + 1) * n_v)
+    else:
+        pos_b = np.searchsorted(a, b, "right")
+    pos_b += np.arange(len(b), dtype=np.int64)
+    n_total = len(a) + len(b)
+    is_b = np.zeros(n_total, dtype=bool)
+    is_b[pos_b] = True
+    grid = np.empty(n_total, dtype=np.int64)
+    grid[pos_b] = b
+    grid[~is_b] = a
+    lengths = np.diff(grid, prepend=0).astype(np.float64)
+    del grid
+    iv = np.cumsum(is_b, dtype=np.int64)
+    iv -= is_b  # b breakpoints before each position = index of v's block
+    iu = np.arange(n_total, dtype=np.int64)
+    iu -= iv  # a breakpoints before each position = index of u's block
+    np.minimum(iu, len(u) - 1, out=iu)
+    np.minimum(iv, len(v) - 1, out=iv)
+    gap = u[iu]
+    del iu
+    gap -= v[iv]
+    del iv
+    np.abs(gap, out=gap)
+    return float(np.dot(gap, lengths) / (float(n_u) * float(n_v)))
 
 
 def run_test(method: str, ref: ColumnStats, cur: ColumnStats, column_type: str) -> float:
@@ -824,6 +909,7 @@ def check_drift(
     *,
     max_rows: int | None = None,
     seed: int = 0,
+    workers: int | None = None,
 ) -> DriftResult:
     """
     Compare ``current_df`` with a reference profile (or reference DataFrame) column by column.
@@ -841,6 +927,7 @@ def check_drift(
     :param drift_share: dataset drift when the share of drifted columns is at least this.
     :param max_rows: sampling cap when ``reference`` is a DataFrame (see :func:`build_profile`).
     :param seed: seed of that sample.
+    :param workers: threads used over columns (default ``min(2, cpu_count)``).
     """
     import pandas as pd
 
@@ -854,14 +941,16 @@ def check_drift(
             raise DriftInputError("The reference data has no rows; a drift check needs at least one")
         ref_names = [str(c) for c in reference.columns]
         rows = _sample_rows(len(reference), max_rows, seed)
-        ref_iter: Iterator[tuple[str, ColumnStats]] = _iter_profile_columns(
-            reference, [c for c in ref_names if c in current_df.columns], rows
-        )
+        ref_items = [
+            (n, lambda n=n: _column_stats(reference[n], n, rows))
+            for n in ref_names
+            if n in current_df.columns
+        ]
         ref_rows = len(reference) if rows is None else len(rows)
         source_rows, sampled = len(reference), rows is not None
     elif isinstance(reference, ReferenceProfile):
         ref_names = list(reference.columns)
-        ref_iter = ((n, s) for n, s in reference.columns.items() if n in current_df.columns)
+        ref_items = [(n, lambda s=s: s) for n, s in reference.columns.items() if n in current_df.columns]
         ref_rows, source_rows, sampled = reference.n_rows, reference.source_rows, reference.sampled
     else:
         raise DriftInputError(
@@ -881,10 +970,35 @@ def check_drift(
         sampled=sampled,
         reference_source_rows=source_rows,
     )
-    for name, ref in ref_iter:
+
+    def check_one(item: tuple[str, Any]) -> DriftResult:
+        name, get_ref = item
+        part = DriftResult(columns={}, drift_share=result.drift_share, reference_rows=0, current_rows=0)
         cur = _column_stats(current_df[name], name)
-        _check_column(result, name, ref, cur, methods.get(name), thresholds.get(name))
+        _check_column(part, name, get_ref(), cur, methods.get(name), thresholds.get(name))
+        return part
+
+    for part in _map(check_one, ref_items, workers):
+        result.columns.update(part.columns)
+        result.schema_drift.extend(part.schema_drift)
+        result.skipped_columns.update(part.skipped_columns)
     return result
+
+
+def _default_workers() -> int:
+    return max(1, min(DEFAULT_WORKERS, os.cpu_count() or 1))
+
+
+def _map(fn: Any, items: list[Any], workers: int | None) -> Iterator[Any]:
+    """``map`` over columns, in threads (numpy's sorts and SciPy release the GIL); order is kept."""
+    workers = _default_workers() if workers is None else max(1, int(workers))
+    if workers == 1 or len(items) <= 1:
+        yield from map(fn, items)
+        return
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="drift") as pool:
+        yield from pool.map(fn, items)
 
 
 def _check_column(
