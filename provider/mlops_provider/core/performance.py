@@ -1,0 +1,188 @@
+"""
+Live model quality from late-arriving labels, compared with the champion's evaluation metrics.
+
+Pure module: no Airflow; pandas/sklearn are imported inside the functions.  Used by
+:class:`~mlops_provider.operators.performance.ModelPerformanceOperator`.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+#: Metrics that need class probabilities, which stored predictions do not carry.
+_NEEDS_SCORES = {"roc_auc", "average_precision", "log_loss", "brier_score"}
+MAX_IDS_IN_SUMMARY = 20
+
+
+def _error(message: str) -> Exception:
+    from mlops_provider.exceptions import DatasetError
+
+    return DatasetError(message)
+
+
+@dataclass
+class JoinResult:
+    """Labels joined with predictions by id, and what could not be joined."""
+
+    frame: pd.DataFrame = field(repr=False)
+    n_labels: int
+    n_predictions: int
+    n_joined: int
+    unmatched_label_ids: list[Any]
+    n_unmatched_labels: int
+    n_duplicate_prediction_ids: int
+    model_versions: list[str]
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "n_labels": self.n_labels,
+            "n_predictions": self.n_predictions,
+            "n_joined": self.n_joined,
+            "n_unmatched_labels": self.n_unmatched_labels,
+            "unmatched_label_ids": [_jsonable(v) for v in self.unmatched_label_ids[:MAX_IDS_IN_SUMMARY]],
+            "n_duplicate_prediction_ids": self.n_duplicate_prediction_ids,
+            "model_versions": self.model_versions,
+        }
+
+
+def _jsonable(value: Any) -> Any:
+    if hasattr(value, "item"):
+        value = value.item()
+    return value if isinstance(value, (str, int, float, bool)) or value is None else str(value)
+
+
+def join_labels(
+    labels: pd.DataFrame,
+    predictions: pd.DataFrame,
+    id_columns: Sequence[str],
+    label_column: str,
+    prediction_column: str = "prediction",
+    model_version: str | None = None,
+) -> JoinResult:
+    """
+    Inner-join labels with predictions on ``id_columns``; report label ids with no prediction.
+
+    Predictions of other model versions are left out when ``model_version`` is given.  When an id was
+    predicted more than once (a batch scored twice), the last prediction counts, and it is reported.
+    """
+    ids = list(id_columns)
+    for name, frame, needed in (
+        ("labels", labels, [*ids, label_column]),
+        ("predictions", predictions, [*ids, prediction_column]),
+    ):
+        missing = [c for c in needed if c not in frame.columns]
+        if missing:
+            raise _error(f"The {name} table lacks column(s) {missing} (has {list(frame.columns)[:20]})")
+    preds = predictions
+    if model_version is not None and "model_version" in preds.columns:
+        preds = preds[preds["model_version"].astype(str) == str(model_version)]
+    dup = int(preds.duplicated(subset=ids, keep="last").sum())
+    preds = preds.drop_duplicates(subset=ids, keep="last")
+    keep = [*ids, prediction_column] + (["model_version"] if "model_version" in preds.columns else [])
+    lab = labels[[*ids, label_column]].rename(columns={label_column: "__label"})
+    merged = lab.merge(preds[keep], on=ids, how="left", indicator=True)
+    unmatched = merged[merged["_merge"] == "left_only"]
+    joined = merged[merged["_merge"] == "both"].drop(columns="_merge")
+    joined = joined[joined["__label"].notna()]
+    if len(ids) == 1:
+        unmatched_ids = unmatched[ids[0]].tolist()
+    else:
+        unmatched_ids = [list(map(_jsonable, row)) for row in unmatched[ids].itertuples(index=False)]
+    versions = sorted({str(v) for v in joined["model_version"].unique()}) if "model_version" in joined else []
+    return JoinResult(
+        frame=joined,
+        n_labels=len(labels),
+        n_predictions=len(predictions),
+        n_joined=len(joined),
+        unmatched_label_ids=unmatched_ids[: MAX_IDS_IN_SUMMARY * 5],
+        n_unmatched_labels=len(unmatched),
+        n_duplicate_prediction_ids=dup,
+        model_versions=versions,
+    )
+
+
+def live_metrics(
+    y_true: Any, y_pred: Any, metric_names: Sequence[str], n_classes: int | None = None
+) -> tuple[dict[str, float], dict[str, str]]:
+    """
+    Metrics of stored predictions against labels: ``({name: value}, {skipped name: why})``.
+
+    Names and orientation are those of :mod:`mlops_provider.core.metrics` (``rmse`` is positive, lower
+    is better).  Metrics that need probabilities are skipped: stored predictions are labels/values.
+    """
+    from sklearn.metrics import get_scorer
+
+    from mlops_provider.core.metrics import metric_key, resolve_scorer
+
+    values: dict[str, float] = {}
+    skipped: dict[str, str] = {}
+    for name in metric_names:
+        key = metric_key(name)
+        if key in _NEEDS_SCORES:
+            skipped[key] = "needs predicted probabilities; stored predictions hold labels only"
+            continue
+        try:
+            scorer_name, _sign = resolve_scorer(name, n_classes)
+            scorer = get_scorer(scorer_name)
+            # the raw metric function gives the natural value (the scorer's sign is applied outside it)
+            value = float(scorer._score_func(y_true, y_pred, **scorer._kwargs))
+        except (ValueError, TypeError, AttributeError) as err:
+            skipped[key] = f"cannot compute: {str(err)[:200]}"
+            continue
+        values[key] = value + 0.0
+    return values, skipped
+
+
+@dataclass
+class MetricComparison:
+    metric: str
+    champion: float
+    live: float
+    greater_is_better: bool
+    degradation: float  # > 0 means worse than the champion, in the metric's unit
+    relative_degradation: float | None
+    decayed: bool
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        for k in ("champion", "live", "degradation", "relative_degradation"):
+            if isinstance(data[k], float):
+                data[k] = round(data[k], 6)
+        return data
+
+
+def compare_with_champion(
+    live: Mapping[str, float],
+    champion: Mapping[str, float],
+    tolerance: float = 0.05,
+    absolute_tolerance: float | None = None,
+) -> list[MetricComparison]:
+    """
+    Compare live metrics with the champion's evaluation metrics.
+
+    A metric has decayed when it is worse than the champion's by more than ``tolerance`` relative to
+    the champion's value (``0.05`` = 5 %), or by more than ``absolute_tolerance`` in its own unit when
+    that is given (which is the better choice for metrics near zero).
+    """
+    from mlops_provider.core.metrics import greater_is_better
+
+    out: list[MetricComparison] = []
+    for name, value in live.items():
+        if name not in champion:
+            continue
+        ref = float(champion[name])
+        higher = greater_is_better(name)
+        degradation = (ref - value) if higher else (value - ref)
+        relative = degradation / abs(ref) if ref not in (0.0,) and math.isfinite(ref) else None
+        if absolute_tolerance is not None:
+            decayed = degradation > absolute_tolerance
+        else:
+            decayed = relative is not None and relative > tolerance
+        out.append(MetricComparison(name, ref, value, higher, degradation, relative, decayed))
+    return out

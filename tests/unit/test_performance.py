@@ -1,0 +1,111 @@
+"""ModelPerformanceOperator: join by id, live metrics, decay vs the champion's MLflow run, Asset event via alias.
+
+Real MLflow store (``mlflow_conn_sqlite``); the champion version is created straight in the registry
+from a run with evaluation metrics (no model artifact is needed to read metrics).
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from mlops_provider.core.performance import compare_with_champion, join_labels, live_metrics
+from mlops_provider.operators.performance import ModelPerformanceOperator, performance_decay_uri
+
+
+def test_join_reports_unmatched_and_duplicates():
+    labels = pd.DataFrame({"id": [1, 2, 3, 4], "label": [1, 0, 1, 0]})
+    preds = pd.DataFrame({"id": [1, 2, 2, 3, 9], "prediction": [1, 1, 0, 1, 0], "model_version": ["3"] * 5})
+    j = join_labels(labels, preds, ["id"], "label", model_version="3")
+    assert j.n_joined == 3 and j.n_unmatched_labels == 1 and j.unmatched_label_ids == [4]
+    assert j.n_duplicate_prediction_ids == 1  # id 2 scored twice: the last prediction counts
+    assert j.frame.set_index("id").loc[2, "prediction"] == 0
+    json.dumps(j.summary())
+    # predictions of another version are not compared with this champion
+    assert join_labels(labels, preds, ["id"], "label", model_version="4").n_joined == 0
+
+
+def test_live_metrics_and_comparison_orientation():
+    values, skipped = live_metrics([1, 0, 1, 1], [1, 0, 0, 1], ["accuracy", "roc_auc"], n_classes=2)
+    assert values == {"accuracy": 0.75} and "roc_auc" in skipped
+    reg, _ = live_metrics([1.0, 2.0, 3.0], [1.5, 2.0, 2.5], ["rmse"])
+    comp = {c.metric: c for c in compare_with_champion({"accuracy": 0.75, **reg}, {"accuracy": 0.9, "rmse": 0.1})}
+    assert comp["accuracy"].decayed and comp["accuracy"].degradation == pytest.approx(0.15)
+    assert comp["rmse"].decayed and not comp["rmse"].greater_is_better
+    ok = compare_with_champion({"accuracy": 0.88}, {"accuracy": 0.9}, tolerance=0.05)
+    assert not ok[0].decayed
+
+
+@pytest.fixture
+def champion(mlflow_conn_sqlite):
+    from mlops_provider.hooks.mlflow import MlflowHook
+
+    name = f"perf-{uuid.uuid4().hex[:8]}"
+    client = MlflowHook().get_client()
+    exp = client.create_experiment(f"exp-{name}")
+    run = client.create_run(exp)
+    client.log_metric(run.info.run_id, "accuracy", 0.92)
+    client.log_metric(run.info.run_id, "f1", 0.91)
+    client.set_terminated(run.info.run_id)
+    client.create_registered_model(name)
+    mv = client.create_model_version(name, source=f"runs:/{run.info.run_id}/model", run_id=run.info.run_id)
+    client.set_registered_model_alias(name, "champion", mv.version)
+    return name, str(mv.version)
+
+
+def _context():
+    from airflow.sdk.execution_time.context import OutletEventAccessors
+
+    return {"run_id": "test_run", "outlet_events": OutletEventAccessors()}
+
+
+def _write(tmp_path, version, accuracy, n=200, seed=0):
+    rng = np.random.default_rng(seed)
+    y = rng.integers(0, 2, n)
+    pred = np.where(rng.random(n) < accuracy, y, 1 - y)
+    ids = np.arange(n)
+    pd.DataFrame({"id": ids, "prediction": pred, "model_version": version}).to_parquet(tmp_path / "pred.parquet")
+    labels = pd.DataFrame({"id": np.append(ids, [10_001, 10_002]), "label": np.append(y, [1, 0])})
+    labels.to_csv(tmp_path / "labels.csv", index=False)
+
+
+def _op(name, tmp_path, **kw):
+    return ModelPerformanceOperator(
+        task_id="performance", model_name=name, labels=str(tmp_path / "labels.csv"),
+        predictions=str(tmp_path / "pred.parquet"), **kw,
+    )
+
+
+def test_decay_emits_asset_event_with_figures(champion, tmp_path):
+    name, version = champion
+    _write(tmp_path, version, accuracy=0.6)
+    ctx = _context()
+    result = _op(name, tmp_path).execute(ctx)
+    assert result["verdict"] == "decay" and result["decayed"] is True
+    assert result["join"]["n_unmatched_labels"] == 2 and result["join"]["unmatched_label_ids"] == [10_001, 10_002]
+    assert result["event"]["asset"] == performance_decay_uri(name)
+    assert result["event"]["extra"]["reason"] == "performance_decay"
+    assert len(json.dumps(result)) < 10_000
+    (alias_events,) = [acc for acc in ctx["outlet_events"]._dict.values()]
+    (asset_event,) = alias_events.asset_alias_events
+    assert asset_event.dest_asset_key.uri == performance_decay_uri(name)
+    assert asset_event.extra["metric"] in ("accuracy", "f1")
+
+
+def test_no_decay_emits_nothing(champion, tmp_path):
+    name, version = champion
+    _write(tmp_path, version, accuracy=0.95)
+    ctx = _context()
+    result = _op(name, tmp_path).execute(ctx)
+    assert result["verdict"] == "ok" and "event" not in result
+    assert all(not acc.asset_alias_events for acc in ctx["outlet_events"]._dict.values())
+
+
+def test_too_few_labels_gives_no_verdict(champion, tmp_path):
+    name, version = champion
+    _write(tmp_path, version, accuracy=0.1, n=10)
+    assert _op(name, tmp_path).execute(_context())["verdict"] == "insufficient_labels"
