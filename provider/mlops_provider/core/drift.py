@@ -688,12 +688,15 @@ def _n_values(ref: ColumnStats, cur: ColumnStats) -> int:
 
 
 def _chisquare(ref: ColumnStats, cur: ColumnStats) -> float:
+    import numpy as np
     from scipy.stats import chisquare
 
     _, rc, cc = _aligned_counts(ref, cur)
     k_norm = cur.n_valid / ref.n_valid
     f_exp = rc * k_norm
-    return float(chisquare(cc, f_exp)[1])
+    # a category unseen in the reference has expected frequency 0: statistic inf, p-value 0 (as Evidently)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return float(chisquare(cc, f_exp)[1])
 
 
 def _z_test(ref: ColumnStats, cur: ColumnStats) -> float:
