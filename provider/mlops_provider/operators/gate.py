@@ -1,0 +1,533 @@
+"""Promotion gate: evaluate challenger and champion on the same data, decide, record, and maybe promote."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import tempfile
+import time
+from collections.abc import Sequence
+from functools import cached_property
+from typing import TYPE_CHECKING, Any
+
+from airflow.sdk import BaseOperator
+
+from mlops_provider.links.mlflow import GateReportLink, MlflowModelVersionLink, record_link
+
+if TYPE_CHECKING:
+    import pandas as pd
+    from airflow.sdk import Context
+
+    from mlops_provider.core.gate import GateDecision, GateSpec
+    from mlops_provider.hooks.mlflow import MlflowHook
+
+ON_PASS = ("promote", "none")
+ON_FAIL = ("fail", "skip")
+TAG_PREFIX = "gate."
+REPORT_JSON = "gate_report.json"
+REPORT_PNG = "gate_report.png"
+DEFAULT_EXPERIMENT = "promotion-gate"
+#: MLflow tag values are limited in size; the compact summary stays well below.
+MAX_TAG_CHARS = 4000
+
+
+class PromotionGateOperator(BaseOperator):
+    """
+    Evaluate a challenger and the champion of a registered model on one evaluation dataset and bless or reject it.
+
+    Both versions are scored in this task with the metric code used for training
+    (:func:`mlops_provider.core.metrics.compute_metrics`), overall and per slice (one slice per value of
+    each slice column).  The decision follows TFX's blessing semantics
+    (:func:`mlops_provider.core.gate.evaluate_gate`).  Outputs: tags ``gate.*`` on the challenger's
+    model version, a report (JSON + PNG chart) logged to an MLflow run with a "Gate report" link, and a
+    small XCom summary.
+
+    :param model_name: registered model name.
+    :param eval_dataset: evaluation dataset: path/URI string, ``{"uri"|"sql", "conn_id", "format"}`` dict.
+    :param target_column: label column of ``eval_dataset``.
+    :param gate_spec: the checks, as a :class:`~mlops_provider.core.gate.GateSpec` dict (thresholds,
+        fairness, budgets, ``fail_on_empty_slice``).
+    :param challenger: version number or alias of the candidate (default alias ``challenger``).
+    :param champion: alias (default ``champion``) or version of the baseline; a missing alias means
+        "first model".  With ``on_pass="promote"`` it must be an alias: the one that is moved.
+    :param metrics: metric names to compute (default: those named by ``gate_spec``).
+    :param slice_columns: extra columns to slice by (those named in ``gate_spec`` are always used).
+    :param feature_columns: columns passed to the models (default: all but target and slice-only columns).
+    :param on_pass: ``promote`` (move the champion alias with compare-and-set) or ``none``.
+    :param on_fail: ``fail`` (raise :class:`~mlops_provider.exceptions.PromotionRejected`) or ``skip``.
+    :param experiment_name: MLflow experiment of the gate run (default: connection extra
+        ``experiment_name`` or ``promotion-gate``).
+    :param latency_chunks: number of 1,000-row chunks timed for the latency budget.
+    :param mlflow_conn_id: MLflow connection.
+    """
+
+    template_fields: Sequence[str] = (
+        "model_name",
+        "eval_dataset",
+        "target_column",
+        "gate_spec",
+        "challenger",
+        "champion",
+        "metrics",
+        "slice_columns",
+        "feature_columns",
+        "experiment_name",
+    )
+    template_fields_renderers = {"gate_spec": "json", "eval_dataset": "json"}
+    operator_extra_links = (GateReportLink(), MlflowModelVersionLink())
+    ui_color = "#d8f0e6"
+
+    def __init__(
+        self,
+        *,
+        model_name: str,
+        eval_dataset: str | dict[str, Any],
+        target_column: str,
+        gate_spec: dict[str, Any],
+        challenger: str | int = "challenger",
+        champion: str | int = "champion",
+        metrics: Sequence[str] | None = None,
+        slice_columns: Sequence[str] = (),
+        feature_columns: Sequence[str] | None = None,
+        on_pass: str = "promote",
+        on_fail: str = "fail",
+        experiment_name: str | None = None,
+        latency_chunks: int = 20,
+        mlflow_conn_id: str = "mlflow_default",
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.model_name = model_name
+        self.eval_dataset = eval_dataset
+        self.target_column = target_column
+        self.gate_spec = gate_spec
+        self.challenger = challenger
+        self.champion = champion
+        self.metrics = metrics
+        self.slice_columns = slice_columns
+        self.feature_columns = feature_columns
+        self.on_pass = on_pass
+        self.on_fail = on_fail
+        self.experiment_name = experiment_name
+        self.latency_chunks = latency_chunks
+        self.mlflow_conn_id = mlflow_conn_id
+
+    @cached_property
+    def hook(self) -> MlflowHook:
+        from mlops_provider.hooks.mlflow import MlflowHook
+
+        return MlflowHook(mlflow_conn_id=self.mlflow_conn_id)
+
+    # ------------------------------------------------------------------ execute
+
+    def execute(self, context: Context) -> dict[str, Any]:
+        from mlops_provider.core.gate import GateDecision
+
+        spec = self._validate()
+        client = self.hook.get_client()
+        challenger_version = self._resolve_version(client, self.challenger, required=True)
+        champion_version = self._resolve_version(client, self.champion, required=False)
+        self.log.info(
+            "Gate for %r: challenger %s (%s) vs champion %s (%s)",
+            self.model_name, challenger_version, self.challenger, champion_version or "none", self.champion,
+        )
+        record_link(self, MlflowModelVersionLink.name, self.hook.model_version_url(self.model_name, challenger_version))
+
+        if champion_version is not None and champion_version == challenger_version:
+            decision = GateDecision(
+                passed=False, basis="same_version", checks=[],
+                candidate=challenger_version, baseline=champion_version,
+                notes=["challenger is the champion: nothing evaluated, nothing changed"],
+            )
+            self.log.info("%s", decision.message())
+            return self._xcom(decision, challenger_version, champion_version, None, None, promoted=False)
+
+        evaluation = self._evaluate(spec, challenger_version, champion_version)
+        from mlops_provider.core.gate import GateSpecError, evaluate_gate
+        from mlops_provider.exceptions import MlopsConfigurationError
+
+        try:
+            decision = evaluate_gate(
+                evaluation["candidate"], evaluation["baseline"], spec,
+                candidate_id=challenger_version, baseline_id=champion_version,
+            )
+        except GateSpecError as err:
+            raise MlopsConfigurationError(f"PromotionGateOperator {self.task_id!r}: {err}") from None
+        self.log.info("%s", decision.message())
+
+        run_id, report_uri = self._log_report(client, spec, decision, evaluation, challenger_version, champion_version)
+        self._tag_version(client, decision, challenger_version, champion_version, report_uri, run_id)
+
+        if not decision.passed:
+            text = f"{decision.message()}\n  report: {report_uri}"
+            if self.on_fail == "skip":
+                from airflow.sdk.exceptions import AirflowSkipException
+
+                raise AirflowSkipException(text)
+            from mlops_provider.exceptions import PromotionRejected
+
+            raise PromotionRejected(text)
+
+        promoted = False
+        if self.on_pass == "promote":
+            promoted = self._promote(client, decision, challenger_version, champion_version, context)
+        return self._xcom(decision, challenger_version, champion_version, run_id, report_uri, promoted=promoted)
+
+    # ------------------------------------------------------------------ steps
+
+    def _validate(self) -> GateSpec:
+        from mlops_provider.core.gate import GateSpec, GateSpecError
+        from mlops_provider.exceptions import MlopsConfigurationError
+
+        where = f"PromotionGateOperator {self.task_id!r}"
+        if self.on_pass not in ON_PASS:
+            raise MlopsConfigurationError(f"{where}: on_pass must be one of {ON_PASS}, got {self.on_pass!r}")
+        if self.on_fail not in ON_FAIL:
+            raise MlopsConfigurationError(f"{where}: on_fail must be one of {ON_FAIL}, got {self.on_fail!r}")
+        if not self.model_name or not isinstance(self.model_name, str):
+            raise MlopsConfigurationError(f"{where}: model_name must be a non-empty string")
+        if not self.target_column or not isinstance(self.target_column, str):
+            raise MlopsConfigurationError(f"{where}: target_column must be a non-empty string")
+        if self.on_pass == "promote" and _is_version(self.champion):
+            raise MlopsConfigurationError(
+                f"{where}: on_pass='promote' moves the champion alias, so champion must be an alias, "
+                f"got version {self.champion!r}"
+            )
+        raw = self.gate_spec
+        if isinstance(raw, str):
+            try:
+                raw = json.loads(raw)
+            except json.JSONDecodeError as err:
+                raise MlopsConfigurationError(f"{where}: gate_spec is not valid JSON: {err.msg}") from None
+        try:
+            spec = GateSpec.from_dict(raw)
+        except GateSpecError as err:
+            raise MlopsConfigurationError(f"{where}: {err}") from None
+        from mlops_provider.core.metrics import validate_metric_names
+
+        validate_metric_names(self._metric_names(spec))
+        return spec
+
+    def _metric_names(self, spec: GateSpec) -> list[str]:
+        names = list(self.metrics) if self.metrics else spec.metric_names
+        return list(dict.fromkeys(names))
+
+    def _resolve_version(self, client: Any, ref: str | int, required: bool) -> str | None:
+        """Version number (as a string) for a version or alias; ``None`` for a missing optional alias."""
+        from mlflow.exceptions import MlflowException
+
+        from mlops_provider.exceptions import MlopsConfigurationError
+
+        try:
+            if _is_version(ref):
+                return str(client.get_model_version(self.model_name, str(ref)).version)
+            return str(client.get_model_version_by_alias(self.model_name, str(ref)).version)
+        except MlflowException as err:
+            if getattr(err, "error_code", "") not in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE"):
+                raise
+            if required or _is_version(ref):
+                raise MlopsConfigurationError(
+                    f"Registered model {self.model_name!r} has no version or alias {ref!r}: "
+                    f"{str(err).splitlines()[0][:200]}"
+                ) from None
+            return None
+
+    def _evaluate(self, spec: GateSpec, challenger_version: str, champion_version: str | None) -> dict[str, Any]:
+        """Load the dataset once and both models; compute metrics per slice, latency and size."""
+        from mlops_provider.core.datasets import load_dataset, to_dataset_ref
+        from mlops_provider.exceptions import DatasetError
+
+        ref = to_dataset_ref(self.eval_dataset)
+        data = load_dataset(ref)
+        frame = data.frame
+        slice_columns = list(dict.fromkeys([*spec.slice_columns, *(self.slice_columns or [])]))
+        missing = [c for c in [self.target_column, *slice_columns] if c not in frame.columns]
+        if missing:
+            raise DatasetError(
+                f"Evaluation dataset {data.uri} has no column(s) {missing}; it has: {', '.join(map(str, frame.columns[:30]))}"
+            )
+        if self.feature_columns:
+            features = list(self.feature_columns)
+            absent = [c for c in features if c not in frame.columns]
+            if absent:
+                raise DatasetError(f"Evaluation dataset {data.uri} has no feature column(s) {absent}")
+        else:
+            features = [c for c in frame.columns if c != self.target_column]
+        X, y = frame[features], frame[self.target_column]
+        names = self._metric_names(spec)
+        slices = _slice_indices(frame, slice_columns)
+        measure_latency = spec.latency_p95_ms_per_1k_rows is not None
+
+        results: dict[str, Any] = {"dataset": data.summary(), "slices": {k: len(v) for k, v in slices.items()}}
+        with tempfile.TemporaryDirectory(prefix="gate-") as tmp:
+            for role, version in (("candidate", challenger_version), ("baseline", champion_version)):
+                if version is None:
+                    results[role] = None
+                    continue
+                model, size_mb = self._load_model(version, os.path.join(tmp, role))
+                metrics = _metrics_by_slice(model, X, y, names, slices)
+                metrics["overall"]["model_size_mb"] = size_mb
+                if measure_latency:
+                    metrics["overall"]["latency_p95_ms_per_1k_rows"] = _latency_p95(model, X, self.latency_chunks)
+                results[role] = metrics
+        return results
+
+    def _load_model(self, version: str, dst: str) -> tuple[Any, float]:
+        """Download the model of ``version`` once; return the loaded sklearn model and its size in MB."""
+        import mlflow
+        from mlflow.exceptions import MlflowException
+
+        from mlops_provider.exceptions import MlopsConfigurationError
+
+        os.makedirs(dst, exist_ok=True)
+        uri = f"models:/{self.model_name}/{version}"
+        with self.hook.mlflow_env():
+            local = mlflow.artifacts.download_artifacts(artifact_uri=uri, dst_path=dst)
+        size = sum(
+            os.path.getsize(os.path.join(root, f)) for root, _, files in os.walk(local) for f in files
+        )
+        try:
+            model = mlflow.sklearn.load_model(local)
+        except MlflowException as err:
+            raise MlopsConfigurationError(
+                f"Model {uri} cannot be loaded as an sklearn model (the gate scores sklearn-flavoured models): "
+                f"{str(err).splitlines()[0][:200]}"
+            ) from None
+        return model, round(size / 1_000_000, 6)
+
+    def _log_report(
+        self, client: Any, spec: GateSpec, decision: GateDecision, evaluation: dict[str, Any],
+        challenger_version: str, champion_version: str | None,
+    ) -> tuple[str, str]:
+        """Log the gate report (JSON + PNG) to a new MLflow run; return (run_id, report URI)."""
+        from mlflow.entities import Metric, RunTag
+
+        experiment_id = self._experiment_id(client)
+        run = client.create_run(
+            experiment_id,
+            run_name=f"gate {self.model_name} v{challenger_version} vs v{champion_version or '-'}",
+            tags={
+                "mlops.kind": "promotion_gate",
+                "mlops.model_name": self.model_name,
+                "mlops.challenger_version": challenger_version,
+                "mlops.champion_version": champion_version or "",
+                "mlops.verdict": decision.verdict,
+            },
+        )
+        run_id = run.info.run_id
+        report = {
+            "model_name": self.model_name,
+            "challenger_version": challenger_version,
+            "champion_version": champion_version,
+            "decision": decision.to_dict(),
+            "spec": spec.to_dict(),
+            "dataset": evaluation["dataset"],
+            "slice_rows": evaluation["slices"],
+            "metrics": {"challenger": evaluation["candidate"], "champion": evaluation["baseline"]},
+        }
+        now = int(time.time() * 1000)
+        metrics = [
+            Metric(f"{role}.{name}", float(value), now, 0)
+            for role, per_slice in (("challenger", evaluation["candidate"]), ("champion", evaluation["baseline"]))
+            if per_slice
+            for name, value in per_slice["overall"].items()
+            if isinstance(value, int | float) and math.isfinite(value)
+        ]
+        with tempfile.TemporaryDirectory(prefix="gate-report-") as tmp:
+            with open(os.path.join(tmp, REPORT_JSON), "w") as fh:
+                json.dump(_json_safe(report), fh, indent=2, allow_nan=False)
+            try:
+                render_chart(report, os.path.join(tmp, REPORT_PNG))
+            except Exception as err:  # the chart is a convenience: never lose the decision over it
+                self.log.warning("Gate chart could not be drawn: %s", err)
+            client.log_batch(run_id, metrics=metrics, tags=[RunTag("mlops.passed", str(decision.passed).lower())])
+            client.log_artifacts(run_id, tmp, artifact_path="gate")
+        client.set_terminated(run_id, "FINISHED")
+        report_uri = f"{run.info.artifact_uri.rstrip('/')}/gate/{REPORT_JSON}"
+        url = self.hook.artifact_url(run_id, f"gate/{REPORT_JSON}", experiment_id) or report_uri
+        record_link(self, GateReportLink.name, url)
+        self.log.info("Gate report: %s", url)
+        return run_id, report_uri
+
+    def _experiment_id(self, client: Any) -> str:
+        name = self.experiment_name or self.hook.extras.get("experiment_name") or DEFAULT_EXPERIMENT
+        experiment = client.get_experiment_by_name(name)
+        if experiment is not None:
+            return experiment.experiment_id
+        from mlflow.exceptions import MlflowException
+
+        try:
+            return client.create_experiment(name)
+        except MlflowException:  # created concurrently
+            return client.get_experiment_by_name(name).experiment_id
+
+    def _tag_version(
+        self, client: Any, decision: GateDecision, challenger_version: str, champion_version: str | None,
+        report_uri: str, run_id: str,
+    ) -> None:
+        summary = decision.to_summary()
+        compact = json.dumps(
+            {k: summary[k] for k in ("verdict", "basis", "n_checks", "n_failed", "failed")}, separators=(",", ":")
+        )
+        if len(compact) > MAX_TAG_CHARS:
+            compact = compact[: MAX_TAG_CHARS - 3] + "..."
+        tags = {
+            "passed": str(decision.passed).lower(),
+            "compared_to": champion_version or "none",
+            "summary": compact,
+            "report_uri": report_uri,
+            "run_id": run_id,
+        }
+        for key, value in tags.items():
+            client.set_model_version_tag(self.model_name, challenger_version, TAG_PREFIX + key, value)
+
+    def _promote(
+        self, client: Any, decision: GateDecision, challenger_version: str, champion_version: str | None,
+        context: Context,
+    ) -> bool:
+        """Move the champion alias to the challenger only if it still points where it did at the start."""
+        from mlops_provider.core.registry import compare_and_set_alias
+        from mlops_provider.exceptions import ChampionMovedError
+
+        alias = str(self.champion)
+        ti = context.get("ti")
+        actor = f"{ti.dag_id}/{ti.run_id}/{ti.task_id}" if ti is not None else self.task_id
+        try:
+            result = compare_and_set_alias(
+                client, self.model_name, alias, challenger_version,
+                # "none": the alias must still be unset (first model); never None, which skips the check
+                champion_version if champion_version is not None else "none",
+                reason=f"promotion gate {decision.verdict} ({decision.basis})", actor=actor,
+            )
+        except ChampionMovedError:
+            client.set_model_version_tag(self.model_name, challenger_version, TAG_PREFIX + "promoted", "false")
+            raise
+        client.set_model_version_tag(self.model_name, challenger_version, TAG_PREFIX + "promoted", "true")
+        self.log.info(
+            "Promoted %r version %s to alias %r (was %s)", self.model_name, challenger_version, alias,
+            result.get("previous_version") or "unset",
+        )
+        return True
+
+    def _xcom(
+        self, decision: GateDecision, challenger_version: str, champion_version: str | None,
+        run_id: str | None, report_uri: str | None, promoted: bool,
+    ) -> dict[str, Any]:
+        return {
+            "model_name": self.model_name,
+            "challenger_version": challenger_version,
+            "champion_version": champion_version,
+            **decision.to_summary(),
+            "promoted": promoted,
+            "run_id": run_id,
+            "report_uri": report_uri,
+        }
+
+
+# ---------------------------------------------------------------------- helpers (pure)
+
+
+def _is_version(ref: Any) -> bool:
+    return isinstance(ref, int) and not isinstance(ref, bool) or (isinstance(ref, str) and ref.isdigit())
+
+
+def _slice_indices(frame: pd.DataFrame, columns: Sequence[str]) -> dict[str, Any]:
+    """``{"col=value": positional indices}`` for every value of every slice column (NaN as ``col=nan``)."""
+    slices: dict[str, Any] = {}
+    for column in columns:
+        groups = frame.groupby(frame[column], dropna=False, observed=False, sort=True).indices
+        for value, idx in groups.items():
+            slices[f"{column}={value}"] = idx
+    return slices
+
+
+def _metrics_by_slice(model: Any, X: Any, y: Any, names: list[str], slices: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """Overall metrics (errors raise) and per-slice metrics (a metric undefined on a slice is NaN)."""
+    from mlops_provider.core.metrics import compute_metrics
+
+    out: dict[str, dict[str, Any]] = {"overall": {**compute_metrics(model, X, y, names), "n_rows": len(X)}}
+    for key, idx in slices.items():
+        row: dict[str, Any] = {"n_rows": len(idx)}
+        if len(idx):
+            Xs, ys = X.iloc[idx], y.iloc[idx]
+            try:
+                row.update(compute_metrics(model, Xs, ys, names))
+            except Exception:  # e.g. roc_auc on a slice with one class: score metric by metric
+                for name in names:
+                    try:
+                        row.update(compute_metrics(model, Xs, ys, [name]))
+                    except Exception:
+                        from mlops_provider.core.metrics import metric_key
+
+                        row[metric_key(name)] = math.nan
+        out[key] = row
+    return out
+
+
+def _latency_p95(model: Any, X: Any, chunks: int) -> float:
+    """p95 over up to ``chunks`` timed ``predict`` calls on 1,000-row chunks (ms per 1,000 rows)."""
+    import numpy as np
+
+    n = len(X)
+    size = min(1000, n)
+    timings = []
+    starts = list(range(0, max(n - size, 0) + 1, size))[: max(int(chunks), 1)]
+    model.predict(X.iloc[:size])  # warm-up
+    for start in starts:
+        part = X.iloc[start : start + size]
+        t0 = time.perf_counter()
+        model.predict(part)
+        timings.append((time.perf_counter() - t0) * 1000 * 1000 / len(part))
+    return float(np.percentile(timings, 95))
+
+
+def _json_safe(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {str(k): _json_safe(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_json_safe(v) for v in value]
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if hasattr(value, "item"):  # numpy scalar
+        return _json_safe(value.item())
+    return value
+
+
+def render_chart(report: dict[str, Any], path: str) -> None:
+    """Champion vs challenger per metric (rows) and slice (bars), as a PNG (matplotlib Agg, no pyplot)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    challenger = report["metrics"]["challenger"] or {}
+    champion = report["metrics"]["champion"] or {}
+    hidden = {"n_rows"}
+    metric_names = [m for m in (challenger.get("overall") or {}) if m not in hidden]
+    slice_keys = list(challenger)[:25]
+    n = max(len(metric_names), 1)
+    fig = Figure(figsize=(max(6.0, 0.55 * len(slice_keys) + 2), 2.6 * n))
+    FigureCanvasAgg(fig)
+    axes = fig.subplots(n, 1, squeeze=False)[:, 0]
+    width = 0.4
+    for ax, metric in zip(axes, metric_names, strict=False):
+        xs = list(range(len(slice_keys)))
+        ch = [_num(challenger.get(s, {}).get(metric)) for s in slice_keys]
+        cp = [_num(champion.get(s, {}).get(metric)) for s in slice_keys]
+        ax.bar([x - width / 2 for x in xs], cp, width, label=f"champion v{report['champion_version'] or '-'}", color="#8da0cb")
+        ax.bar([x + width / 2 for x in xs], ch, width, label=f"challenger v{report['challenger_version']}", color="#66c2a5")
+        ax.set_xticks(xs)
+        ax.set_xticklabels(slice_keys, rotation=30, ha="right", fontsize=8)
+        ax.set_title(metric, fontsize=10)
+        ax.legend(fontsize=7, loc="lower right")
+    verdict = report["decision"]["verdict"].replace("_", " ")
+    fig.suptitle(f"{report['model_name']}: {verdict}", fontsize=11)
+    fig.tight_layout()
+    fig.savefig(path, dpi=80)
+
+
+def _num(value: Any) -> float:
+    try:
+        value = float(value)
+    except (TypeError, ValueError):
+        return 0.0
+    return value if math.isfinite(value) else 0.0

@@ -1,0 +1,312 @@
+"""PromotionGateOperator end to end against a real MLflow (server and sqlite store)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from mlops_provider.exceptions import (
+    ChampionMovedError,
+    MlflowConnectionError,
+    MlopsConfigurationError,
+    PromotionRejected,
+)
+from mlops_provider.hooks.mlflow import MlflowHook
+from mlops_provider.operators.gate import PromotionGateOperator
+
+FEATURES = ["x1", "x2"]
+SPEC = {
+    "thresholds": [
+        {"metric": "accuracy", "value": {"lower_bound": 0.6}, "slices": ["overall", "region=*"]},
+        {"metric": "accuracy", "change": {"direction": "higher_is_better", "absolute": 0.0}},
+        {"metric": "f1", "change": {"direction": "higher_is_better", "relative": -0.02}, "slices": ["*"]},
+    ],
+    "fairness": [{"metric": "recall", "column": "region", "max_gap": 0.25}],
+    "latency_p95_ms_per_1k_rows": 1000,
+    "max_model_size_mb": 50,
+}
+
+# logged models are shared per tracking store (logging is slow; registering a version is cheap)
+_LOGGED: dict[str, dict[str, str]] = {}
+
+
+def _frame(n: int = 2000, seed: int = 0) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    x1, x2 = rng.normal(size=n), rng.normal(size=n)
+    y = ((x1 + 0.8 * x2 + rng.normal(scale=0.5, size=n)) > 0).astype(int)
+    region = rng.choice(["EU", "US", "APAC"], size=n)
+    return pd.DataFrame({"x1": x1, "x2": x2, "region": region, "label": y})
+
+
+@pytest.fixture
+def eval_path(tmp_path: Path) -> str:
+    path = tmp_path / "eval.parquet"
+    _frame(seed=1).to_parquet(path)
+    return str(path)
+
+
+def _logged_models(tracking_uri: str) -> dict[str, str]:
+    """``{"strong": model_uri, "weak": model_uri}`` logged once per tracking store."""
+    if tracking_uri in _LOGGED:
+        return _LOGGED[tracking_uri]
+    import mlflow
+    from sklearn.dummy import DummyClassifier
+    from sklearn.linear_model import LogisticRegression
+
+    train = _frame(seed=0)
+    X, y = train[FEATURES], train["label"]
+    models = {
+        "strong": LogisticRegression().fit(X, y),
+        "weak": DummyClassifier(strategy="stratified", random_state=0).fit(X, y),
+    }
+    out = {}
+    with MlflowHook().mlflow_env():
+        mlflow.set_experiment("gate-tests")
+        for key, model in models.items():
+            with mlflow.start_run():
+                info = mlflow.sklearn.log_model(model, name="model")
+            out[key] = info.model_uri
+    _LOGGED[tracking_uri] = out
+    return out
+
+
+def _register(name: str, model_uri: str, alias: str | None = None) -> str:
+    import mlflow
+
+    with MlflowHook().mlflow_env():
+        version = mlflow.register_model(model_uri, name).version
+    if alias:
+        MlflowHook().get_client().set_registered_model_alias(name, alias, str(version))
+    return str(version)
+
+
+def _aliases(name: str) -> dict[str, str]:
+    return {k: str(v) for k, v in MlflowHook().get_client().get_registered_model(name).aliases.items()}
+
+
+def _tags(name: str, version: str) -> dict[str, str]:
+    return dict(MlflowHook().get_client().get_model_version(name, version).tags)
+
+
+def _gate(name: str, eval_path: str, **kwargs) -> PromotionGateOperator:
+    defaults = dict(
+        task_id="gate", model_name=name, eval_dataset=eval_path, target_column="label",
+        feature_columns=FEATURES, gate_spec=SPEC,
+    )
+    return PromotionGateOperator(**{**defaults, **kwargs})
+
+
+def _assert_small_json(result) -> None:
+    text = json.dumps(result)
+    assert len(text) < 2048, len(text)
+
+
+def test_better_challenger_is_promoted_with_report_and_tags(mlflow_conn, eval_path, tmp_path):
+    uris = _logged_models(mlflow_conn)
+    name = f"gate-{uuid.uuid4().hex[:8]}"
+    v1 = _register(name, uris["weak"], "champion")
+    v2 = _register(name, uris["strong"], "challenger")
+
+    op = _gate(name, eval_path)
+    result = op.execute({})
+
+    _assert_small_json(result)
+    assert result["passed"] is True and result["promoted"] is True
+    assert result["basis"] == "compared"
+    assert (result["challenger_version"], result["champion_version"]) == (v2, v1)
+    aliases = _aliases(name)
+    assert aliases["champion"] == v2
+    assert aliases.get("previous-champion") == v1
+    tags = _tags(name, v2)
+    assert tags["gate.passed"] == "true" and tags["gate.compared_to"] == v1
+    assert tags["gate.promoted"] == "true"
+    assert json.loads(tags["gate.summary"])["n_failed"] == 0
+    assert tags["gate.report_uri"] == result["report_uri"]
+
+    # the report artifact: JSON with per-check results and metrics per slice, and a PNG chart
+    import mlflow
+
+    with MlflowHook().mlflow_env():
+        local = mlflow.artifacts.download_artifacts(run_id=result["run_id"], artifact_path="gate", dst_path=str(tmp_path))
+    report = json.loads((Path(local) / "gate_report.json").read_text())
+    assert report["decision"]["verdict"] == "blessed"
+    assert {"overall", "region=EU", "region=US", "region=APAC"} <= set(report["metrics"]["challenger"])
+    assert report["metrics"]["challenger"]["overall"]["latency_p95_ms_per_1k_rows"] > 0
+    assert report["metrics"]["champion"]["overall"]["model_size_mb"] > 0
+    kinds = {c["kind"] for c in report["decision"]["checks"]}
+    assert kinds == {"value", "change", "fairness", "latency", "model_size"}
+    assert (Path(local) / "gate_report.png").read_bytes()[:4] == b"\x89PNG"
+    # the gate report link was recorded (server: UI URL; sqlite: artifact URI)
+    assert op._mlops_link_urls["Gate report"]
+
+
+def test_worse_challenger_is_rejected_and_nothing_moves(mlflow_conn, eval_path):
+    uris = _logged_models(mlflow_conn)
+    name = f"gate-{uuid.uuid4().hex[:8]}"
+    v1 = _register(name, uris["strong"], "champion")
+    v2 = _register(name, uris["weak"], "challenger")
+
+    with pytest.raises(PromotionRejected) as err:
+        _gate(name, eval_path).execute({})
+    text = str(err.value)
+    assert "NOT BLESSED" in text and "change:accuracy[overall]" in text and "report:" in text
+    assert _aliases(name)["champion"] == v1
+    tags = _tags(name, v2)
+    assert tags["gate.passed"] == "false" and "gate.promoted" not in tags
+
+
+def test_on_fail_skip(mlflow_conn_sqlite, eval_path):
+    from airflow.sdk.exceptions import AirflowSkipException
+
+    uris = _logged_models(mlflow_conn_sqlite)
+    name = f"gate-{uuid.uuid4().hex[:8]}"
+    _register(name, uris["strong"], "champion")
+    _register(name, uris["weak"], "challenger")
+    with pytest.raises(AirflowSkipException, match="NOT BLESSED"):
+        _gate(name, eval_path, on_fail="skip").execute({})
+
+
+def test_champion_moving_during_the_gate_promotes_nothing(mlflow_conn, eval_path):
+    uris = _logged_models(mlflow_conn)
+    name = f"gate-{uuid.uuid4().hex[:8]}"
+    _register(name, uris["weak"], "champion")
+    v2 = _register(name, uris["strong"], "challenger")
+    v3 = _register(name, uris["weak"])
+
+    op = _gate(name, eval_path)
+    evaluate = op._evaluate
+
+    def evaluate_while_someone_promotes(*args, **kwargs):
+        out = evaluate(*args, **kwargs)
+        MlflowHook().get_client().set_registered_model_alias(name, "champion", v3)  # a concurrent promotion
+        return out
+
+    op._evaluate = evaluate_while_someone_promotes
+    with pytest.raises(ChampionMovedError, match="nothing was changed"):
+        op.execute({})
+    assert _aliases(name)["champion"] == v3
+    assert _tags(name, v2)["gate.promoted"] == "false"
+
+
+def test_same_version_changes_nothing(mlflow_conn_sqlite, eval_path):
+    uris = _logged_models(mlflow_conn_sqlite)
+    name = f"gate-{uuid.uuid4().hex[:8]}"
+    v1 = _register(name, uris["strong"], "champion")
+    MlflowHook().get_client().set_registered_model_alias(name, "challenger", v1)
+
+    result = _gate(name, eval_path).execute({})
+    _assert_small_json(result)
+    assert result["verdict"] == "same_version" and result["promoted"] is False
+    assert _aliases(name) == {"champion": v1, "challenger": v1}
+    assert not any(k.startswith("gate.") for k in _tags(name, v1))
+
+
+def test_first_model_is_judged_on_value_thresholds_and_promoted(mlflow_conn_sqlite, eval_path):
+    uris = _logged_models(mlflow_conn_sqlite)
+    name = f"gate-{uuid.uuid4().hex[:8]}"
+    v1 = _register(name, uris["strong"], "challenger")
+
+    result = _gate(name, eval_path).execute({})
+    assert result["basis"] == "first_model" and result["passed"] and result["promoted"]
+    assert result["champion_version"] is None
+    assert _aliases(name)["champion"] == v1
+    assert _tags(name, v1)["gate.compared_to"] == "none"
+
+
+def test_empty_slice_is_reported_and_fails_when_configured(mlflow_conn_sqlite, eval_path):
+    uris = _logged_models(mlflow_conn_sqlite)
+    name = f"gate-{uuid.uuid4().hex[:8]}"
+    _register(name, uris["weak"], "champion")
+    _register(name, uris["strong"], "challenger")
+    spec = {"thresholds": [{"metric": "accuracy", "value": {"lower_bound": 0.5}, "slices": ["region=MARS"]}]}
+
+    with pytest.raises(PromotionRejected, match=r"empty_slice:accuracy\[region=MARS\] slice has no rows"):
+        _gate(name, eval_path, gate_spec=spec).execute({})
+    lenient = {
+        "thresholds": [{"metric": "accuracy", "value": {"lower_bound": 0.5}, "slices": ["overall", "region=MARS"]}],
+        "fail_on_empty_slice": False,
+    }
+    result = _gate(name, eval_path, gate_spec=lenient, on_pass="none").execute({})
+    assert result["passed"] is True and result["n_checks"] == 2  # overall value check + reported empty slice
+    import mlflow
+
+    with MlflowHook().mlflow_env():
+        report = mlflow.artifacts.load_dict(result["report_uri"])
+    empty = [c for c in report["decision"]["checks"] if c["kind"] == "empty_slice"]
+    assert empty == [dict(empty[0], slice="region=MARS", passed=True)]
+
+
+def test_unknown_metric_lists_available_ones(mlflow_conn_sqlite, eval_path):
+    uris = _logged_models(mlflow_conn_sqlite)
+    name = f"gate-{uuid.uuid4().hex[:8]}"
+    _register(name, uris["strong"], "challenger")
+    spec = {"thresholds": [{"metric": "f1", "value": {"lower_bound": 0.5}}]}
+    with pytest.raises(MlopsConfigurationError, match=r"\['f1'\].*available metrics: \['accuracy'\]"):
+        _gate(name, eval_path, gate_spec=spec, metrics=["accuracy"]).execute({})
+    with pytest.raises(MlopsConfigurationError, match="Unknown metric 'acuracy'"):
+        _gate(name, eval_path, gate_spec={"thresholds": [{"metric": "acuracy", "value": {"lower_bound": 0}}]}).execute({})
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"gate_spec": {}}, "no thresholds"),
+        ({"on_pass": "deploy"}, "on_pass must be one of"),
+        ({"on_fail": "warn"}, "on_fail must be one of"),
+        ({"champion": "3"}, "champion must be an alias"),
+    ],
+)
+def test_bad_arguments_fail_before_any_request(kwargs, match, monkeypatch):
+    monkeypatch.setenv("AIRFLOW_CONN_MLFLOW_DEFAULT", json.dumps({"conn_type": "mlflow", "host": "http://127.0.0.1:9"}))
+    with pytest.raises(MlopsConfigurationError, match=match):
+        _gate("m", "/nonexistent.parquet", **kwargs).execute({})
+
+
+def test_unreachable_registry_fails_clearly_and_is_retryable(monkeypatch, eval_path):
+    from airflow.sdk.exceptions import AirflowFailException
+
+    from tests.helpers.servers import free_port
+
+    url = f"http://127.0.0.1:{free_port()}"
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_MLFLOW_DEFAULT",
+        json.dumps({"conn_type": "mlflow", "host": url, "extra": {"max_retries": 0, "timeout": 2}}),
+    )
+    with pytest.raises(MlflowConnectionError, match="Cannot reach MLflow") as err:
+        _gate("m", eval_path).execute({})
+    assert not isinstance(err.value, AirflowFailException)  # Airflow retries it (task retries), then fails
+
+
+def test_dag_run_end_to_end(mlflow_conn_sqlite, airflow_db, eval_path):
+    """The operator inside a real DAG run (``dag.test()`` on the migrated metadata DB)."""
+    from airflow.sdk import DAG
+
+    uris = _logged_models(mlflow_conn_sqlite)
+    name = f"gate-{uuid.uuid4().hex[:8]}"
+    _register(name, uris["weak"], "champion")
+    v2 = _register(name, uris["strong"], "challenger")
+    with DAG(dag_id=f"gate_e2e_{uuid.uuid4().hex[:6]}", schedule=None) as dag:
+        _gate(name, eval_path, on_pass="none")
+    run = dag.test()
+    assert run.state == "success"
+    assert _aliases(name)["champion"] != v2  # on_pass="none" leaves promotion to a later task
+    assert _tags(name, v2)["gate.passed"] == "true"
+
+
+def test_operator_module_is_parse_safe():
+    code = (
+        "import sys; import mlops_provider.operators.gate; "
+        "heavy = [m for m in ('pandas','numpy','sklearn','scipy','mlflow','matplotlib') if m in sys.modules]; "
+        "print(heavy)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2] / "provider")})
+    assert out.stdout.strip() == "[]", out.stdout + out.stderr
