@@ -1,0 +1,352 @@
+"""Batch scoring of a dataset reference with a registered (or any) MLflow model."""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+import shutil
+import tempfile
+import uuid
+from collections.abc import Sequence
+from functools import cached_property
+from typing import TYPE_CHECKING, Any
+
+from airflow.sdk import BaseOperator
+
+from mlops_provider.hooks.mlflow import MlflowHook
+from mlops_provider.links.mlflow import MlflowModelVersionLink, MlflowRunLink, record_link
+
+if TYPE_CHECKING:
+    import pandas as pd
+    from airflow.sdk import Context
+
+_ALIAS_URI = re.compile(r"^models:/(?P<name>[^/@]+)@(?P<alias>[^/]+)$")
+_VERSION_URI = re.compile(r"^models:/(?P<name>[^/@]+)/(?P<version>\d+)$")
+#: Class labels beyond this many are not broken out in the prediction statistics.
+MAX_CLASSES_IN_STATS = 50
+
+
+class BatchPredictOperator(BaseOperator):
+    """
+    Score a dataset with a model and write the predictions to parquet, chunk by chunk.
+
+    The model is resolved once (``models:/<name>@champion`` -> a fixed version), so a promotion while
+    the task runs cannot mix two models in one output.  The output holds the ``id_columns``, the
+    prediction, and the model version of every row.  Inputs are read in chunks of ``batch_rows``
+    (parquet by row groups), so they may be larger than memory.  Prediction statistics (count,
+    mean/std/min/max, or class shares) are logged to an MLflow run so the prediction distribution can
+    be monitored later.  The output is written to a temporary file first and moved into place, so a
+    retry never leaves a half-written file behind.
+
+    :param input_data: dataset reference to score.
+    :param output_uri: where to write the parquet (local path or object-storage URI).
+    :param model_uri: any MLflow model URI; default ``models:/<registered_model_name>@<alias>``.
+    :param registered_model_name: registry name, used with ``alias`` when ``model_uri`` is omitted.
+    :param alias: alias to score with (default ``champion``).
+    :param id_columns: input columns copied to the output to identify rows.
+    :param output_conn_id: connection for an object-storage ``output_uri``.
+    :param batch_rows: rows per chunk.
+    :param prediction_column: name of the prediction column.
+    :param experiment_name: MLflow experiment of the statistics run (default: the DAG id).
+    :param mlflow_conn_id: the MLflow connection.
+    """
+
+    template_fields: Sequence[str] = (
+        "input_data",
+        "output_uri",
+        "model_uri",
+        "registered_model_name",
+        "alias",
+        "id_columns",
+        "output_conn_id",
+        "batch_rows",
+        "prediction_column",
+        "experiment_name",
+        "mlflow_conn_id",
+    )
+    operator_extra_links = (MlflowRunLink(), MlflowModelVersionLink())
+    ui_color = "#dff5e3"
+
+    def __init__(
+        self,
+        *,
+        input_data: Any,
+        output_uri: str,
+        model_uri: str | None = None,
+        registered_model_name: str | None = None,
+        alias: str = "champion",
+        id_columns: list[str] | str | None = None,
+        output_conn_id: str | None = None,
+        batch_rows: int | str = 100_000,
+        prediction_column: str = "prediction",
+        experiment_name: str | None = None,
+        mlflow_conn_id: str = MlflowHook.default_conn_name,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.input_data = input_data
+        self.output_uri = output_uri
+        self.model_uri = model_uri
+        self.registered_model_name = registered_model_name
+        self.alias = alias
+        self.id_columns = id_columns
+        self.output_conn_id = output_conn_id
+        self.batch_rows = batch_rows
+        self.prediction_column = prediction_column
+        self.experiment_name = experiment_name
+        self.mlflow_conn_id = mlflow_conn_id
+
+    @cached_property
+    def hook(self) -> MlflowHook:
+        return MlflowHook(mlflow_conn_id=self.mlflow_conn_id)
+
+    # ------------------------------------------------------------------ model resolution
+
+    def _resolve_model(self) -> tuple[str, str | None, str | None]:
+        """(pinned model URI, registered name, version)."""
+        from mlflow.exceptions import MlflowException
+
+        from mlops_provider.exceptions import MlopsConfigurationError
+
+        uri = (self.model_uri or "").strip()
+        if not uri:
+            if not self.registered_model_name:
+                raise MlopsConfigurationError("Give model_uri or registered_model_name (with alias)")
+            uri = f"models:/{self.registered_model_name}@{self.alias}"
+        client = self.hook.get_client()
+        match = _ALIAS_URI.match(uri)
+        if match:
+            name, alias = match["name"], match["alias"]
+            try:
+                mv = client.get_model_version_by_alias(name, alias)
+            except MlflowException as err:
+                raise MlopsConfigurationError(
+                    f"Cannot resolve {uri}: registered model {name!r} or its alias {alias!r} does not exist "
+                    f"({str(err).splitlines()[0][:200]})"
+                ) from None
+            return f"models:/{name}/{mv.version}", name, str(mv.version)
+        match = _VERSION_URI.match(uri)
+        if match:
+            return uri, match["name"], match["version"]
+        return uri, None, None
+
+    # ------------------------------------------------------------------ execute
+
+    def execute(self, context: Context) -> dict[str, Any]:
+        from mlops_provider.core.datasets import iter_dataset_batches, to_dataset_ref
+        from mlops_provider.core.training import as_sequence
+        from mlops_provider.exceptions import MlopsConfigurationError
+
+        ref = to_dataset_ref(self.input_data)
+        if not self.output_uri or not str(self.output_uri).strip():
+            raise MlopsConfigurationError("output_uri is required")
+        output_uri = str(self.output_uri).strip()
+        try:
+            batch_rows = int(self.batch_rows)
+        except (TypeError, ValueError):
+            raise MlopsConfigurationError(f"batch_rows must be an integer, got {self.batch_rows!r}") from None
+        id_columns = as_sequence(self.id_columns)
+        pred_col = str(self.prediction_column or "prediction")
+
+        model_uri, name, version = self._resolve_model()
+        self.log.info("Scoring %s with %s", ref.describe(), model_uri)
+        with self.hook.mlflow_env():
+            import mlflow.pyfunc
+
+            try:
+                model = mlflow.pyfunc.load_model(model_uri)
+            except Exception as err:
+                from mlflow.exceptions import MlflowException
+
+                if isinstance(err, MlflowException | OSError):
+                    raise MlopsConfigurationError(
+                        f"Cannot load model {model_uri}: {str(err).splitlines()[0][:300]}"
+                    ) from None
+                raise
+        features = _model_inputs(model)
+        columns = None if features is None else list(dict.fromkeys([*id_columns, *features]))
+        stats = _PredictionStats()
+        model_version = version or model_uri
+
+        tmp_dir = tempfile.mkdtemp(prefix="mlops-predict-")
+        tmp_path = os.path.join(tmp_dir, "predictions.parquet")
+        try:
+            n_rows = self._score(
+                iter_dataset_batches(ref, batch_rows, columns=columns), model, features, id_columns,
+                pred_col, model_version, tmp_path, stats,
+            )
+            _publish(tmp_path, output_uri, self.output_conn_id)
+        finally:
+            shutil.rmtree(tmp_dir, ignore_errors=True)
+        summary = stats.summary()
+        run_id = self._log_stats(context, summary, n_rows, model_uri, name, version, output_uri, ref.describe())
+        if name and version:
+            record_link(self, MlflowModelVersionLink.name, self.hook.model_version_url(name, version))
+        return {
+            "n_rows": n_rows,
+            "output_uri": output_uri,
+            "model_uri": model_uri,
+            "registered_model_name": name,
+            "model_version": version,
+            "run_id": run_id,
+            "prediction_stats": summary,
+        }
+
+    def _score(self, batches, model, features, id_columns, pred_col, model_version, path, stats) -> int:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        from mlops_provider.exceptions import DatasetError, MlopsConfigurationError
+
+        writer = None
+        n_rows = 0
+        try:
+            for batch in batches:
+                missing = [c for c in id_columns if c not in batch.columns]
+                if missing:
+                    raise DatasetError(f"Id column(s) {missing} missing from the input data")
+                X = batch[features] if features is not None else batch.drop(columns=id_columns)
+                try:
+                    predictions = model.predict(X)
+                except Exception as err:
+                    raise MlopsConfigurationError(
+                        f"Model failed to predict on the input: {str(err).splitlines()[0][:300]}"
+                    ) from None
+                out = batch[id_columns].reset_index(drop=True).copy()
+                out[pred_col] = _as_1d(predictions)
+                out["model_version"] = str(model_version)
+                stats.update(out[pred_col])
+                table = pa.Table.from_pandas(out, preserve_index=False)
+                if writer is None:
+                    writer = pq.ParquetWriter(path, table.schema)
+                writer.write_table(table)
+                n_rows += len(out)
+        finally:
+            if writer is not None:
+                writer.close()
+        return n_rows
+
+    def _log_stats(self, context, summary, n_rows, model_uri, name, version, output_uri, source) -> str:
+        import mlflow
+
+        experiment = self.experiment_name or self.hook.extras.get("experiment_name") or context["dag"].dag_id
+        metrics = {"n_rows": float(n_rows)}
+        for key, value in summary.items():
+            if isinstance(value, int | float) and value is not None and math.isfinite(value):
+                metrics[f"prediction_{key}"] = float(value)
+        for label, share in (summary.get("class_shares") or {}).items():
+            safe = re.sub(r"[^A-Za-z0-9_\-. /]", "_", str(label))[:100]
+            metrics[f"prediction_share/{safe}"] = float(share)
+        tags = {
+            "mlops.kind": "batch_prediction",
+            "mlops.model_uri": model_uri,
+            "mlops.output_uri": output_uri[:500],
+            "mlops.input": source[:500],
+            "mlops.dag_id": context["dag"].dag_id,
+            "mlops.run_id": str(context.get("run_id") or ""),
+            "mlops.task_id": self.task_id,
+        }
+        if name:
+            tags["mlops.registered_model_name"] = name
+            tags["mlops.model_version"] = str(version)
+        with self.hook.mlflow_env():
+            exp = mlflow.set_experiment(str(experiment))
+            with mlflow.start_run(
+                experiment_id=exp.experiment_id, run_name=f"{self.task_id}-{context.get('run_id') or 'manual'}"[:250],
+                tags=tags,
+            ) as run:
+                mlflow.log_metrics(metrics)
+                mlflow.log_dict(summary, "predictions/stats.json")
+        record_link(self, MlflowRunLink.name, self.hook.run_url(run.info.run_id, exp.experiment_id))
+        return run.info.run_id
+
+
+def _model_inputs(model: Any) -> list[str] | None:
+    try:
+        schema = model.metadata.get_input_schema()
+    except Exception:  # noqa: BLE001 - no signature
+        return None
+    if schema is None or not schema.has_input_names():
+        return None
+    return list(schema.input_names())
+
+
+def _as_1d(predictions: Any) -> Any:
+    import numpy as np
+    import pandas as pd
+
+    if isinstance(predictions, pd.DataFrame):
+        predictions = predictions.iloc[:, 0] if predictions.shape[1] == 1 else predictions.to_numpy()
+    arr = np.asarray(predictions)
+    if arr.ndim > 1:
+        arr = arr[:, 0] if arr.shape[1] == 1 else arr.tolist()
+    return arr
+
+
+class _PredictionStats:
+    """Streaming statistics of the predictions: moments for numbers, shares for labels."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.missing = 0
+        self.sum = 0.0
+        self.sumsq = 0.0
+        self.min = math.inf
+        self.max = -math.inf
+        self.classes: dict[str, int] = {}
+        self.numeric = True
+
+    def update(self, values: pd.Series) -> None:
+        import pandas as pd
+
+        self.missing += int(values.isna().sum())
+        values = values.dropna()
+        self.count += len(values)
+        if self.numeric and pd.api.types.is_numeric_dtype(values) and not pd.api.types.is_bool_dtype(values):
+            arr = values.to_numpy(dtype=float)
+            if len(arr):
+                self.sum += float(arr.sum())
+                self.sumsq += float((arr * arr).sum())
+                self.min = min(self.min, float(arr.min()))
+                self.max = max(self.max, float(arr.max()))
+            integral = len(arr) == 0 or bool((arr == arr.round()).all())
+        else:
+            self.numeric = False
+            integral = True
+        if integral:
+            for label, count in values.astype(str).value_counts().items():
+                if label in self.classes or len(self.classes) < MAX_CLASSES_IN_STATS:
+                    self.classes[label] = self.classes.get(label, 0) + int(count)
+        else:
+            self.classes = {}
+
+    def summary(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"count": self.count, "missing": self.missing}
+        if self.numeric and self.count:
+            mean = self.sum / self.count
+            var = max(self.sumsq / self.count - mean * mean, 0.0)
+            out.update({"mean": mean, "std": math.sqrt(var), "min": self.min, "max": self.max})
+        if self.classes and self.count and len(self.classes) <= MAX_CLASSES_IN_STATS:
+            out["class_shares"] = {k: round(v / self.count, 6) for k, v in sorted(self.classes.items())}
+        return out
+
+
+def _publish(tmp_path: str, output_uri: str, conn_id: str | None) -> None:
+    """Move the finished file into place (atomic rename locally, one upload for object storage)."""
+    from mlops_provider.exceptions import DatasetError
+
+    if not os.path.exists(tmp_path):
+        raise DatasetError(f"No predictions were produced for {output_uri}")
+    if output_uri.startswith("file://") or "://" not in output_uri:
+        dest = output_uri[len("file://") :] if output_uri.startswith("file://") else os.path.expanduser(output_uri)
+        os.makedirs(os.path.dirname(os.path.abspath(dest)), exist_ok=True)
+        staging = f"{dest}.tmp-{uuid.uuid4().hex[:8]}"
+        shutil.copyfile(tmp_path, staging)
+        os.replace(staging, dest)
+        return
+    from airflow.sdk import ObjectStoragePath
+
+    dest_path = ObjectStoragePath(output_uri, conn_id=conn_id)
+    with open(tmp_path, "rb") as src, dest_path.open("wb") as dst:
+        shutil.copyfileobj(src, dst, length=8 * 1024 * 1024)
