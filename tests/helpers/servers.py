@@ -47,14 +47,14 @@ class MlflowServer:
         workdir: Path,
         backend_store_uri: str | None = None,
         port: int | None = None,
-        basic_auth: bool = False,
+        admin_password: str | None = None,
         env: dict[str, str] | None = None,
     ) -> None:
         self.workdir = Path(workdir)
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.backend_store_uri = backend_store_uri or f"sqlite:///{self.workdir / 'mlflow.db'}"
         self.port = port or free_port()
-        self.basic_auth = basic_auth
+        self.admin_password = admin_password
         self.extra_env = env or {}
         self.proc: subprocess.Popen | None = None
         self.log_path = self.workdir / "mlflow-server.log"
@@ -79,9 +79,12 @@ class MlflowServer:
             "--workers",
             "1",
         ]
-        if self.basic_auth:
-            cmd += ["--app-name", "basic-auth"]
         env = {**os.environ, **self.extra_env}
+        if self.admin_password:
+            # MLflow's basic-auth app: admin user "admin" with this password, auth DB in workdir.
+            cmd += ["--app-name", "basic-auth"]
+            env["MLFLOW_AUTH_ADMIN_PASSWORD"] = self.admin_password
+            env.setdefault("MLFLOW_FLASK_SERVER_SECRET_KEY", "tests-only-secret")
         for key in list(env):
             if key.startswith("MLFLOW_TRACKING_"):
                 env.pop(key)

@@ -23,9 +23,8 @@ from mlops_provider.exceptions import (
 )
 
 if TYPE_CHECKING:
-    from mlflow import MlflowClient
-
     from airflow.sdk import Connection
+    from mlflow import MlflowClient
 
 log = logging.getLogger(__name__)
 
@@ -82,7 +81,7 @@ class MlflowHook(BaseHook):
 
     @classmethod
     def get_ui_field_behaviour(cls) -> dict[str, Any]:
-        """Relabel the generic connection form for MLflow."""
+        """Relabel the generic connection form (the extra fields are ``conn-fields`` in get_provider_info)."""
         return {
             "hidden_fields": ["schema", "port"],
             "relabeling": {
@@ -95,22 +94,6 @@ class MlflowHook(BaseHook):
                 "login": "leave empty for token or no auth",
                 "password": "basic-auth password, or a bearer token when the username is empty",
             },
-        }
-
-    @classmethod
-    def get_connection_form_widgets(cls) -> dict[str, Any]:
-        """Extra fields of the form (kept in sync with ``conn-fields`` in get_provider_info)."""
-        from flask_appbuilder.fieldwidgets import BS3TextFieldWidget
-        from flask_babel import lazy_gettext
-        from wtforms import BooleanField, IntegerField, StringField
-
-        return {
-            "registry_uri": StringField(lazy_gettext("Registry URI"), widget=BS3TextFieldWidget()),
-            "auth": StringField(lazy_gettext("Auth mode"), widget=BS3TextFieldWidget()),
-            "verify_tls": BooleanField(lazy_gettext("Verify TLS"), default=True),
-            "ui_url": StringField(lazy_gettext("MLflow UI URL"), widget=BS3TextFieldWidget()),
-            "max_retries": IntegerField(lazy_gettext("HTTP retries"), default=3),
-            "timeout": IntegerField(lazy_gettext("HTTP timeout (s)"), default=60),
         }
 
     # ------------------------------------------------------------------ connection parsing
