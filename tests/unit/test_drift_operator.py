@@ -1,0 +1,230 @@
+"""DriftCheckOperator against a real MLflow (server and sqlite store) and in a real DAG run."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from mlops_provider.exceptions import DatasetError, DriftDetected, MlopsConfigurationError
+from mlops_provider.hooks.mlflow import MlflowHook
+from mlops_provider.operators.drift import (
+    PROFILE_ARTIFACT_PATH,
+    DriftCheckOperator,
+    drift_asset_alias,
+    drift_asset_uri,
+)
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _features(n: int, seed: int, shift: float = 0.0) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    return pd.DataFrame(
+        {
+            "tenure_months": rng.integers(1, 72, n) + int(shift * 20),
+            "monthly_charges": rng.normal(70 + shift * 15, 20, n),
+            "support_calls": rng.poisson(1.5 + shift, n),
+            "plan": rng.choice(["basic", "plus", "pro"], n, p=[0.5 - shift / 4, 0.3, 0.2 + shift / 4]),
+        }
+    )
+
+
+def _champion(tmp_path: Path, with_features: bool = True) -> tuple[str, str, str]:
+    """A registered model whose champion's run holds ``reference/features.parquet``."""
+    name = f"drift-{uuid.uuid4().hex[:8]}"
+    client = MlflowHook().get_client()
+    exp = client.create_experiment(f"exp-{name}")
+    run_id = client.create_run(exp).info.run_id
+    if with_features:
+        path = tmp_path / "features.parquet"
+        _features(3000, seed=1).to_parquet(path)
+        client.log_artifact(run_id, str(path), artifact_path="reference")
+    client.set_terminated(run_id)
+    client.create_registered_model(name)
+    mv = client.create_model_version(name, source=f"runs:/{run_id}/model", run_id=run_id)
+    client.set_registered_model_alias(name, "champion", mv.version)
+    return name, str(mv.version), run_id
+
+
+def _batch(tmp_path: Path, shift: float, n: int = 2000, seed: int = 2) -> str:
+    path = tmp_path / f"batch-{shift}-{seed}.parquet"
+    _features(n, seed=seed, shift=shift).to_parquet(path)
+    return str(path)
+
+
+def _context():
+    from airflow.sdk.execution_time.context import OutletEventAccessors
+
+    return {"run_id": f"test_{uuid.uuid4().hex[:6]}", "outlet_events": OutletEventAccessors()}
+
+
+def _alias_events(ctx) -> list:
+    return [e for acc in ctx["outlet_events"]._dict.values() for e in acc.asset_alias_events]
+
+
+def _artifacts(run_id: str, path: str) -> list[str]:
+    return [f.path for f in MlflowHook().get_client().list_artifacts(run_id, path)]
+
+
+def test_model_reference_builds_profile_once_and_no_event_without_drift(mlflow_conn, tmp_path):
+    name, version, run_id = _champion(tmp_path)
+    op = DriftCheckOperator(
+        task_id="drift", reference=f"models:/{name}@champion", current=_batch(tmp_path, 0.0)
+    )
+    assert [o.name for o in op.outlets] == [drift_asset_alias(name)]  # alias only: no unconditional event
+    ctx = _context()
+    first = op.execute(ctx)
+    assert first["dataset_drift"] is False and first["model_version"] == version
+    assert first["profile_logged"] == f"runs:/{run_id}/{PROFILE_ARTIFACT_PATH}"
+    assert PROFILE_ARTIFACT_PATH in _artifacts(run_id, "drift")
+    assert _alias_events(ctx) == [] and "event" not in first
+    second = op.execute(_context())  # the stored profile is reused, not rebuilt
+    assert "profile_logged" not in second
+    assert second["columns"] == first["columns"]
+    text = json.dumps(second)
+    assert len(text) < 4000
+    metrics = MlflowHook().get_client().get_run(second["monitoring_run_id"]).data.metrics
+    assert metrics["drift.dataset_drift"] == 0.0 and "drift.score.monthly_charges" in metrics
+
+
+def test_drift_emits_asset_event_and_tags_model_version(mlflow_conn_sqlite, tmp_path):
+    name, version, _ = _champion(tmp_path)
+    ctx = _context()
+    summary = DriftCheckOperator(
+        task_id="drift", reference=f"models:/{name}@champion", current=_batch(tmp_path, 1.0)
+    ).execute(ctx)
+    assert summary["dataset_drift"] is True
+    assert summary["event"] == {"asset": drift_asset_uri(name), "alias": drift_asset_alias(name)}
+    (event,) = _alias_events(ctx)
+    assert event.dest_asset_key.uri == drift_asset_uri(name)
+    assert event.extra["dataset_drift"] is True and event.extra["model_version"] == version
+    assert set(event.extra["drifted_columns"]) == set(summary["drifted_columns"])
+    tags = MlflowHook().get_client().get_model_version(name, version).tags
+    assert tags["mlops.last_drift_run_id"] == summary["monitoring_run_id"]
+    assert tags["mlops.last_dataset_drift"] == "true"
+
+
+def test_on_drift_fail_raises_with_figures(mlflow_conn_sqlite, tmp_path):
+    name, _, _ = _champion(tmp_path)
+    op = DriftCheckOperator(
+        task_id="drift", reference=f"models:/{name}@champion", current=_batch(tmp_path, 1.0), on_drift="fail"
+    )
+    with pytest.raises(DriftDetected, match=r"columns drifted \(share"):
+        op.execute(_context())
+
+
+def test_dataset_reference_with_html_report(mlflow_conn_server, tmp_path):
+    ref = tmp_path / "ref.parquet"
+    _features(1500, seed=5).to_parquet(ref)
+    name = f"drift-ds-{uuid.uuid4().hex[:6]}"
+    op = DriftCheckOperator(
+        task_id="drift",
+        reference=str(ref),
+        current=_batch(tmp_path, 0.8, n=900),
+        model_name=name,
+        html_report=True,
+        report_sample_rows=500,
+        column_methods={"monthly_charges": "psi"},
+    )
+    summary = op.execute(_context())
+    assert summary["columns"]["monthly_charges"]["method"] == "psi"
+    assert summary["report"] == f"runs:/{summary['monitoring_run_id']}/drift/report.html"
+    assert "drift/report.html" in _artifacts(summary["monitoring_run_id"], "drift")
+    assert summary["report_url"].endswith("/artifacts/drift/report.html")
+
+
+def test_bad_inputs_fail_clearly(mlflow_conn_sqlite, tmp_path):
+    from mlops_provider.core.drift import build_profile
+
+    name, _, run_id = _champion(tmp_path, with_features=False)
+    with pytest.raises(MlopsConfigurationError, match="neither a drift profile"):
+        DriftCheckOperator(
+            task_id="d", reference=f"models:/{name}@champion", current=_batch(tmp_path, 0)
+        ).execute(_context())
+    # a profile that belongs to another model, stored on this model's run
+    other = build_profile(_features(500, 3), metadata={"model_name": "someone-else"})
+    local = other.save(tmp_path / "p" / "profile.json")
+    MlflowHook().get_client().log_artifact(run_id, str(local), artifact_path="drift")
+    with pytest.raises(MlopsConfigurationError, match="belongs to model 'someone-else'"):
+        DriftCheckOperator(
+            task_id="d", reference=f"models:/{name}@champion", current=_batch(tmp_path, 0)
+        ).execute(_context())
+    empty = tmp_path / "empty.parquet"
+    _features(10, 1).iloc[:0].to_parquet(empty)
+    ref = tmp_path / "ref.parquet"
+    _features(100, 1).to_parquet(ref)
+    with pytest.raises((DatasetError, MlopsConfigurationError), match="no rows|empty"):
+        DriftCheckOperator(task_id="d", reference=str(ref), current=str(empty), log_to_mlflow=False).execute(
+            _context()
+        )
+    with pytest.raises(MlopsConfigurationError, match="on_drift"):
+        DriftCheckOperator(task_id="d", reference=str(ref), current=str(ref), on_drift="maybe").execute(
+            _context()
+        )
+
+
+def _load_example(model_name: str):
+    os.environ["EXAMPLE_DRIFT_MODEL"] = model_name
+    try:
+        spec = importlib.util.spec_from_file_location(
+            f"example_drift_check_{model_name.replace('-', '_')}", ROOT / "dags" / "example_drift_check.py"
+        )
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+    finally:
+        os.environ.pop("EXAMPLE_DRIFT_MODEL", None)
+    return module
+
+
+def _asset_events(uri: str) -> list[dict]:
+    from airflow.models.asset import AssetEvent, AssetModel
+    from airflow.utils.session import create_session
+    from sqlalchemy import select
+
+    with create_session() as session:
+        rows = session.scalars(select(AssetEvent).join(AssetModel).where(AssetModel.uri == uri)).all()
+        return [dict(r.extra or {}) for r in rows]
+
+
+def test_example_dag_runs_and_emits_event_only_on_drift(mlflow_conn_sqlite, airflow_db, tmp_path):
+    """``dag.test()`` of dags/example_drift_check.py on the migrated metadata DB."""
+    name, _, _ = _champion(tmp_path)
+    module = _load_example(name)
+    dag = module.dag
+    dag.dag_id = f"example_drift_check_{uuid.uuid4().hex[:6]}"
+
+    calm = dag.test(run_conf={"current": _batch(tmp_path, 0.0)})
+    states = {ti.task_id: ti.state for ti in calm.get_task_instances()}
+    assert states == {"check_drift": "success", "notify_drift": "skipped"}
+    assert _asset_events(drift_asset_uri(name)) == []
+
+    drifted = dag.test(run_conf={"current": _batch(tmp_path, 1.0, seed=4)})
+    states = {ti.task_id: ti.state for ti in drifted.get_task_instances()}
+    assert states == {"check_drift": "success", "notify_drift": "success"}
+    (extra,) = _asset_events(drift_asset_uri(name))
+    assert extra["dataset_drift"] is True and extra["drifted_columns"]
+
+
+def test_operator_module_is_parse_safe():
+    code = (
+        "import sys; import mlops_provider.operators.drift; "
+        "heavy = [m for m in ('pandas','numpy','sklearn','scipy','mlflow','evidently') if m in sys.modules]; "
+        "print(heavy)"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        check=True,
+        env={**os.environ, "PYTHONPATH": str(ROOT / "provider")},
+    )
+    assert out.stdout.strip() == "[]", out.stdout + out.stderr
