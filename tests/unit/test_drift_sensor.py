@@ -83,6 +83,7 @@ def test_execute_defers_to_batch_arrival_trigger(setup):
     assert deferred.trigger.location == f"{landing}/*.csv" and deferred.trigger.consumer == "test.sensor"
     assert 299 <= deferred.timeout.total_seconds() <= 300
     assert deferred.kwargs["checked"] == [] and deferred.kwargs["deadline"] > time.time()
+    assert 8 < deferred.trigger.not_before - time.time() <= 10  # resume_settle_seconds (race guard)
     json.dumps(deferred.trigger.serialize()[1])
 
 

@@ -252,3 +252,22 @@ def test_object_store_location_with_fsspec_memory(tmp_path):
 
     first, second = asyncio.run(scenario())
     assert first.endswith("obj-landing/b1.csv") and second.endswith("obj-landing/b2")
+
+
+def test_arrival_trigger_waits_until_not_before(tmp_path):
+    """The batch is already there, but the trigger fires only after ``not_before`` (defer/resume race guard)."""
+    import time
+
+    land_file(tmp_path / "landing", "b1.csv")
+
+    async def scenario():
+        trigger = BatchArrivalTrigger(
+            location=f"{tmp_path}/landing/*.csv", consumer="s", poll_interval=0.05, not_before=time.time() + 1.0
+        )
+        assert rebuild(trigger).not_before == trigger.not_before
+        run = Driver(trigger)
+        assert await run.no_event(0.6)
+        event = await run.next_event(3)
+        assert event.payload["status"] == "success"
+
+    asyncio.run(scenario())

@@ -79,6 +79,12 @@ class DriftSensor(BaseSensorOperator):
     :param ledger_path: SQLite ledger (default ``<landing folder>/.mlops_batch_ledger.sqlite3``).
     :param marker: completion marker for directory batches (``None`` to accept any directory).
     :param min_age_seconds: ignore matches modified less than this long ago.
+    :param resume_settle_seconds: the trigger fires no earlier than this long after a deferral, even when a
+        batch is already waiting (default 10).  Works around the Airflow 3.3 defer/resume race
+        (apache/airflow#72716, #71580): when the resumed attempt starts before the scheduler has
+        processed the deferring worker's exit, the scheduler marks the running task failed (or up for
+        retry).  Set 0 to disable.  ``retries`` defaults to 2 and ``retry_delay`` to 10 s: a retry is
+        safe and catches what the delay does not.
     :param deferrable: defer to the triggerer while waiting; default :func:`default_deferrable` (true,
         unless ``AIRFLOW__OPERATORS__DEFAULT_DEFERRABLE`` says otherwise).
     """
@@ -101,10 +107,13 @@ class DriftSensor(BaseSensorOperator):
         ledger_path: str | None = None,
         marker: str | None = "_SUCCESS",
         min_age_seconds: float = 0.0,
+        resume_settle_seconds: float = 10.0,
         deferrable: bool | None = None,
         **kwargs: Any,
     ) -> None:
-        kwargs.setdefault("retries", 2)  # a retry is safe (ledger claims after the check): see docstring
+        # A retry is safe (the ledger claims a batch only after its check) and restarts the wait at once.
+        kwargs.setdefault("retries", 2)
+        kwargs.setdefault("retry_delay", timedelta(seconds=10))
         super().__init__(**kwargs)
         self.location = location
         self.reference = reference
@@ -117,6 +126,7 @@ class DriftSensor(BaseSensorOperator):
         self.ledger_path = ledger_path
         self.marker = marker
         self.min_age_seconds = min_age_seconds
+        self.resume_settle_seconds = resume_settle_seconds
         self.deferrable = default_deferrable() if deferrable is None else deferrable
 
     # ------------------------------------------------------------------ shared helpers
@@ -124,7 +134,7 @@ class DriftSensor(BaseSensorOperator):
     def _consumer(self) -> str:
         return self.consumer or f"{self.dag_id}.{self.task_id}"
 
-    def _trigger(self):
+    def _trigger(self, not_before: float | None = None):
         from mlops_provider.triggers.batch import BatchArrivalTrigger
 
         return BatchArrivalTrigger(
@@ -135,6 +145,7 @@ class DriftSensor(BaseSensorOperator):
             marker=self.marker,
             min_age_seconds=self.min_age_seconds,
             poll_interval=float(self.poke_interval),
+            not_before=not_before,
         )
 
     def _reference(self) -> Any:
@@ -263,8 +274,9 @@ class DriftSensor(BaseSensorOperator):
                     f"No drifted batch at {self.location} before the timeout "
                     f"({len(checked)} batch(es) checked without drift in this try)"
                 )
+        settle = float(self.resume_settle_seconds or 0)
         self.defer(
-            trigger=self._trigger(),
+            trigger=self._trigger(not_before=time.time() + settle if settle > 0 else None),
             method_name="execute_complete",
             kwargs={"deadline": deadline, "checked": checked[-MAX_CHECKED_IN_XCOM:], "cycles": cycles},
             timeout=timedelta(seconds=remaining) if remaining is not None else None,

@@ -185,7 +185,13 @@ class BatchArrivalTrigger(_BatchScanner, BaseTrigger):
 
     The event has the same shape as :class:`NewBatchTrigger`'s.  On a listing error it fires
     ``{"status": "error", "message": ...}`` instead, which the sensor turns into a task failure.
-    Parameters as :class:`NewBatchTrigger`.
+    Parameters as :class:`NewBatchTrigger`, plus:
+
+    :param not_before: epoch seconds before which no event is fired (the batch may already be there).
+        The sensor sets it a few seconds after its deferral so the scheduler has processed the
+        executor's "success" of the deferring worker before the task resumes: Airflow 3.3 fails a
+        resumed task when that stale event arrives after the resumed attempt is already running
+        (apache/airflow#72716, #71580).
     """
 
     def __init__(
@@ -198,6 +204,7 @@ class BatchArrivalTrigger(_BatchScanner, BaseTrigger):
         marker: str | None = DEFAULT_MARKER,
         min_age_seconds: float = 0.0,
         poll_interval: float = 10.0,
+        not_before: float | None = None,
     ) -> None:
         super().__init__()
         self.location = location
@@ -207,12 +214,20 @@ class BatchArrivalTrigger(_BatchScanner, BaseTrigger):
         self.marker = marker
         self.min_age_seconds = min_age_seconds
         self.poll_interval = poll_interval
+        self.not_before = not_before
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
-        return ("mlops_provider.triggers.batch.BatchArrivalTrigger", self._common_kwargs())
+        return (
+            "mlops_provider.triggers.batch.BatchArrivalTrigger",
+            {**self._common_kwargs(), "not_before": self.not_before},
+        )
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
         transient_failures = 0
+        if self.not_before is not None:
+            wait = self.not_before - time.time()
+            if wait > 0:
+                await asyncio.sleep(wait)
         while True:
             try:
                 new = await asyncio.to_thread(self._scan)
