@@ -285,20 +285,46 @@ def test_unreachable_registry_fails_clearly_and_is_retryable(monkeypatch, eval_p
     assert not isinstance(err.value, AirflowFailException)  # Airflow retries it (task retries), then fails
 
 
-def test_dag_run_end_to_end(mlflow_conn_sqlite, airflow_db, eval_path):
-    """The operator inside a real DAG run (``dag.test()`` on the migrated metadata DB)."""
-    from airflow.sdk import DAG
+DAG_FILE = """
+from airflow.sdk import DAG
+from mlops_provider.operators.gate import PromotionGateOperator
+
+with DAG(dag_id="gate_e2e", schedule=None) as dag:
+    PromotionGateOperator(
+        task_id="gate",
+        model_name="{{ dag_run.conf['model_name'] }}",
+        eval_dataset="{{ dag_run.conf['eval_path'] }}",
+        target_column="label",
+        feature_columns=["x1", "x2"],
+        gate_spec={"thresholds": [{"metric": "accuracy", "value": {"lower_bound": 0.6}, "slices": ["overall", "region=*"]}]},
+        on_pass="none",
+    )
+"""
+
+
+def test_dag_run_end_to_end(mlflow_conn_sqlite, airflow_db, eval_path, tmp_path):
+    """The operator inside a real DAG run (``dag.test()`` on the migrated metadata DB), templated from conf."""
+    from airflow.dag_processing.dagbag import DagBag
+    from airflow.models.xcom import XComModel
+    from airflow.utils.session import create_session
 
     uris = _logged_models(mlflow_conn_sqlite)
     name = f"gate-{uuid.uuid4().hex[:8]}"
     _register(name, uris["weak"], "champion")
     v2 = _register(name, uris["strong"], "challenger")
-    with DAG(dag_id=f"gate_e2e_{uuid.uuid4().hex[:6]}", schedule=None) as dag:
-        _gate(name, eval_path, on_pass="none")
-    run = dag.test()
+    dag_file = tmp_path / "gate_e2e_dag.py"
+    dag_file.write_text(DAG_FILE)
+    bag = DagBag(dag_folder=str(dag_file))
+    assert bag.import_errors == {}
+    run = bag.dags["gate_e2e"].test(run_conf={"model_name": name, "eval_path": eval_path})
     assert run.state == "success"
     assert _aliases(name)["champion"] != v2  # on_pass="none" leaves promotion to a later task
     assert _tags(name, v2)["gate.passed"] == "true"
+    with create_session() as session:
+        row = session.query(XComModel).filter_by(dag_id="gate_e2e", run_id=run.run_id, task_id="gate", key="return_value").one()
+        result = XComModel.deserialize_value(row)
+    _assert_small_json(result)
+    assert result["verdict"] == "blessed" and result["challenger_version"] == v2
 
 
 def test_operator_module_is_parse_safe():
@@ -310,3 +336,29 @@ def test_operator_module_is_parse_safe():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                          env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2] / "provider")})
     assert out.stdout.strip() == "[]", out.stdout + out.stderr
+
+
+@pytest.mark.parametrize("kind", ["classifier", "regressor", "pipeline"])
+def test_prediction_cache_gives_the_same_metrics_as_direct_scoring(kind):
+    """Predicting once and slicing gives exactly what the training metric code gives per slice."""
+    from sklearn.linear_model import LinearRegression, LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    from mlops_provider.core.metrics import compute_metrics
+    from mlops_provider.operators.gate import _metrics_by_slice, _slice_indices
+
+    frame = _frame(n=1500, seed=3)
+    X = frame[FEATURES]
+    if kind == "regressor":
+        y, model, names = frame["x1"] * 2 + frame["x2"], LinearRegression(), ["rmse", "mae", "r2"]
+        X = frame[["x2"]]
+    else:
+        y, names = frame["label"], ["accuracy", "f1", "roc_auc", "log_loss", "recall"]
+        model = LogisticRegression() if kind == "classifier" else make_pipeline(StandardScaler(), LogisticRegression())
+    model.fit(X, y)
+    got = _metrics_by_slice(model, X, y, names, _slice_indices(frame, ["region"]))
+    assert got["overall"] == pytest.approx({**compute_metrics(model, X, y, names), "n_rows": len(X)}, abs=1e-12)
+    idx = np.flatnonzero(frame["region"] == "EU")
+    expected = compute_metrics(model, X.iloc[idx], y.iloc[idx], names)
+    assert got["region=EU"] == pytest.approx({**expected, "n_rows": len(idx)}, abs=1e-12)

@@ -53,7 +53,8 @@ class PromotionGateOperator(BaseOperator):
         "first model".  With ``on_pass="promote"`` it must be an alias: the one that is moved.
     :param metrics: metric names to compute (default: those named by ``gate_spec``).
     :param slice_columns: extra columns to slice by (those named in ``gate_spec`` are always used).
-    :param feature_columns: columns passed to the models (default: all but target and slice-only columns).
+    :param feature_columns: columns passed to the models (default: the columns each model was fitted on,
+        ``feature_names_in_``, else all but the target).
     :param on_pass: ``promote`` (move the champion alias with compare-and-set) or ``none``.
     :param on_fail: ``fail`` (raise :class:`~mlops_provider.exceptions.PromotionRejected`) or ``skip``.
     :param experiment_name: MLflow experiment of the gate run (default: connection extra
@@ -248,13 +249,10 @@ class PromotionGateOperator(BaseOperator):
                 f"Evaluation dataset {data.uri} has no column(s) {missing}; it has: {', '.join(map(str, frame.columns[:30]))}"
             )
         if self.feature_columns:
-            features = list(self.feature_columns)
-            absent = [c for c in features if c not in frame.columns]
+            absent = [c for c in self.feature_columns if c not in frame.columns]
             if absent:
                 raise DatasetError(f"Evaluation dataset {data.uri} has no feature column(s) {absent}")
-        else:
-            features = [c for c in frame.columns if c != self.target_column]
-        X, y = frame[features], frame[self.target_column]
+        y = frame[self.target_column]
         names = self._metric_names(spec)
         slices = _slice_indices(frame, slice_columns)
         measure_latency = spec.latency_p95_ms_per_1k_rows is not None
@@ -266,12 +264,28 @@ class PromotionGateOperator(BaseOperator):
                     results[role] = None
                     continue
                 model, size_mb = self._load_model(version, os.path.join(tmp, role))
+                X = frame[self._features(model, frame, data.uri)]
                 metrics = _metrics_by_slice(model, X, y, names, slices)
                 metrics["overall"]["model_size_mb"] = size_mb
                 if measure_latency:
                     metrics["overall"]["latency_p95_ms_per_1k_rows"] = _latency_p95(model, X, self.latency_chunks)
                 results[role] = metrics
         return results
+
+    def _features(self, model: Any, frame: pd.DataFrame, uri: str) -> list[str]:
+        """``feature_columns``, else the columns the model was fitted on, else all but the target."""
+        from mlops_provider.exceptions import DatasetError
+
+        if self.feature_columns:
+            return list(self.feature_columns)
+        fitted = getattr(model, "feature_names_in_", None)
+        if fitted is not None:
+            wanted = [str(c) for c in fitted]
+            absent = [c for c in wanted if c not in frame.columns]
+            if absent:
+                raise DatasetError(f"Evaluation dataset {uri} lacks column(s) {absent} the model was trained on")
+            return wanted
+        return [c for c in frame.columns if c != self.target_column]
 
     def _load_model(self, version: str, dst: str) -> tuple[Any, float]:
         """Download the model of ``version`` once; return the loaded sklearn model and its size in MB."""
@@ -442,24 +456,65 @@ def _slice_indices(frame: pd.DataFrame, columns: Sequence[str]) -> dict[str, Any
     return slices
 
 
+class _PredictionCache:
+    """
+    Stands in for a fitted model inside sklearn scorers, so every prediction method runs once.
+
+    The scorers of :func:`~mlops_provider.core.metrics.compute_metrics` call ``predict``/``predict_proba``/
+    ``decision_function`` once per metric; here each method runs once on the whole evaluation set and
+    the scorers receive row positions instead of rows.  Metrics are computed by the same code as in
+    training; only the repeated predictions are saved (sklearn predictions are row-wise).
+    """
+
+    _METHODS = ("predict", "predict_proba", "predict_log_proba", "decision_function")
+
+    def __init__(self, model: Any, X: Any) -> None:
+        self._model = model
+        self._X = X
+        self._cache: dict[str, Any] = {}
+        if getattr(model, "classes_", None) is not None:
+            self.classes_ = model.classes_
+        for name in self._METHODS:
+            if getattr(model, name, None) is not None:
+                setattr(self, name, self._cached(name))
+
+    def _cached(self, name: str) -> Any:
+        import numpy as np
+
+        def method(rows: Any) -> Any:
+            if name not in self._cache:
+                self._cache[name] = np.asarray(getattr(self._model, name)(self._X))
+            return self._cache[name][np.asarray(rows)]
+
+        method.__name__ = name
+        return method
+
+    def __sklearn_tags__(self) -> Any:
+        return self._model.__sklearn_tags__()
+
+
 def _metrics_by_slice(model: Any, X: Any, y: Any, names: list[str], slices: dict[str, Any]) -> dict[str, dict[str, Any]]:
     """Overall metrics (errors raise) and per-slice metrics (a metric undefined on a slice is NaN)."""
-    from mlops_provider.core.metrics import compute_metrics
+    import numpy as np
 
-    out: dict[str, dict[str, Any]] = {"overall": {**compute_metrics(model, X, y, names), "n_rows": len(X)}}
+    from mlops_provider.core.metrics import compute_metrics, metric_key
+
+    cached = _PredictionCache(model, X)
+    y_all = np.asarray(y)
+    out: dict[str, dict[str, Any]] = {
+        "overall": {**compute_metrics(cached, np.arange(len(X)), y_all, names), "n_rows": len(X)}
+    }
     for key, idx in slices.items():
         row: dict[str, Any] = {"n_rows": len(idx)}
         if len(idx):
-            Xs, ys = X.iloc[idx], y.iloc[idx]
+            ys = y_all[idx]
             try:
-                row.update(compute_metrics(model, Xs, ys, names))
+                row.update(compute_metrics(cached, idx, ys, names))
             except Exception:  # e.g. roc_auc on a slice with one class: score metric by metric
                 for name in names:
                     try:
-                        row.update(compute_metrics(model, Xs, ys, [name]))
+                        row.update(compute_metrics(cached, idx, ys, [name]))
                     except Exception:
-                        from mlops_provider.core.metrics import metric_key
-
                         row[metric_key(name)] = math.nan
         out[key] = row
     return out
