@@ -273,6 +273,9 @@ def train_and_evaluate(
     target_all = train_frame[spec.target]
     if target_all.dropna().empty:
         raise _data_error(f"Target column {spec.target!r} has no values in the training data")
+    n_missing = int(target_all.isna().sum())
+    if n_missing:
+        raise _data_error(f"Target column {spec.target!r} has {n_missing} missing value(s) in the training data")
     task_type = spec.task_type or metrics_mod.infer_task_type(target_all)
     if task_type == metrics_mod.REGRESSION:
         check_target(target_all, task_type, "the training data")

@@ -1,0 +1,249 @@
+"""Training core (pure, no MLflow) and TrainModelOperator / BatchPredictOperator on real MLflow + dag.test()."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import uuid
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from mlops_provider.core import metrics, training
+from mlops_provider.exceptions import DatasetError, MlopsConfigurationError
+
+
+@pytest.fixture
+def clf_frame() -> pd.DataFrame:
+    rng = np.random.default_rng(0)
+    n = 200
+    frame = pd.DataFrame(
+        {
+            "id": np.arange(n),
+            "ts": pd.date_range("2026-01-01", periods=n, freq="h"),
+            "a": rng.normal(size=n),
+            "b": rng.normal(size=n),
+        }
+    )
+    frame["y"] = (frame["a"] + 0.5 * rng.normal(size=n) > 0).astype(int)
+    return frame
+
+
+@pytest.fixture
+def reg_frame(clf_frame) -> pd.DataFrame:
+    frame = clf_frame.drop(columns=["y"]).copy()
+    frame["y"] = 3.0 * frame["a"] - frame["b"] + 0.1
+    return frame
+
+
+def _spec(**kwargs) -> training.TrainingSpec:
+    return training.TrainingSpec(**{"target": "y", "exclude_columns": ["id", "ts"], **kwargs})
+
+
+# ---------------------------------------------------------------------- metrics
+
+
+def test_metrics_natural_orientation(reg_frame):
+    from sklearn.linear_model import LinearRegression
+
+    X, y = reg_frame[["a"]], reg_frame["y"]
+    model = LinearRegression().fit(X, y)
+    scores = metrics.compute_metrics(model, X, y, ["rmse", "mae", "r2", "neg_mean_squared_error"])
+    assert scores["rmse"] > 0 and scores["mae"] > 0 and 0 < scores["r2"] < 1
+    assert scores["mean_squared_error"] == pytest.approx(scores["rmse"] ** 2)
+    assert not metrics.greater_is_better("rmse") and metrics.greater_is_better("r2")
+    assert not metrics.greater_is_better("mean_squared_error")
+    assert metrics.default_metrics("classification", 2) == ["accuracy", "f1", "roc_auc", "log_loss"]
+    assert metrics.default_metrics("classification", 4) == ["accuracy", "f1", "log_loss"]
+    assert metrics.default_metrics("regression") == ["rmse", "mae", "r2"]
+    with pytest.raises(MlopsConfigurationError, match="Unknown metric 'auc_pr'"):
+        metrics.compute_metrics(model, X, y, ["auc_pr"])
+
+
+def test_infer_task_type():
+    assert metrics.infer_task_type(pd.Series([0, 1, 1, 0])) == "classification"
+    assert metrics.infer_task_type(pd.Series(["a", "b"])) == "classification"
+    assert metrics.infer_task_type(pd.Series([0.5, 1.25, 3.0])) == "regression"
+    assert metrics.infer_task_type(pd.Series(range(100))) == "regression"
+
+
+# ---------------------------------------------------------------------- training core
+
+
+def test_holdout_classification_defaults(clf_frame):
+    est = training.build_estimator("sklearn.linear_model.LogisticRegression", {"C": 0.5})
+    result = training.train_and_evaluate(est, clf_frame, _spec(holdout_fraction=0.25, cv_folds=3))
+    assert result.task_type == "classification" and result.n_classes == 2
+    assert result.feature_columns == ["a", "b"]
+    assert len(result.X_eval) == 50 and result.split == "holdout-stratified"
+    assert set(result.metrics) == {"accuracy", "f1", "roc_auc", "log_loss"}
+    assert result.metrics["accuracy"] > 0.6
+    assert {"cv_accuracy_mean", "cv_log_loss_std"} <= set(result.cv_metrics)
+
+
+def test_time_split_evaluates_on_most_recent(reg_frame):
+    est = training.build_estimator("sklearn.linear_model.Ridge", '{"alpha": 0.1}')  # JSON text, as templated
+    spec = training.TrainingSpec(target="y", exclude_columns=["id"], time_column="ts", holdout_fraction=0.2)
+    shuffled = reg_frame.sample(frac=1.0, random_state=1)
+    result = training.train_and_evaluate(est, shuffled, spec)
+    assert result.task_type == "regression" and result.split == "time:ts"
+    assert "ts" not in result.feature_columns
+    assert result.X_eval.index.min() > result.X_train.index.max()  # ids are in time order
+    assert result.metrics["rmse"] < 0.1 and result.metrics["r2"] > 0.99
+
+
+def test_explicit_evaluation_dataset_and_callable_pipeline(clf_frame):
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    def factory(C: float = 1.0):
+        return make_pipeline(StandardScaler(), LogisticRegression(C=C))
+
+    est = training.build_estimator(factory, {"C": 2.0})
+    result = training.train_and_evaluate(
+        est, clf_frame.iloc[:150], _spec(metrics=["accuracy", "balanced_accuracy"]), clf_frame.iloc[150:]
+    )
+    assert result.split == "evaluation-dataset" and len(result.X_eval) == 50
+    assert set(result.metrics) == {"accuracy", "balanced_accuracy"}
+
+
+@pytest.mark.parametrize(
+    ("estimator", "params", "match"),
+    [
+        ("sklearn.ensemble.NoSuchForest", None, "Unknown estimator path 'sklearn.ensemble.NoSuchForest'"),
+        ("nosuchpackage.Model", None, "cannot import 'nosuchpackage'"),
+        ("LogisticRegression", None, "expected 'package.module.ClassName'"),
+        ("sklearn.linear_model.LogisticRegression", {"not_a_param": 1}, "rejected params"),
+        ("sklearn.ensemble.HistGradientBoostingClassifier", {"max_iter": -5}, "rejected params.*max_iter"),
+        ("sklearn.linear_model.LogisticRegression", "{bad json", "not valid JSON"),
+        ("json.dumps", None, "has no fit/predict|rejected params"),
+    ],
+)
+def test_bad_estimator(estimator, params, match):
+    with pytest.raises(MlopsConfigurationError, match=match):
+        training.build_estimator(estimator, params)
+
+
+def test_bad_training_data(clf_frame, reg_frame):
+    def fit(frame, **spec):
+        est = training.build_estimator("sklearn.linear_model.LogisticRegression")
+        return training.train_and_evaluate(est, frame, _spec(**spec))
+
+    with pytest.raises(DatasetError, match="Target column 'label' is missing"):
+        fit(clf_frame, target="label")
+    with pytest.raises(DatasetError, match="not numeric.*regression"):
+        fit(clf_frame.assign(y=clf_frame["y"].map({0: "no", 1: "yes"})), task_type="regression")
+    with pytest.raises(DatasetError, match="single class"):
+        fit(clf_frame.assign(y=1))
+    with pytest.raises(DatasetError, match=r"\['b'\] are entirely missing"):
+        fit(clf_frame.assign(b=np.nan))
+    with pytest.raises(DatasetError, match="missing value"):
+        fit(clf_frame.assign(y=clf_frame["y"].where(clf_frame["id"] != 3)))
+    with pytest.raises(DatasetError, match="too few"):
+        fit(clf_frame.head(2))
+    with pytest.raises(MlopsConfigurationError, match="holdout_fraction"):
+        fit(clf_frame, holdout_fraction=1.5)
+    with pytest.raises(MlopsConfigurationError, match="Unknown metric"):
+        fit(clf_frame, metrics=["accuracy", "nope"])
+    with pytest.raises(MlopsConfigurationError, match="failed to fit"):
+        fit(clf_frame.assign(a="text"))  # strings into LogisticRegression
+
+
+def test_git_commit_of_repo():
+    from pathlib import Path
+
+    commit = training.git_commit_of(str(Path(__file__)))
+    assert commit and len(commit) == 40
+    assert training.git_commit_of("/") is None
+
+
+# ---------------------------------------------------------------------- operators on real MLflow + Airflow
+
+
+TEST_DAGS = Path(__file__).resolve().parents[1] / "dags" / "training"
+
+
+@pytest.fixture
+def test_dags(airflow_db, monkeypatch):
+    """The DAGs of tests/dags/training, in a DAG bundle of their own (``dag.test()`` syncs bundles)."""
+    bundles = [
+        {
+            "name": "training-tests",
+            "classpath": "airflow.dag_processing.bundles.local.LocalDagBundle",
+            "kwargs": {"path": str(TEST_DAGS), "refresh_interval": 0},
+        }
+    ]
+    monkeypatch.setenv("AIRFLOW__DAG_PROCESSOR__DAG_BUNDLE_CONFIG_LIST", json.dumps(bundles))
+    spec = importlib.util.spec_from_file_location("training_test_dags", TEST_DAGS / "training_test_dags.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _run_dag(dag, conf):
+    dr = dag.test(run_conf=conf)
+    from airflow.models.xcom import XComModel
+    from airflow.utils.session import create_session
+
+    with create_session() as session:
+        rows = session.query(XComModel).filter_by(dag_id=dag.dag_id, run_id=dr.run_id, key="return_value").all()
+        xcoms = {row.task_id: XComModel.deserialize_value(row) for row in rows}
+        states = {ti.task_id: ti.state for ti in dr.get_task_instances(session=session)}
+    return dr, xcoms, states
+
+
+def test_train_operator_regression_time_split_and_batch_predict(test_dags, mlflow_conn_sqlite, tmp_path, reg_frame):
+    import mlflow
+
+    from mlops_provider.hooks.mlflow import MlflowHook
+
+    reg_frame.to_csv(tmp_path / "train.csv", index=False)
+    reg_frame.drop(columns=["y"]).to_parquet(tmp_path / "score.parquet", index=False, row_group_size=64)
+    experiment = f"test-train-{uuid.uuid4().hex[:8]}"
+    _, xcoms, states = _run_dag(test_dags.regression_dag, {"data_dir": str(tmp_path), "experiment": experiment})
+    assert states == {"train": "success", "score": "success"}, states
+    result = xcoms["train"]
+    assert len(json.dumps(result)) < 4096
+    assert result["task_type"] == "regression" and result["split"] == "time:ts"
+    assert result["metrics"]["rmse"] > 0 and result["metrics"]["r2"] > 0.99
+    assert {"cv_rmse_mean", "cv_r2_std"} <= set(result["metrics"])
+    assert result["train_split"]["n_rows"] == 150 and result["eval_split"]["n_rows"] == 50
+
+    client = MlflowHook().get_client()
+    run = client.get_run(result["run_id"])
+    assert run.data.params["alpha"] == "0.1" and run.data.params["estimator"] == "sklearn.linear_model.Ridge"
+    assert run.data.tags["mlops.try_number"] == "1"
+    assert run.data.tags["mlops.training_digest"] == result["training_data"]["digest"]
+    digests = {d.dataset.name: d.dataset.digest for d in run.inputs.dataset_inputs}
+    assert digests == {
+        "training": result["train_split"]["digest"][:32],
+        "evaluation": result["eval_split"]["digest"][:32],
+    }
+    with MlflowHook().mlflow_env():
+        local = mlflow.artifacts.download_artifacts(result["reference_uri"], dst_path=str(tmp_path / "ref"))
+    ref = pd.read_parquet(local)
+    assert list(ref.columns) == ["a", "b"] and len(ref) == 50
+
+    scored = xcoms["score"]
+    assert len(json.dumps(scored)) < 4096
+    assert scored["n_rows"] == 200 and scored["model_version"] is None
+    out = pd.read_parquet(scored["output_uri"])
+    assert list(out.columns) == ["id", "prediction", "model_version"] and len(out) == 200
+    stats = scored["prediction_stats"]
+    assert stats["count"] == 200 and stats["mean"] == pytest.approx(out["prediction"].mean())
+
+
+def test_bad_input_fails_task_and_leaves_no_run(test_dags, mlflow_conn_sqlite, tmp_path, clf_frame):
+    from mlops_provider.hooks.mlflow import MlflowHook
+
+    clf_frame.to_parquet(tmp_path / "train.parquet", index=False)
+    experiment = f"test-bad-{uuid.uuid4().hex[:8]}"
+    conf = {"data_dir": str(tmp_path), "experiment": experiment, "model_name": f"nope-{uuid.uuid4().hex[:6]}"}
+    _, xcoms, states = _run_dag(test_dags.bad_dag, conf)
+    assert set(states.values()) == {"failed"}, states
+    assert xcoms == {}
+    assert MlflowHook().get_client().get_experiment_by_name(experiment) is None  # no experiment, no run
+    assert not (tmp_path / "never.parquet").exists()
