@@ -191,7 +191,11 @@ def _asset_events(uri: str) -> list[dict]:
     from sqlalchemy import select
 
     with create_session() as session:
-        rows = session.scalars(select(AssetEvent).join(AssetModel).where(AssetModel.uri == uri)).all()
+        rows = session.scalars(
+            select(AssetEvent)
+            .join(AssetModel, AssetEvent.asset_id == AssetModel.id)
+            .where(AssetModel.uri == uri)
+        ).all()
         return [dict(r.extra or {}) for r in rows]
 
 
@@ -200,7 +204,6 @@ def test_example_dag_runs_and_emits_event_only_on_drift(mlflow_conn_sqlite, airf
     name, _, _ = _champion(tmp_path)
     module = _load_example(name)
     dag = module.dag
-    dag.dag_id = f"example_drift_check_{uuid.uuid4().hex[:6]}"
 
     calm = dag.test(run_conf={"current": _batch(tmp_path, 0.0)})
     states = {ti.task_id: ti.state for ti in calm.get_task_instances()}
