@@ -236,3 +236,21 @@ def test_example_dag_train_register_promote_rollback_score(airflow_db, mlflow_co
     aliases = {k: str(v) for k, v in client.get_registered_model(name).aliases.items()}
     assert aliases["champion"] == "1" and aliases["previous-champion"] == "2"
     _small_json(_xcoms(rollback_dag.dag_id, rolled.run_id)["rollback"])
+
+
+def test_docs_include_the_example_dag_snippets_verbatim():
+    import re
+    import textwrap
+
+    source = (ROOT / "dags" / "example_train_register_promote.py").read_text()
+    pages = {
+        "training.md": ["howto_operator_train_model"],
+        "registry.md": ["howto_operator_register_model", "howto_operator_promote_model", "howto_operator_rollback_model"],
+        "prediction.md": ["howto_operator_batch_predict"],
+    }
+    for page, markers in pages.items():
+        text = (ROOT / "docs" / "operators" / page).read_text()
+        for marker in markers:
+            match = re.search(rf"# \[START {marker}\]\n(.*?)\n\s*# \[END {marker}\]", source, re.S)
+            assert match, marker
+            assert textwrap.dedent(match.group(1)) in text, f"{page} is out of date for {marker}"
