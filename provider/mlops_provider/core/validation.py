@@ -579,12 +579,16 @@ def run_validation(
     ]
     context = gx.get_context(mode="ephemeral")
     _quiet_context(context)
-    suite_copy = gx.ExpectationSuite(
-        name=suite.name or "suite",
-        expectations=[c for c in suite.expectation_configurations],
-        meta=suite.meta,
-    )
-    suite_copy = context.suites.add(suite_copy)
+    try:  # GX re-serialises every expectation on a copy: avoid it when the suite is fresh
+        suite_copy = context.suites.add(suite)
+    except Exception:  # the suite belongs to another context: validate a copy
+        suite_copy = context.suites.add(
+            gx.ExpectationSuite(
+                name=suite.name or "suite",
+                expectations=list(suite.expectation_configurations),
+                meta=suite.meta,
+            )
+        )
     source = context.data_sources.add_pandas("batch")
     asset = source.add_dataframe_asset("dataframe")
     batch_definition = asset.add_batch_definition_whole_dataframe("whole dataframe")
@@ -892,3 +896,30 @@ def _local_path(uri: str | None) -> Path | None:
     if "://" in uri:
         return None
     return Path(uri)
+
+
+# --------------------------------------------------------------------------- lineage
+
+
+def matching_validation_run(records: Any, digest: str) -> str | None:
+    """
+    The id of a passing validation run on data with ``digest``, from lineage XCom records.
+
+    ``records`` is one record or a list of records (``xcom_pull`` of several tasks) of the shape
+    pushed by ``DataValidationOperator`` under XCom key ``validation_lineage``:
+    ``{"validation_run_id", "data_digest", "success", ...}``.  Returns ``None`` when no record
+    passed on the same digest, so a training task never claims a validation of other data.
+    """
+    if records is None:
+        return None
+    if isinstance(records, Mapping):
+        records = [records]
+    for record in records:
+        if (
+            isinstance(record, Mapping)
+            and record.get("success") is True
+            and record.get("data_digest") == digest
+            and record.get("validation_run_id")
+        ):
+            return str(record["validation_run_id"])
+    return None

@@ -1,0 +1,312 @@
+"""Tests of mlops_provider.core.validation with real Great Expectations (no Airflow, no MLflow)."""
+
+from __future__ import annotations
+
+import json
+
+import great_expectations as gx
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+
+from mlops_provider.core import validation as v
+
+PASSING = [
+    {"type": "expect_column_values_to_not_be_null", "kwargs": {"column": "age"}},
+    {
+        "expectation_type": "expect_column_values_to_be_between",
+        "kwargs": {"column": "age", "min_value": 0, "max_value": 120},
+    },
+    {
+        "type": "expect_column_values_to_be_in_set",
+        "kwargs": {"column": "city", "value_set": ["paris", "lyon"]},
+    },
+]
+
+
+@pytest.fixture
+def df() -> pd.DataFrame:
+    rng = np.random.default_rng(0)
+    return pd.DataFrame(
+        {
+            "age": rng.integers(18, 90, 500),
+            "income": rng.normal(50_000, 10_000, 500),
+            "city": rng.choice(["paris", "lyon"], 500),
+            "active": rng.choice([True, False], 500),
+        }
+    )
+
+
+def test_passing_suite_from_dicts(df):
+    suite = v.build_suite(PASSING, name="people")
+    outcome = v.run_validation(df, suite)
+    assert outcome.success
+    summary = v.summarize_result(outcome, df.columns)
+    assert summary["success"] is True
+    assert summary["statistics"]["evaluated_expectations"] == 3
+    assert summary["failures"] == []
+    assert summary["suite"] == "people"
+
+
+def test_failing_suite_summary_has_column_type_observed_and_counts(df):
+    bad = df.copy()
+    bad.loc[:9, "age"] = 500
+    bad.loc[:4, "city"] = "nice"
+    suite = v.build_suite(
+        PASSING
+        + [{"type": "expect_column_max_to_be_between", "kwargs": {"column": "income", "max_value": 10}}]
+    )
+    outcome = v.run_validation(bad, suite)
+    assert not outcome.success
+    summary = v.summarize_result(outcome, bad.columns)
+    by_type = {f["expectation_type"]: f for f in summary["failures"]}
+    between = by_type["expect_column_values_to_be_between"]
+    assert between["column"] == "age"
+    assert between["unexpected_count"] == 10
+    assert between["unexpected_percent"] == pytest.approx(2.0)
+    assert between["observed_value"] == {"unexpected_values": [500]}
+    assert by_type["expect_column_values_to_be_in_set"]["unexpected_count"] == 5
+    assert isinstance(by_type["expect_column_max_to_be_between"]["observed_value"], float)
+    text = v.describe_failures(summary)
+    assert "expect_column_values_to_be_between on 'age': 10 unexpected (2.0%)" in text
+    assert summary["failures_total"] == 3
+
+
+def test_summary_capped_whatever_the_number_of_failures(df):
+    # 30 failing expectations with long values (GX itself is slow with huge value sets: the
+    # 10,000-item value set is exercised once, in test_validation_operator.py)
+    wide = pd.DataFrame({f"c{i}": ["x" * 3000 + str(j) for j in range(50)] for i in range(30)})
+    suite = v.build_suite(
+        [
+            {
+                "type": "expect_column_values_to_be_in_set",
+                "kwargs": {"column": f"c{i}", "value_set": ["y" * 3000 + str(k) for k in range(50)]},
+            }
+            for i in range(30)
+        ]
+    )
+    outcome = v.run_validation(wide, suite)
+    summary = v.summarize_result(outcome, wide.columns)
+    size = len(json.dumps(summary))
+    assert size < v.SUMMARY_MAX_BYTES
+    assert summary["failures_total"] == 30
+    assert summary["failures_truncated"] is True
+    assert 0 < len(summary["failures"]) <= 10
+    assert summary["failures"][0]["expected"]["value_set"][-1] == "... (50 items)"
+    # the full result keeps everything, the report stays readable
+    assert len(json.loads(v.result_to_json(outcome))["result"]["results"]) == 30
+    assert len(v.render_html_report(outcome)) < 2_000_000
+
+
+def test_unknown_expectation_type_is_a_clear_error():
+    with pytest.raises(
+        v.SuiteDefinitionError, match=r"expectation #1 .*unknown expectation type 'expect_bogus'"
+    ):
+        v.build_suite([PASSING[0], {"type": "expect_bogus", "kwargs": {"column": "age"}}])
+
+
+@pytest.mark.parametrize(
+    "entries, match",
+    [
+        ("not a list", "expected a list"),
+        ([{"kwargs": {}}], r"expectation #0 has no 'type'"),
+        ([{"type": "expect_column_values_to_not_be_null", "kwargs": [1]}], "'kwargs' must be a mapping"),
+        ([{"type": "expect_column_values_to_not_be_null", "kwarg": {}}], "unknown keys"),
+        ([42], "must be a mapping"),
+    ],
+)
+def test_malformed_entries(entries, match):
+    with pytest.raises(v.SuiteDefinitionError, match=match):
+        v.build_suite(entries)
+
+
+def test_missing_column_reported_as_such(df):
+    suite = v.build_suite(
+        PASSING + [{"type": "expect_column_values_to_not_be_null", "kwargs": {"column": "zip"}}]
+    )
+    outcome = v.run_validation(df, suite)
+    assert not outcome.success
+    assert outcome.missing_columns == [
+        {"expectation": 3, "type": "expect_column_values_to_not_be_null", "column": "zip"}
+    ]
+    summary = v.summarize_result(outcome, df.columns)
+    assert summary["missing_columns"] == ["zip"]
+    [failure] = summary["failures"]
+    assert failure["error"] == "column 'zip' is not in the data"
+    assert "error: column 'zip' is not in the data" in v.describe_failures(summary)
+
+
+def test_empty_batch_is_an_error(df):
+    with pytest.raises(v.ValidationInputError, match="empty"):
+        v.run_validation(df.iloc[:0], v.build_suite(PASSING))
+
+
+def test_suite_from_json_and_yaml_files(tmp_path, df):
+    (tmp_path / "s.json").write_text(json.dumps({"name": "from_json", "expectations": PASSING}))
+    (tmp_path / "s.yaml").write_text(yaml.safe_dump(PASSING))
+    for name in ("s.json", "s.yaml"):
+        suite, schema = v.resolve_suite(str(tmp_path / name))
+        assert schema is None
+        assert len(suite.expectation_configurations) == 3
+        assert v.run_validation(df, suite).success
+    assert v.resolve_suite(str(tmp_path / "s.json"))[0].name == "from_json"
+    assert v.resolve_suite(str(tmp_path / "s.yaml"))[0].name == "s"
+
+
+def test_malformed_suite_files_name_file_and_entry(tmp_path):
+    bad_json = tmp_path / "bad.json"
+    bad_json.write_text('{"expectations": [')
+    with pytest.raises(v.SuiteDefinitionError, match=r"bad\.json is not valid JSON \(line 1"):
+        v.load_suite_file(bad_json)
+    bad_yaml = tmp_path / "bad.yaml"
+    bad_yaml.write_text("- type: a\n  kwargs: [\n")
+    with pytest.raises(v.SuiteDefinitionError, match=r"bad\.yaml is not valid YAML \(line"):
+        v.load_suite_file(bad_yaml)
+    bad_entry = tmp_path / "entry.yaml"
+    bad_entry.write_text(yaml.safe_dump(PASSING + [{"type": "expect_nothing_real", "kwargs": {}}]))
+    with pytest.raises(v.SuiteDefinitionError, match=r"entry\.yaml: expectation #3 .*expect_nothing_real"):
+        v.resolve_suite(str(bad_entry))
+    no_type = tmp_path / "notype.json"
+    no_type.write_text(json.dumps([PASSING[0], {"kwargs": {"column": "a"}}]))
+    with pytest.raises(v.SuiteDefinitionError, match=r"notype\.json: expectation #1 has no 'type'"):
+        v.load_suite_file(no_type)
+    with pytest.raises(v.SuiteDefinitionError, match=r"Cannot read suite file .*missing\.yaml"):
+        v.load_suite_file(tmp_path / "missing.yaml")
+    (tmp_path / "s.txt").write_text("[]")
+    with pytest.raises(v.SuiteDefinitionError, match="unsupported extension"):
+        v.load_suite_file(tmp_path / "s.txt")
+    (tmp_path / "scalar.yaml").write_text("42\n")
+    with pytest.raises(v.SuiteDefinitionError, match=r"scalar\.yaml: expected a list"):
+        v.load_suite_file(tmp_path / "scalar.yaml")
+
+
+def test_suite_from_callable(df):
+    def factory() -> gx.ExpectationSuite:
+        suite = gx.ExpectationSuite(name="factory")
+        suite.add_expectation(gx.expectations.ExpectColumnValuesToNotBeNull(column="age"))
+        return suite
+
+    suite, _ = v.resolve_suite(factory)
+    assert suite.name == "factory"
+    assert v.run_validation(df, suite).success
+    with pytest.raises(v.SuiteDefinitionError, match="must return a great_expectations.ExpectationSuite"):
+        v.resolve_suite(lambda: PASSING)
+
+
+def test_schema_contract_round_trip(tmp_path, df):
+    df = df.assign(note=[f"n{i}" for i in range(len(df))])  # high cardinality: no value set
+    df.loc[3, "income"] = np.nan
+    text = v.derive_schema_suite(df, tolerance=0.1, max_categories=10, name="people_contract")
+    assert text.startswith("# Schema contract")
+    assert "&id" not in text and "*id" not in text  # no YAML anchors: reviewable
+    doc = yaml.safe_load(text)
+    cols = doc["columns"]
+    assert cols["age"]["dtype"] == "int64" and cols["age"]["nullable"] is False
+    span = int(df.age.max() - df.age.min())
+    assert cols["age"]["min"] <= df.age.min() - 0.1 * span + 1
+    assert cols["income"]["nullable"] is True
+    assert cols["city"]["values"] == ["lyon", "paris"]
+    assert cols["active"]["values"] == [False, True]
+    assert cols["note"]["values"] is None and cols["note"]["distinct"] == len(df)
+
+    path = tmp_path / "contract.yaml"
+    path.write_text(text)
+    suite, schema = v.resolve_suite(str(path))
+    assert suite.name == "people_contract"
+    assert schema == cols
+    assert v.run_validation(df, suite, schema=schema).success
+
+    # values inside the tolerance still pass; beyond it they fail
+    inside = df.copy()
+    inside.loc[0, "age"] = int(df.age.max() + 0.05 * span)
+    assert v.run_validation(inside, suite, schema=schema).success
+    outside = df.copy()
+    outside.loc[0, "age"] = int(df.age.max() + 0.5 * span)
+    outside.loc[1, "city"] = "nice"
+    outcome = v.run_validation(outside, suite, schema=schema)
+    assert not outcome.success and outcome.schema_changes == []
+    failed = {f["expectation_type"] for f in v.summarize_result(outcome)["failures"]}
+    assert failed == {"expect_column_values_to_be_between", "expect_column_values_to_be_in_set"}
+
+
+def test_schema_changes_reported_explicitly(tmp_path, df):
+    path = tmp_path / "contract.yaml"
+    path.write_text(v.derive_schema_suite(df))
+    suite, schema = v.resolve_suite(str(path))
+    changed = df.assign(age=df.age.astype(float), extra=1).drop(columns=["city"])
+    outcome = v.run_validation(changed, suite, schema=schema)
+    assert not outcome.success
+    assert sorted((c["change"], c["column"]) for c in outcome.schema_changes) == [
+        ("dtype_change", "age"),
+        ("missing_column", "city"),
+        ("new_column", "extra"),
+    ]
+    summary = v.summarize_result(outcome, changed.columns)
+    text = v.describe_failures(summary)
+    assert text.startswith("schema change: ")
+    assert "dtype of 'age' changed: int64 -> float64" in text
+    assert "column 'city' (object) is missing" in text
+    assert "new column 'extra' (int64)" in text
+    assert "Schema changes" in v.render_html_report(outcome)
+
+
+def test_malformed_contract_columns(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text(yaml.safe_dump({"columns": {"age": {"dtype": "int64", "min": "zero"}}}))
+    with pytest.raises(v.SuiteDefinitionError, match=r"c\.yaml: column 'age': 'min' must be a number"):
+        v.load_suite_file(path)
+    path.write_text(yaml.safe_dump({"columns": {"age": {"nullable": True}}}))
+    with pytest.raises(v.SuiteDefinitionError, match="column 'age' needs a mapping with a 'dtype'"):
+        v.load_suite_file(path)
+
+
+def test_derive_schema_bad_input(df):
+    with pytest.raises(v.ValidationInputError, match="empty"):
+        v.derive_schema_suite(df.iloc[:0])
+    with pytest.raises(v.ValidationInputError, match="tolerance"):
+        v.derive_schema_suite(df, tolerance=-1)
+
+
+def test_html_report_escapes_and_lists_expectations(df):
+    bad = df.assign(city="<script>alert(1)</script>")
+    outcome = v.run_validation(bad, v.build_suite(PASSING))
+    page = v.render_html_report(outcome, title="t", details={"dataset": "d.parquet"})
+    assert "<script>alert" not in page
+    assert "&lt;script&gt;" in page
+    assert page.count("<tr class=") == 3
+    assert "FAILED" in page
+
+
+def test_write_quarantine(tmp_path, df):
+    src = tmp_path / "batch.csv"
+    df.to_csv(src, index=False)
+    outcome = v.run_validation(df, v.build_suite(PASSING))
+    target = tmp_path / "q" / "dag" / "task"
+    v.write_quarantine(
+        str(target),
+        df,
+        report_html=v.render_html_report(outcome),
+        result_json=v.result_to_json(outcome),
+        summary=v.summarize_result(outcome),
+        source_uri=str(src),
+    )
+    assert sorted(p.name for p in target.iterdir()) == [
+        "batch.parquet",
+        "report.html",
+        "result.json",
+        "source",
+        "summary.json",
+    ]
+    pd.testing.assert_frame_equal(pd.read_parquet(target / "batch.parquet"), df)
+    assert (target / "source" / "batch.csv").read_bytes() == src.read_bytes()
+    assert src.exists()  # never deleted
+
+
+def test_matching_validation_run():
+    record = {"validation_run_id": "r1", "data_digest": "abc", "success": True}
+    assert v.matching_validation_run(record, "abc") == "r1"
+    assert v.matching_validation_run(record, "other") is None
+    assert v.matching_validation_run({**record, "success": False}, "abc") is None
+    assert v.matching_validation_run([None, record], "abc") == "r1"
+    assert v.matching_validation_run(None, "abc") is None
