@@ -1,0 +1,204 @@
+"""Drift engine vs Evidently, side by side on the same generated data: time and peak memory.
+
+    .venv/bin/python bench/drift.py                 # all cases
+    .venv/bin/python bench/drift.py --cases 1m      # one case (1m, 100k_wide, 10m)
+    .venv/bin/python bench/drift.py --markdown      # print the table as Markdown (for docs/performance.md)
+
+Every measurement runs in a fresh subprocess that imports the libraries, generates the frames
+(deterministic seeds), then times one call.  Peak memory is the process high-water mark (``VmHWM``,
+reset through ``/proc/self/clear_refs`` just before the call; Linux only) minus the resident size
+just before the call, i.e. what the call itself added on top of its input frames; "peak / input" is ``(input + that) / input`` where input is the resident size of
+the two frames (or of the current frame and the loaded profile for "stored profile").
+
+Measurements:
+
+* ``evidently``: ``Report([DataDriftPreset()]).run(current, reference)``;
+* ``ours cold``: ``check_drift(reference_df, current_df)`` (reference statistics computed on the fly);
+* ``ours build``: ``build_profile(reference_df)`` (once per model version, stored as an artifact);
+* ``ours stored``: ``check_drift(profile, current_df)`` with the profile loaded from its JSON file.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import textwrap
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+CASES = {
+    "tiny": (20_000, 15, 5, "20k rows x 20 cols (smoke test)"),
+    # name: (rows, numeric columns, categorical columns, label)
+    "1m": (1_000_000, 15, 5, "1M rows x 20 cols (15 num, 5 cat)"),
+    "100k_wide": (100_000, 150, 50, "100k rows x 200 cols (150 num, 50 cat)"),
+    "10m": (10_000_000, 15, 5, "10M rows x 20 cols (15 num, 5 cat)"),
+}
+#: Evidently needed ~1.6 GB for 1M x 20 here and grows linearly in rows: 10M needs ~16 GB or more.
+EVIDENTLY_MAX_ROWS = 2_000_000
+
+_CHILD = r"""
+import json, os, sys, time, gc
+sys.path.insert(0, {provider!r})
+
+def rss():
+    with open("/proc/self/statm") as fh:
+        return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+def hwm():
+    with open("/proc/self/status") as fh:
+        for line in fh:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024
+
+def reset_hwm():
+    with open("/proc/self/clear_refs", "w") as fh:  # "5" resets the peak RSS (Linux >= 4.0)
+        fh.write("5")
+
+import numpy as np, pandas as pd
+what = {what!r}
+if what == "evidently":
+    import warnings; warnings.filterwarnings("ignore")
+    from evidently import Report
+    from evidently.presets import DataDriftPreset
+from mlops_provider.core import drift as D
+import scipy.stats, scipy.spatial.distance  # imported up front, as Evidently's own import does
+
+def frame(n, n_num, n_cat, seed, shift):
+    rng = np.random.default_rng(seed)
+    cats = np.array(["red", "green", "blue", "cyan", "magenta", "yellow", "black", "white"], dtype=object)
+    cols = {{}}
+    for i in range(n_num):
+        col = rng.normal(shift * (i % 3 == 0), 1.0, n)
+        if i % 5 == 4:
+            col = np.round(col * 10)  # discrete-ish values, many ties
+        cols[f"num_{{i}}"] = col
+    for i in range(n_cat):
+        p = np.full(8, 1 / 8)
+        if shift and i % 2 == 0:
+            p = np.array([0.3, 0.2, 0.1, 0.1, 0.1, 0.1, 0.05, 0.05])
+        cols[f"cat_{{i}}"] = cats[rng.choice(8, n, p=p)]
+    return pd.DataFrame(cols)
+
+n, n_num, n_cat = {rows}, {n_num}, {n_cat}
+gc.collect()
+base = rss()
+cur = frame(n, n_num, n_cat, 2, 0.05)
+ref = None if what == "stored" else frame(n, n_num, n_cat, 1, 0.0)
+profile = None
+if what == "stored":
+    profile = D.ReferenceProfile.load({profile_path!r})
+gc.collect()
+inputs = rss() - base
+before = rss()
+reset_hwm()
+t0 = time.perf_counter()
+if what == "evidently":
+    snap = Report([DataDriftPreset()]).run(cur, ref)
+    d = snap.dict()
+    drifted = [m["value"]["count"] for m in d["metrics"] if m["config"]["type"].endswith("DriftedColumnsCount")][0]
+elif what == "cold":
+    res = D.check_drift(ref, cur)
+    drifted = res.number_of_drifted_columns
+elif what == "build":
+    p = D.build_profile(ref)
+    drifted = None
+    p.save({profile_path!r})
+elif what == "stored":
+    res = D.check_drift(profile, cur)
+    drifted = res.number_of_drifted_columns
+seconds = time.perf_counter() - t0
+extra = max(0, hwm() - before)
+print(json.dumps({{"seconds": seconds, "inputs": inputs, "extra": extra, "drifted": drifted,
+                   "sampled": (res.sampled if what in ("cold", "stored") else None)}}))
+"""
+
+
+def measure(case: str, what: str, profile_path: str) -> dict:
+    rows, n_num, n_cat, _ = CASES[case]
+    code = _CHILD.format(
+        provider=str(ROOT / "provider"),
+        what=what,
+        rows=rows,
+        n_num=n_num,
+        n_cat=n_cat,
+        profile_path=profile_path,
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    if out.returncode != 0:
+        return {"error": (out.stderr.strip().splitlines() or ["?"])[-1][:200]}
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def _mb(value: float) -> str:
+    return f"{value / 2**20:,.0f}"
+
+
+def run(cases: list[str], markdown: bool) -> None:
+    lines = [
+        "| case | engine | time (s) | vs Evidently | extra peak (MB) | input frames (MB) | peak / input | drifted cols |",
+        "|---|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    notes = []
+    for case in cases:
+        rows, _, _, label = CASES[case]
+        with tempfile.TemporaryDirectory(prefix="drift-bench-") as tmp:
+            profile_path = os.path.join(tmp, "profile.json")
+            results = {}
+            if rows <= EVIDENTLY_MAX_ROWS:
+                results["evidently"] = measure(case, "evidently", profile_path)
+            else:
+                notes.append(
+                    f"{label}: Evidently skipped - it used ~1.6 GB per 1M rows x 20 columns here (table above), "
+                    f"so {rows / 1e6:.0f}M rows would need ~{rows / 1e6 * 1.6:.0f} GB on a shared 23 GB machine "
+                    "(evidently issue 1526 reports it running out of memory at 10M rows)."
+                )
+            results["cold"] = measure(case, "cold", profile_path)
+            results["build"] = measure(case, "build", profile_path)
+            results["stored"] = measure(case, "stored", profile_path)
+            size = os.path.getsize(profile_path) if os.path.exists(profile_path) else 0
+        ev = results.get("evidently", {})
+        names = {
+            "evidently": "Evidently 0.7.23 `Report([DataDriftPreset()])`",
+            "cold": "ours, cold (`check_drift(reference_df, current_df)`)",
+            "build": "ours, `build_profile(reference_df)` + save",
+            "stored": "ours, stored profile (`check_drift(profile, current_df)`)",
+        }
+        for key, res in results.items():
+            if "error" in res:
+                lines.append(f"| {label} | {names[key]} | failed: {res['error']} | | | | | |")
+                continue
+            ratio = f"{ev['seconds'] / res['seconds']:.0f}x" if "seconds" in ev and key != "evidently" else ""
+            drifted = "" if res["drifted"] is None else str(int(res["drifted"]))
+            if res.get("sampled"):
+                drifted += " (sampled ref)"
+            lines.append(
+                f"| {label} | {names[key]} | {res['seconds']:.2f} | {ratio} | {_mb(res['extra'])} | "
+                f"{_mb(res['inputs'])} | {(res['inputs'] + res['extra']) / max(res['inputs'], 1):.2f} | {drifted} |"
+            )
+        if size:
+            notes.append(f"{label}: stored profile JSON is {size / 2**20:,.0f} MB.")
+        print("\n".join(lines[-len(results) :]), flush=True)
+    table = "\n".join(lines)
+    text = table + ("\n\n" + "\n".join(f"- {n}" for n in notes) if notes else "")
+    print()
+    print(text if markdown else textwrap.indent(text, ""))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--cases", nargs="*", default=["1m", "100k_wide", "10m"], choices=list(CASES))
+    parser.add_argument("--markdown", action="store_true")
+    args = parser.parse_args()
+    print(f"python {sys.version.split()[0]}, {os.cpu_count()} CPUs", flush=True)
+    run(args.cases, args.markdown)
+
+
+if __name__ == "__main__":
+    main()
