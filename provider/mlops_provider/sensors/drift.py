@@ -68,8 +68,10 @@ class DriftSensor(BaseSensorOperator):
     retry; no batch is skipped and none is counted twice.
 
     :param location: folder or glob of batches (local path, or object-store URL with ``conn_id``).
-    :param reference: the reference: a drift profile JSON (``build_profile(...).save()``), or a dataset
-        reference (path/URI, or dict for :func:`~mlops_provider.core.datasets.to_dataset_ref`).
+    :param reference: as for ``DriftCheckOperator`` (:func:`~mlops_provider.operators.drift.resolve_drift_reference`):
+        ``models:/<name>@<alias>`` (the profile stored with the model version), a drift profile JSON path
+        (``build_profile(...).save()``), or a dataset reference (path/URI, or dict).
+    :param mlflow_conn_id: MLflow connection, used when ``reference`` is a ``models:/`` URI.
     :param conn_id: object-storage connection for ``location`` and the batch files.
     :param columns: columns to compare (default: all columns of the reference).
     :param column_methods: per-column drift method override.
@@ -103,6 +105,7 @@ class DriftSensor(BaseSensorOperator):
         column_methods: Mapping[str, str] | None = None,
         column_thresholds: Mapping[str, float] | None = None,
         drift_share: float = 0.5,
+        mlflow_conn_id: str = "mlflow_default",
         consumer: str | None = None,
         ledger_path: str | None = None,
         marker: str | None = "_SUCCESS",
@@ -122,6 +125,7 @@ class DriftSensor(BaseSensorOperator):
         self.column_methods = column_methods
         self.column_thresholds = column_thresholds
         self.drift_share = drift_share
+        self.mlflow_conn_id = mlflow_conn_id
         self.consumer = consumer
         self.ledger_path = ledger_path
         self.marker = marker
@@ -149,15 +153,12 @@ class DriftSensor(BaseSensorOperator):
         )
 
     def _reference(self) -> Any:
-        from mlops_provider.core.datasets import load_dataset
+        """The reference for ``check_drift``, resolved like ``DriftCheckOperator`` does (shared function)."""
+        from mlops_provider.operators.drift import resolve_drift_reference
 
-        ref = self.reference
-        if isinstance(ref, str) and ref.endswith(".json") and "://" not in ref:
-            from mlops_provider.core.drift import ReferenceProfile
-
-            return ReferenceProfile.load(ref)
-        columns = list(self.columns) if self.columns else None
-        return load_dataset(ref, columns=columns).frame
+        return resolve_drift_reference(
+            self.reference, mlflow_conn_id=self.mlflow_conn_id, columns=list(self.columns) if self.columns else None
+        ).reference
 
     def _validate(self) -> None:
         from mlops_provider.exceptions import MlopsConfigurationError
