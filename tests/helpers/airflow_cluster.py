@@ -214,7 +214,9 @@ class AirflowCluster:
         raise TimeoutError(f"{dag_id}/{run_id} still {run.get('state')} after {timeout}s")
 
     def audit_log(self, event: str) -> list[dict[str, Any]]:
-        return self.api("GET", f"/api/v2/eventLogs?event={event}&limit=1000")["event_logs"]
+        from urllib.parse import quote
+
+        return self.api("GET", f"/api/v2/eventLogs?event={quote(event)}&limit=1000")["event_logs"]
 
     # ------------------------------------------------------------------ stop
 
