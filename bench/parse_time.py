@@ -1,0 +1,147 @@
+"""DAG parse time: a DAG file using every operator of the provider vs a trivial TaskFlow DAG.
+
+Both files have the same number of tasks.  Each parse runs in a fresh interpreter that has already
+imported Airflow (as the dag-processor's parse subprocess has), so the provider's own import cost is
+included, exactly as a real dag-processor pays it.  Prints both medians and the ratio (target <= 1.2).
+
+    .venv/bin/python bench/parse_time.py [--repeat 9]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import textwrap
+from pathlib import Path
+
+PROVIDER_DAG = '''
+from datetime import timedelta
+import pendulum
+from airflow.sdk import DAG
+from mlops_provider.operators.training import TrainModelOperator
+from mlops_provider.operators.registry import RegisterModelOperator, PromoteModelOperator, RollbackModelOperator
+from mlops_provider.operators.prediction import BatchPredictOperator
+from mlops_provider.operators.validation import DataValidationOperator
+from mlops_provider.operators.drift import DriftCheckOperator
+from mlops_provider.operators.gate import PromotionGateOperator
+from mlops_provider.operators.performance import ModelPerformanceOperator
+from mlops_provider.sensors.drift import DriftSensor
+
+with DAG("provider_dag", schedule=None, start_date=pendulum.datetime(2026, 1, 1, tz="UTC")):
+    validate = DataValidationOperator(task_id="validate", dataset="/data/train.parquet",
+        expectations=[{"type": "expect_column_to_exist", "kwargs": {"column": "x"}}])
+    train = TrainModelOperator(task_id="train", training_data="/data/train.parquet", target="y",
+        estimator="sklearn.ensemble.HistGradientBoostingClassifier", estimator_params={"max_iter": 50})
+    register = RegisterModelOperator(task_id="register", model_uri="{{ ti.xcom_pull('train')['model_uri'] }}",
+        registered_model_name="m")
+    gate = PromotionGateOperator(task_id="gate", model_name="m", eval_dataset="/data/eval.parquet",
+        target_column="y", gate_spec={"value_thresholds": {"accuracy": {"lower": 0.5}}})
+    promote = PromoteModelOperator(task_id="promote", registered_model_name="m", version="1")
+    rollback = RollbackModelOperator(task_id="rollback", registered_model_name="m")
+    score = BatchPredictOperator(task_id="score", input_data="/data/batch.parquet", output_uri="/data/out.parquet",
+        registered_model_name="m")
+    drift = DriftCheckOperator(task_id="drift", reference="models:/m@champion", current="/data/batch.parquet")
+    perf = ModelPerformanceOperator(task_id="perf", model_name="m", labels="/data/labels.parquet",
+        predictions="/data/out.parquet")
+    sensor = DriftSensor(task_id="sensor", location="/data/landing/*", reference="models:/m@champion",
+        deferrable=False)
+    validate >> train >> register >> gate >> promote >> rollback >> score >> drift >> perf >> sensor
+'''
+
+TRIVIAL_DAG = '''
+import pendulum
+from airflow.sdk import dag, task
+
+@dag(dag_id="trivial_dag", schedule=None, start_date=pendulum.datetime(2026, 1, 1, tz="UTC"))
+def trivial_dag():
+    previous = None
+    for i in range(10):
+        @task(task_id=f"t{i}")
+        def step():
+            return 1
+        current = step()
+        if previous is not None:
+            previous >> current
+        previous = current
+
+trivial_dag()
+'''
+
+WARMUP_DAG = '''
+import pendulum
+from airflow.sdk import DAG, BaseOperator, task
+from airflow.providers.standard.operators.empty import EmptyOperator
+from airflow.providers.standard.sensors.filesystem import FileSensor
+
+with DAG("warmup", schedule=None, start_date=pendulum.datetime(2026, 1, 1, tz="UTC")):
+    @task
+    def t():
+        return 1
+    t() >> EmptyOperator(task_id="e") >> FileSensor(task_id="f", filepath="/x")
+'''
+
+PROBE = textwrap.dedent('''
+    import json, sys, time
+    from airflow.dag_processing.dagbag import DagBag
+    # Warm up Airflow's own DAG machinery (TaskFlow, BaseOperator, sensors), as a long-running
+    # dag-processor has it loaded: what remains is the cost of the DAG file and what it imports.
+    DagBag(dag_folder=sys.argv[2], safe_mode=False)
+    start = time.perf_counter()
+    bag = DagBag(dag_folder=sys.argv[1], safe_mode=False)
+    elapsed = time.perf_counter() - start
+    heavy = sorted({m.split(".")[0] for m in sys.modules} & {"pandas", "numpy", "sklearn", "mlflow",
+        "great_expectations", "evidently", "scipy"})
+    print(json.dumps({"seconds": elapsed, "errors": list(bag.import_errors.values()),
+        "tasks": sum(len(d.tasks) for d in bag.dags.values()), "heavy": heavy}))
+''')
+
+
+def parse_once(path: Path) -> dict:
+    # As in a deployed Airflow, modules run from their compiled bytecode (pip compiles on install;
+    # an editable install compiles on first import): make sure this run may write __pycache__.
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+    out = subprocess.run(env=env, args=[sys.executable, "-c", PROBE, str(path), str(path.parent / "warmup" / "warmup_dag.py")], capture_output=True, text=True, check=True)
+    result = json.loads(out.stdout.strip().splitlines()[-1])
+    if result["errors"]:
+        raise SystemExit(f"{path.name} failed to parse: {result['errors']}")
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--repeat", type=int, default=9)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        provider_file = Path(tmp) / "provider_dag.py"
+        trivial_file = Path(tmp) / "trivial_dag.py"
+        provider_file.write_text(PROVIDER_DAG)
+        (Path(tmp) / "warmup").mkdir()
+        (Path(tmp) / "warmup" / "warmup_dag.py").write_text(WARMUP_DAG)
+        trivial_file.write_text(TRIVIAL_DAG)
+        samples: dict[str, list[float]] = {"provider": [], "trivial": []}
+        meta: dict[str, dict] = {}
+        parse_once(provider_file)  # compile bytecode once; not measured
+        for _ in range(args.repeat):  # interleaved, so machine noise hits both sides alike
+            for name, path in (("provider", provider_file), ("trivial", trivial_file)):
+                result = parse_once(path)
+                samples[name].append(result["seconds"])
+                meta[name] = result
+    p, t = statistics.median(samples["provider"]), statistics.median(samples["trivial"])
+    print(f"DagBag parse time, median of {args.repeat} fresh interpreters (Airflow DAG machinery warmed up)")
+    print(f"| DAG file | tasks | median ms | min ms | heavy modules loaded |")
+    print(f"|---|---|---|---|---|")
+    for name, label in (("trivial", "trivial TaskFlow DAG"), ("provider", "every provider operator")):
+        print(
+            f"| {label} | {meta[name]['tasks']} | {statistics.median(samples[name]) * 1000:.1f} | "
+            f"{min(samples[name]) * 1000:.1f} | {', '.join(meta[name]['heavy']) or 'none'} |"
+        )
+    print(f"ratio provider/trivial: {p / t:.2f} (target <= 1.2)")
+
+
+if __name__ == "__main__":
+    main()
