@@ -55,9 +55,10 @@ class RequestCounter:
 
         requests.Session.send = send
 
-    def measure(self, fn):
+    def measure(self, hook, fn):
         start = len(self.calls)
-        result = fn()
+        with hook.mlflow_env():  # as the operators do: one credential scope around the primitive
+            result = fn()
         return result, self.calls[start:]
 
 
@@ -168,14 +169,14 @@ def main() -> None:
         client = hook.get_client()
         name = f"bench-{uuid.uuid4().hex[:6]}"
         r1, r2 = results[0], results[-1]
-        v1, reg_calls = counter.measure(lambda: register_model_version(client, name, r1["model_uri"], r1["run_id"]))
-        _, retry_calls = counter.measure(lambda: register_model_version(client, name, r1["model_uri"], r1["run_id"]))
-        v2, reg2_calls = counter.measure(lambda: register_model_version(client, name, r2["model_uri"], r2["run_id"]))
-        _, first_promo = counter.measure(lambda: compare_and_set_alias(client, name, "champion", v1.version, "none"))
+        v1, reg_calls = counter.measure(hook, lambda: register_model_version(client, name, r1["model_uri"], r1["run_id"]))
+        _, retry_calls = counter.measure(hook, lambda: register_model_version(client, name, r1["model_uri"], r1["run_id"]))
+        v2, reg2_calls = counter.measure(hook, lambda: register_model_version(client, name, r2["model_uri"], r2["run_id"]))
+        _, first_promo = counter.measure(hook, lambda: compare_and_set_alias(client, name, "champion", v1.version, "none"))
         _, promo_calls = counter.measure(
             lambda: compare_and_set_alias(client, name, "champion", v2.version, v1.version, reason="bench")
         )
-        _, rollback_calls = counter.measure(lambda: rollback_alias(client, name, reason="bench"))
+        _, rollback_calls = counter.measure(hook, lambda: rollback_alias(client, name, reason="bench"))
 
         print(f"\nMLflow {mlflow.__version__}, server {server.url}, {args.rows} rows x 10 features, "
               f"{args.repeats} repeats (medians)\n")

@@ -48,6 +48,24 @@ def _moved_error(message: str) -> Exception:
     return ChampionMovedError(message)
 
 
+def _registry(client: Any) -> Any:
+    """
+    The client's registry client, which talks to the store without ``MlflowClient``'s extra
+    ``get_registered_model`` request before every alias call (its check that the name is not a prompt;
+    :func:`get_registered_model` does that check itself, on the read the caller makes anyway).
+
+    Call the functions of this module inside ``MlflowHook.mlflow_env()`` so those requests carry the
+    connection's credentials.  Falls back to the public client if MLflow changes that private method.
+    """
+    getter = getattr(client, "_get_registry_client", None)
+    if getter is None:
+        return client
+    try:
+        return getter()
+    except Exception:  # noqa: BLE001 - any failure: use the public client
+        return client
+
+
 def _error_code(err: BaseException) -> str | None:
     return getattr(err, "error_code", None)
 
@@ -119,7 +137,7 @@ def find_model_version(client: MlflowClient, name: str, model_uri: str, run_id: 
     escaped = name.replace("'", "\\'")
     flt = f"name='{escaped}'" + (f" and run_id='{run_id}'" if run_id else "")
     try:
-        versions = client.search_model_versions(filter_string=flt, max_results=1000)
+        versions = _registry(client).search_model_versions(filter_string=flt, max_results=1000)
     except MlflowException as err:
         if _error_code(err) == "RESOURCE_DOES_NOT_EXIST":
             return None
@@ -208,7 +226,7 @@ def register_model_version(
             ) from None
     version = str(existing.version)
     if alias:
-        client.set_registered_model_alias(name, alias, version)
+        _registry(client).set_registered_model_alias(name, alias, version)
     return RegisteredVersion(
         name=name, version=version, alias=alias or None, model_uri=model_uri, run_id=run_id, created=created
     )
@@ -231,11 +249,14 @@ def get_registered_model(client: MlflowClient, name: str) -> Any:
     from mlflow.exceptions import MlflowException
 
     try:
-        return client.get_registered_model(name)
+        model = _registry(client).get_registered_model(name)
     except MlflowException as err:
         if _error_code(err) == "RESOURCE_DOES_NOT_EXIST":
             raise _config_error(f"Registered model {name!r} does not exist") from None
         raise
+    if str((model.tags or {}).get("mlflow.prompt.is_prompt", "")).lower() == "true":
+        raise _config_error(f"{name!r} is a prompt, not a registered model")
+    return model
 
 
 def _aliases(model: Any) -> dict[str, str]:
@@ -314,6 +335,10 @@ def compare_and_set_alias(
         model = get_registered_model(client, name)
     aliases = _aliases(model)
     current = aliases.get(alias)
+    if current == new_version:
+        # already done (a retry after success, or a rerun): change nothing, whatever was expected
+        return {"name": name, "alias": alias, "version": new_version, "previous_version": current,
+                "changed": False, "history_entry": None}
     if check and current != expected:
         raise _moved_error(
             f"Alias {alias!r} of model {name!r} points at version {current or 'none'} but the decision "
@@ -326,12 +351,8 @@ def compare_and_set_alias(
         "previous_version": current,
         "changed": current != new_version,
     }
-    if current == new_version:
-        result["history_entry"] = None
-        return result  # already done (a retry after success): change nothing
-
     try:
-        client.set_registered_model_alias(name, alias, new_version)
+        _registry(client).set_registered_model_alias(name, alias, new_version)
     except MlflowException as err:
         if _error_code(err) in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE"):
             raise _config_error(
@@ -339,7 +360,7 @@ def compare_and_set_alias(
             ) from None
         raise
     if previous_alias and current is not None:
-        client.set_registered_model_alias(name, previous_alias, current)
+        _registry(client).set_registered_model_alias(name, previous_alias, current)
     entry = {
         "action": action,
         "alias": alias,
@@ -350,7 +371,7 @@ def compare_and_set_alias(
         "reason": reason[:300],
     }
     history = read_history(model) + [entry]
-    client.set_registered_model_tag(name, HISTORY_TAG, _encode_history(history))
+    _registry(client).set_registered_model_tag(name, HISTORY_TAG, _encode_history(history))
     result["history_entry"] = entry
     return result
 

@@ -75,14 +75,15 @@ class RegisterModelOperator(_RegistryOperator):
         from mlops_provider.core.registry import register_model_version
 
         tags = {"mlops.registered_by": _actor(context, self.task_id), **(self.tags or {})}
-        registered = register_model_version(
-            self.hook.get_client(),
-            str(self.registered_model_name),
-            str(self.model_uri),
-            run_id=self.run_id or None,
-            alias=self.alias or None,
-            tags=tags,
-        )
+        with self.hook.mlflow_env():
+            registered = register_model_version(
+                self.hook.get_client(),
+                str(self.registered_model_name),
+                str(self.model_uri),
+                run_id=self.run_id or None,
+                alias=self.alias or None,
+                tags=tags,
+            )
         self.log.info(
             "%s version %s of %r from %s (alias %s)",
             "Registered" if registered.created else "Reusing existing",
@@ -149,16 +150,17 @@ class PromoteModelOperator(_RegistryOperator):
         from mlops_provider.core.registry import compare_and_set_alias
 
         name = str(self.registered_model_name)
-        result = compare_and_set_alias(
-            self.hook.get_client(),
-            name,
-            str(self.alias),
-            self.version,
-            self.expected_champion_version,
-            reason=str(self.reason or ""),
-            actor=_actor(context, self.task_id),
-            previous_alias=self.previous_alias or None,
-        )
+        with self.hook.mlflow_env():
+            result = compare_and_set_alias(
+                self.hook.get_client(),
+                name,
+                str(self.alias),
+                self.version,
+                self.expected_champion_version,
+                reason=str(self.reason or ""),
+                actor=_actor(context, self.task_id),
+                previous_alias=self.previous_alias or None,
+            )
         if result["changed"]:
             self.log.info("Alias %r of %r: version %s -> %s", result["alias"], name, result["previous_version"], result["version"])
         else:
@@ -215,15 +217,16 @@ class RollbackModelOperator(_RegistryOperator):
         from mlops_provider.core.registry import rollback_alias
 
         name = str(self.registered_model_name)
-        result = rollback_alias(
-            self.hook.get_client(),
-            name,
-            str(self.alias),
-            str(self.previous_alias),
-            self.expected_champion_version,
-            reason=str(self.reason or ""),
-            actor=_actor(context, self.task_id),
-        )
+        with self.hook.mlflow_env():
+            result = rollback_alias(
+                self.hook.get_client(),
+                name,
+                str(self.alias),
+                str(self.previous_alias),
+                self.expected_champion_version,
+                reason=str(self.reason or ""),
+                actor=_actor(context, self.task_id),
+            )
         self.log.info("Rolled back %r of %r: version %s -> %s", result["alias"], name, result["previous_version"], result["version"])
         record_link(self, MlflowModelVersionLink.name, self.hook.model_version_url(name, result["version"]))
         return result
