@@ -1,0 +1,747 @@
+"""The process twin of ``docker-compose.yml``: the same components, from the same env file, as local processes.
+
+Docker cannot run on the CI machine, so ``scripts/stack up`` starts what ``docker compose up`` starts,
+configured by the same ``.env``:
+
+* ``postgres`` and ``redis`` are the machine's servers (127.0.0.1:5432, trust auth as ``postgres``;
+  127.0.0.1:6379): the twin creates the stack's role and its two databases there with the SQL the
+  postgres container runs (``deploy/postgres/init-databases.sql``);
+* ``mlflow``: ``mlflow server`` with the basic-auth app, PostgreSQL backend store, served artifacts;
+* ``airflow-init`` (``deploy/airflow-init.sh``, as in compose), then ``airflow-apiserver``,
+  ``airflow-scheduler``, ``airflow-dag-processor``, ``airflow-triggerer`` and two
+  ``airflow-worker`` replicas (``airflow celery worker``), with CeleryExecutor.
+
+:data:`COMPONENTS` holds every service's command and environment *exactly as written in
+docker-compose.yml* (``${VAR}`` interpolation, compose host names); at start the twin interpolates
+them from the env file and rewrites the compose host names to 127.0.0.1 and the container paths to
+folders under the state directory (:data:`HOST_MAP`, :meth:`Stack.path_map`).  What only the twin
+sets (ports of side servers, ``AIRFLOW_HOME``...) is listed in :data:`TWIN_ONLY_ENV`.
+``tests/system/test_stack_consistency.py`` compares the table with the compose file.
+
+Every process runs in its own process group; ``down`` ends each group (SIGTERM, then SIGKILL).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+BIN = Path(sys.executable).parent
+COMPOSE_FILE = ROOT / "docker-compose.yml"
+DEFAULT_ENV_FILE = ROOT / ".env"
+DEFAULT_STATE_DIR = ROOT / ".stack"
+
+# ---------------------------------------------------------------------------------------------
+# The component table: what docker-compose.yml says, verbatim (a test keeps the two equal).
+
+AIRFLOW_COMMON_ENV: dict[str, str] = {
+    "AIRFLOW__CORE__EXECUTOR": "CeleryExecutor",
+    "AIRFLOW__CORE__AUTH_MANAGER": "airflow.api_fastapi.auth.managers.simple.simple_auth_manager.SimpleAuthManager",
+    "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": "${AIRFLOW_ADMIN_USERNAME:-admin}:admin",
+    "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": "/opt/airflow/config/simple_auth_manager_passwords.json",
+    "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": (
+        "postgresql+psycopg2://${POSTGRES_USER:?POSTGRES_USER is not set (see .env.example)}:"
+        "${POSTGRES_PASSWORD:?POSTGRES_PASSWORD is not set (see .env.example)}@postgres:5432/${AIRFLOW_DB_NAME:-airflow}"
+    ),
+    "AIRFLOW__CELERY__RESULT_BACKEND": "db+postgresql://${POSTGRES_USER}:${POSTGRES_PASSWORD}@postgres:5432/${AIRFLOW_DB_NAME:-airflow}",
+    "AIRFLOW__CELERY__BROKER_URL": "redis://redis:6379/${REDIS_DB:-0}",
+    "AIRFLOW__CELERY__WORKER_CONCURRENCY": "${AIRFLOW_WORKER_CONCURRENCY:-4}",
+    "AIRFLOW__CORE__FERNET_KEY": "${AIRFLOW_FERNET_KEY:?AIRFLOW_FERNET_KEY is not set (see .env.example)}",
+    "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "true",
+    "AIRFLOW__CORE__LOAD_EXAMPLES": "false",
+    "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": "http://airflow-apiserver:${AIRFLOW_API_PORT:-8080}/execution/",
+    "AIRFLOW__API__PORT": "${AIRFLOW_API_PORT:-8080}",
+    "AIRFLOW__API__BASE_URL": "${AIRFLOW_PUBLIC_URL:-http://localhost:8080}",
+    "AIRFLOW__API_AUTH__JWT_SECRET": "${AIRFLOW_JWT_SECRET:?AIRFLOW_JWT_SECRET is not set (see .env.example)}",
+    "AIRFLOW__API__SECRET_KEY": "${AIRFLOW_API_SECRET_KEY:?AIRFLOW_API_SECRET_KEY is not set (see .env.example)}",
+    "AIRFLOW__SCHEDULER__ENABLE_HEALTH_CHECK": "true",
+    "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT": "${AIRFLOW_TASK_HEARTBEAT_TIMEOUT:-300}",
+    "AIRFLOW_CONN_MLFLOW_DEFAULT": (
+        '{"conn_type": "mlflow", "host": "http://mlflow:${MLFLOW_PORT:-5000}", "login": "${MLFLOW_ADMIN_USERNAME:-admin}", '
+        '"password": "${MLFLOW_ADMIN_PASSWORD:?MLFLOW_ADMIN_PASSWORD is not set (see .env.example)}", '
+        '"extra": {"ui_url": "${MLFLOW_PUBLIC_URL:-http://localhost:5000}", "experiment_name": "airflow-mlops"}}'
+    ),
+    "GIT_PYTHON_REFRESH": "quiet",
+}
+
+MLFLOW_ENV: dict[str, str] = {
+    "MLFLOW_BACKEND_STORE_URI": "postgresql://${POSTGRES_USER}:${POSTGRES_PASSWORD}@postgres:5432/${MLFLOW_DB_NAME:-mlflow}",
+    "MLFLOW_AUTH_CONFIG_PATH": "/etc/mlflow/basic_auth.ini",
+    "MLFLOW_AUTH_ADMIN_USERNAME": "${MLFLOW_ADMIN_USERNAME:-admin}",
+    "MLFLOW_AUTH_ADMIN_PASSWORD": "${MLFLOW_ADMIN_PASSWORD:?MLFLOW_ADMIN_PASSWORD is not set (see .env.example)}",
+    "MLFLOW_FLASK_SERVER_SECRET_KEY": (
+        "${MLFLOW_FLASK_SERVER_SECRET_KEY:?MLFLOW_FLASK_SERVER_SECRET_KEY is not set (see .env.example)}"
+    ),
+}
+
+
+@dataclass(frozen=True)
+class Component:
+    """One service of docker-compose.yml as the twin runs it."""
+
+    name: str
+    #: argv as in compose (``command:``); for services on the Airflow image, the ``airflow`` entrypoint
+    #: is implied there and explicit here.
+    command: tuple[str, ...] = ()
+    env: dict[str, str] = field(default_factory=dict)
+    replicas: int = 1
+    #: ``external``: the machine's server (postgres, redis); ``oneshot``: runs to completion (init).
+    kind: str = "process"
+    #: compose services this one waits for, with the condition.
+    depends_on: dict[str, str] = field(default_factory=dict)
+    #: container working directory (compose ``working_dir``).
+    working_dir: str | None = None
+
+
+_INFRA = {"redis": "service_healthy", "postgres": "service_healthy"}
+_AFTER_INIT = {**_INFRA, "airflow-init": "service_completed_successfully"}
+
+COMPONENTS: tuple[Component, ...] = (
+    Component("postgres", kind="external"),
+    Component("redis", kind="external"),
+    Component(
+        "mlflow",
+        command=(
+            "mlflow", "server",
+            "--artifacts-destination", "/mlflow/artifacts",
+            "--serve-artifacts",
+            "--host", "0.0.0.0",
+            "--port", "${MLFLOW_PORT:-5000}",
+            "--workers", "${MLFLOW_WORKERS:-2}",
+            "--app-name", "basic-auth",
+            "--allowed-hosts",
+            "mlflow:${MLFLOW_PORT:-5000},localhost:${MLFLOW_PORT:-5000},127.0.0.1:${MLFLOW_PORT:-5000}",
+        ),
+        env=MLFLOW_ENV,
+        depends_on={"postgres": "service_healthy"},
+        working_dir="/mlflow",
+    ),
+    Component(
+        "airflow-init",
+        command=("bash", "/opt/mlops/deploy/airflow-init.sh"),
+        env={
+            **AIRFLOW_COMMON_ENV,
+            "AIRFLOW_ADMIN_USERNAME": "${AIRFLOW_ADMIN_USERNAME:-admin}",
+            "AIRFLOW_ADMIN_PASSWORD": "${AIRFLOW_ADMIN_PASSWORD:?AIRFLOW_ADMIN_PASSWORD is not set (see .env.example)}",
+        },
+        kind="oneshot",
+        depends_on=_INFRA,
+    ),
+    Component("airflow-apiserver", ("airflow", "api-server"), AIRFLOW_COMMON_ENV, depends_on=_AFTER_INIT),
+    Component("airflow-scheduler", ("airflow", "scheduler"), AIRFLOW_COMMON_ENV, depends_on=_AFTER_INIT),
+    Component("airflow-dag-processor", ("airflow", "dag-processor"), AIRFLOW_COMMON_ENV, depends_on=_AFTER_INIT),
+    Component(
+        "airflow-worker",
+        ("airflow", "celery", "worker"),
+        {**AIRFLOW_COMMON_ENV, "DUMB_INIT_SETSID": "0"},
+        replicas=2,
+        depends_on={
+            **_AFTER_INIT,
+            "airflow-apiserver": "service_healthy",
+            "mlflow": "service_healthy",
+        },
+    ),
+    Component("airflow-triggerer", ("airflow", "triggerer"), AIRFLOW_COMMON_ENV, depends_on=_AFTER_INIT),
+)
+BY_NAME = {c.name: c for c in COMPONENTS}
+#: Start order of the long-running processes (compose's depends_on order).
+START_ORDER = (
+    "mlflow", "airflow-apiserver", "airflow-scheduler", "airflow-dag-processor", "airflow-triggerer", "airflow-worker",
+)
+
+#: Compose service host names -> the machine's servers.
+HOST_MAP = {
+    "@postgres:5432/": "@127.0.0.1:5432/",
+    "redis://redis:6379/": "redis://127.0.0.1:6379/",
+    "http://mlflow:": "http://127.0.0.1:",
+    "http://airflow-apiserver:": "http://127.0.0.1:",
+}
+
+#: Environment only the twin sets, and why (everything else comes from the table above).
+TWIN_ONLY_ENV = {
+    "AIRFLOW_HOME": "the image's /opt/airflow: a folder under the state directory",
+    "AIRFLOW__CORE__DAGS_FOLDER": "the mounted ./dags (or the folder given with --dags-folder)",
+    "AIRFLOW__API__HOST": "bind 127.0.0.1 instead of the container's 0.0.0.0",
+    "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": "two workers on one host need two log-server ports",
+    "AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT": "a free port (other Airflows may run on the machine)",
+    "AIRFLOW__SCHEDULER__SCHEDULER_HEALTH_CHECK_SERVER_PORT": "a free port instead of 8974",
+    "PATH": "the virtualenv's bin/ first (the image's PATH)",
+    "PYTHONUNBUFFERED": "logs reach the log files at once",
+}
+
+#: Settings the twin checks before it starts anything: name -> (check, what is expected).
+_SAFE = re.compile(r"^[A-Za-z0-9._~\-]+$")
+_IDENT = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
+PLACEHOLDERS = {"change-me", "changeme", "secret", "password", "xxx"}
+
+
+def _fernet_ok(value: str) -> bool:
+    import base64
+    import binascii
+
+    try:
+        return len(base64.urlsafe_b64decode(value.encode())) == 32
+    except (binascii.Error, ValueError):
+        return False
+
+
+def _int_in(lo: int, hi: int):
+    return lambda v: v.isdigit() and lo <= int(v) <= hi
+
+
+REQUIRED: dict[str, tuple[Any, str]] = {
+    "POSTGRES_USER": (lambda v: bool(_IDENT.match(v)), "a PostgreSQL role name (lower-case letters, digits, _)"),
+    "POSTGRES_PASSWORD": (lambda v: bool(_SAFE.match(v)), "a non-empty URL-safe secret (letters, digits, . _ ~ -)"),
+    "AIRFLOW_FERNET_KEY": (_fernet_ok, "a Fernet key (32 url-safe base64-encoded bytes)"),
+    "AIRFLOW_JWT_SECRET": (lambda v: len(v) >= 32, "a secret of at least 32 characters"),
+    "AIRFLOW_API_SECRET_KEY": (lambda v: len(v) >= 16, "a secret of at least 16 characters"),
+    "AIRFLOW_ADMIN_PASSWORD": (lambda v: len(v) >= 8, "a password of at least 8 characters"),
+    "MLFLOW_ADMIN_PASSWORD": (
+        lambda v: len(v) >= 8 and bool(_SAFE.match(v)), "a URL/JSON-safe password of at least 8 characters",
+    ),
+    "MLFLOW_FLASK_SERVER_SECRET_KEY": (lambda v: len(v) >= 16, "a secret of at least 16 characters"),
+}
+OPTIONAL: dict[str, tuple[Any, str]] = {
+    "AIRFLOW_DB_NAME": (lambda v: bool(_IDENT.match(v)), "a database name (lower-case letters, digits, _)"),
+    "MLFLOW_DB_NAME": (lambda v: bool(_IDENT.match(v)), "a database name (lower-case letters, digits, _)"),
+    "REDIS_DB": (_int_in(0, 15), "a redis database number 0-15"),
+    "AIRFLOW_API_PORT": (_int_in(1, 65535), "a TCP port"),
+    "MLFLOW_PORT": (_int_in(1, 65535), "a TCP port"),
+    "MLFLOW_WORKERS": (_int_in(1, 64), "a number of server workers 1-64"),
+    "AIRFLOW_WORKER_CONCURRENCY": (_int_in(1, 256), "a number of task slots 1-256"),
+    "AIRFLOW_TASK_HEARTBEAT_TIMEOUT": (_int_in(5, 86400), "seconds, 5-86400"),
+    "AIRFLOW_ADMIN_USERNAME": (lambda v: bool(re.match(r"^[A-Za-z0-9_.\-]+$", v)), "a user name"),
+    "MLFLOW_ADMIN_USERNAME": (lambda v: bool(re.match(r"^[A-Za-z0-9_.\-]+$", v)), "a user name"),
+}
+
+
+class StackConfigError(Exception):
+    """The env file is missing, or a setting in it is missing or wrong; the message names it."""
+
+
+# ---------------------------------------------------------------------------------------------
+# env file and compose-style interpolation
+
+
+def read_env_file(path: Path) -> dict[str, str]:
+    """Parse a compose ``.env`` file: ``KEY=VALUE`` lines, ``#`` comments, optional quotes."""
+    path = Path(path)
+    if not path.is_file():
+        raise StackConfigError(f"env file {path} not found: copy .env.example to {path.name} and fill in the secrets")
+    values: dict[str, str] = {}
+    for number, raw in enumerate(path.read_text().splitlines(), 1):
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        if line.startswith("export "):
+            line = line[len("export "):]
+        key, sep, value = line.partition("=")
+        key = key.strip()
+        if not sep or not re.match(r"^[A-Za-z_][A-Za-z0-9_]*$", key):
+            raise StackConfigError(f"{path}:{number}: expected KEY=VALUE, got {raw!r}")
+        value = value.strip()
+        if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
+            value = value[1:-1]
+        elif " #" in value:
+            value = value.split(" #", 1)[0].rstrip()
+        values[key] = value
+    return values
+
+
+_VAR = re.compile(r"\$\$|\$\{([A-Za-z_][A-Za-z0-9_]*)(?:(:?[-?])([^}]*))?\}|\$([A-Za-z_][A-Za-z0-9_]*)")
+
+
+def interpolate(template: str, values: dict[str, str]) -> str:
+    """Compose's interpolation: ``${VAR}``, ``${VAR:-default}``, ``${VAR-default}``, ``${VAR:?error}``, ``$$``."""
+
+    def repl(match: re.Match) -> str:
+        if match.group(0) == "$$":
+            return "$"
+        name = match.group(1) or match.group(4)
+        op, arg = match.group(2), match.group(3) or ""
+        value = values.get(name)
+        if op in (":-", ":?"):
+            missing = value in (None, "")
+        else:
+            missing = value is None
+        if op and op.endswith("-") and missing:
+            return arg
+        if op and op.endswith("?") and missing:
+            raise StackConfigError(f"required variable {name} is missing a value: {arg or name}")
+        return value or ""
+
+    return _VAR.sub(repl, template)
+
+
+def validate(values: dict[str, str]) -> None:
+    """Refuse a missing, placeholder or malformed setting, naming it."""
+    problems = []
+    for key, (check, expected) in REQUIRED.items():
+        value = values.get(key, "")
+        if not value:
+            problems.append(f"{key} is missing (expected {expected})")
+        elif value.lower() in PLACEHOLDERS:
+            problems.append(f"{key} is still the placeholder {value!r} (expected {expected})")
+        elif not check(value):
+            problems.append(f"{key} is wrong (expected {expected})")
+    for key, (check, expected) in OPTIONAL.items():
+        value = values.get(key)
+        if value not in (None, "") and not check(value):
+            problems.append(f"{key}={value!r} is wrong (expected {expected})")
+    if values.get("AIRFLOW_DB_NAME", "airflow") == values.get("MLFLOW_DB_NAME", "mlflow"):
+        problems.append("AIRFLOW_DB_NAME and MLFLOW_DB_NAME must name two different databases")
+    if problems:
+        raise StackConfigError("the stack refuses to start:\n  " + "\n  ".join(problems))
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def port_free(port: int) -> bool:
+    with socket.socket() as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+# ---------------------------------------------------------------------------------------------
+# the stack
+
+
+class Stack:
+    """
+    The twin of ``docker compose`` for one env file.
+
+    :param env_file: the stack's settings (the same ``.env`` compose reads).
+    :param state_dir: where logs, AIRFLOW_HOME, MLflow artifacts and the pid file live (``.stack/``).
+    :param dags_folder: the DAGs (compose mounts ``./dags``).
+    :param extra_env: more environment for the Airflow components (tests only; listed in ``status``).
+    """
+
+    def __init__(
+        self,
+        env_file: Path = DEFAULT_ENV_FILE,
+        state_dir: Path = DEFAULT_STATE_DIR,
+        dags_folder: Path | None = None,
+        extra_env: dict[str, str] | None = None,
+    ) -> None:
+        self.env_file = Path(env_file)
+        self.state_dir = Path(state_dir).resolve()
+        self.dags_folder = Path(dags_folder or ROOT / "dags").resolve()
+        self.extra_env = dict(extra_env or {})
+        self.values = read_env_file(self.env_file)
+        validate(self.values)
+        self.procs: dict[str, subprocess.Popen] = {}
+        self._side_ports: dict[str, int] = {}
+        self._token: str | None = None
+
+    # ---------------------------------------------------------------- configuration
+
+    def get(self, key: str, default: str = "") -> str:
+        return self.values.get(key) or default
+
+    @property
+    def api_port(self) -> int:
+        return int(self.get("AIRFLOW_API_PORT", "8080"))
+
+    @property
+    def mlflow_port(self) -> int:
+        return int(self.get("MLFLOW_PORT", "5000"))
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.api_port}"
+
+    @property
+    def mlflow_url(self) -> str:
+        return f"http://127.0.0.1:{self.mlflow_port}"
+
+    @property
+    def airflow_home(self) -> Path:
+        return self.state_dir / "airflow"
+
+    def path_map(self) -> dict[str, str]:
+        """Container paths of docker-compose.yml -> local paths."""
+        return {
+            "/opt/airflow/config": str(self.airflow_home / "config"),
+            "/opt/mlops/deploy": str(ROOT / "deploy"),
+            "/etc/mlflow/basic_auth.ini": str(ROOT / "deploy" / "mlflow" / "basic_auth.ini"),
+            "/mlflow": str(self.state_dir / "mlflow"),
+        }
+
+    def localise(self, value: str) -> str:
+        for old, new in HOST_MAP.items():
+            value = value.replace(old, new)
+        for old, new in self.path_map().items():
+            if value == old or value.startswith(old + "/"):
+                value = new + value[len(old):]
+        return value
+
+    def _side_port(self, key: str) -> int:
+        if key not in self._side_ports:
+            self._side_ports[key] = free_port()
+        return self._side_ports[key]
+
+    def component_env(self, name: str, replica: int = 1) -> dict[str, str]:
+        comp = BY_NAME[name]
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW", "MLFLOW_", "_AIRFLOW"))}
+        env.update({key: self.localise(interpolate(value, self.values)) for key, value in comp.env.items()})
+        env["PATH"] = f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}"
+        env["PYTHONUNBUFFERED"] = "1"
+        if name.startswith("airflow-"):
+            env.update(
+                {
+                    "AIRFLOW_HOME": str(self.airflow_home),
+                    "AIRFLOW__CORE__DAGS_FOLDER": str(self.dags_folder),
+                    "AIRFLOW__API__HOST": "127.0.0.1",
+                    "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(self._side_port(f"worker-log-{replica}")),
+                    "AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT": str(self._side_port("trigger-log")),
+                    "AIRFLOW__SCHEDULER__SCHEDULER_HEALTH_CHECK_SERVER_PORT": str(self._side_port("scheduler-health")),
+                }
+            )
+            env.update(self.extra_env)
+        return env
+
+    def component_command(self, name: str, replica: int = 1) -> list[str]:
+        comp = BY_NAME[name]
+        argv = [self.localise(interpolate(arg, self.values)) for arg in comp.command]
+        if argv and argv[0] in ("airflow", "mlflow"):
+            argv[0] = str(BIN / argv[0])
+        if name == "mlflow":
+            argv[argv.index("--host") + 1] = "127.0.0.1"
+        if name == "airflow-worker":
+            argv += ["--celery-hostname", f"worker{replica}@%h"]
+        return argv
+
+    # ---------------------------------------------------------------- infrastructure
+
+    def _psql(self, *args: str, db: str = "postgres") -> subprocess.CompletedProcess:
+        return subprocess.run(
+            ["psql", "-h", "127.0.0.1", "-p", "5432", "-U", "postgres", "-d", db, "-v", "ON_ERROR_STOP=1", "-qAt", *args],
+            capture_output=True, text=True, timeout=60, check=False,
+        )
+
+    def check_infra(self) -> None:
+        proc = self._psql("-c", "select 1")
+        if proc.returncode != 0:
+            raise RuntimeError(f"postgres: PostgreSQL on 127.0.0.1:5432 is not reachable: {proc.stderr.strip()}")
+        if not redis_ping():
+            raise RuntimeError("redis: Redis on 127.0.0.1:6379 does not answer PING")
+
+    def create_databases(self) -> None:
+        """What the postgres container does on its first start: the role and both databases."""
+        user, password = self.get("POSTGRES_USER"), self.get("POSTGRES_PASSWORD")
+        sql = (
+            "DO $$BEGIN "
+            f"IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = '{user}') THEN CREATE ROLE \"{user}\" LOGIN; END IF; "
+            f"EXECUTE format('ALTER ROLE %I WITH LOGIN PASSWORD %L', '{user}', '{password}'); "
+            "END$$;"
+        )
+        proc = self._psql("-c", sql)
+        if proc.returncode != 0:
+            raise RuntimeError(f"postgres: cannot create role {user!r}: {proc.stderr.strip()}")
+        for db in (self.get("AIRFLOW_DB_NAME", "airflow"), self.get("MLFLOW_DB_NAME", "mlflow")):
+            proc = self._psql("-v", f"db={db}", "-v", f"owner={user}", "-f", str(ROOT / "deploy/postgres/init-databases.sql"))
+            if proc.returncode != 0:
+                raise RuntimeError(f"postgres: cannot create database {db!r}: {proc.stderr.strip()}")
+
+    def drop_databases(self) -> None:
+        for db in (self.get("AIRFLOW_DB_NAME", "airflow"), self.get("MLFLOW_DB_NAME", "mlflow")):
+            self._psql("-c", f'DROP DATABASE IF EXISTS "{db}" WITH (FORCE)')
+
+    # ---------------------------------------------------------------- processes
+
+    def log_path(self, key: str) -> Path:
+        return self.state_dir / "logs" / f"{key}.log"
+
+    def _key(self, name: str, replica: int) -> str:
+        return f"{name}-{replica}" if BY_NAME[name].replicas > 1 else name
+
+    def _cwd(self, name: str) -> Path:
+        comp = BY_NAME[name]
+        return Path(self.localise(comp.working_dir)) if comp.working_dir else self.airflow_home
+
+    def spawn(self, name: str, replica: int = 1) -> subprocess.Popen:
+        key = self._key(name, replica)
+        self.log_path(key).parent.mkdir(parents=True, exist_ok=True)
+        cwd = self._cwd(name)
+        cwd.mkdir(parents=True, exist_ok=True)
+        log = open(self.log_path(key), "ab")  # noqa: SIM115 - owned by the process
+        proc = subprocess.Popen(
+            self.component_command(name, replica), env=self.component_env(name, replica), cwd=cwd,
+            stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+        )
+        log.close()
+        self.procs[key] = proc
+        self._save_pids()
+        return proc
+
+    def _save_pids(self) -> None:
+        pids = {key: proc.pid for key, proc in self.procs.items() if proc.poll() is None}
+        (self.state_dir / "pids.json").write_text(json.dumps(pids, indent=1))
+
+    def init(self) -> None:
+        """airflow-init: password file and ``airflow db migrate`` (deploy/airflow-init.sh)."""
+        self.airflow_home.mkdir(parents=True, exist_ok=True)
+        (self.state_dir / "mlflow" / "artifacts").mkdir(parents=True, exist_ok=True)
+        self.log_path("airflow-init").parent.mkdir(parents=True, exist_ok=True)
+        with open(self.log_path("airflow-init"), "ab") as log:
+            proc = subprocess.run(
+                self.component_command("airflow-init"), env=self.component_env("airflow-init"), cwd=self.airflow_home,
+                stdout=log, stderr=subprocess.STDOUT, timeout=900, check=False,
+            )
+        if proc.returncode != 0:
+            raise RuntimeError(f"airflow-init failed ({proc.returncode}):\n{self.tail('airflow-init')}")
+
+    def up(self, timeout: float = 420) -> Stack:
+        """``docker compose up``: infrastructure, databases, MLflow, init, then the Airflow components."""
+        running = self.running_pids()
+        if running:
+            raise RuntimeError(f"the stack in {self.state_dir} is already running: {sorted(running)}")
+        for port, what in ((self.api_port, "AIRFLOW_API_PORT"), (self.mlflow_port, "MLFLOW_PORT")):
+            if not port_free(port):
+                raise StackConfigError(f"{what}={port}: the port is in use")
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        self.check_infra()
+        self.create_databases()
+        try:
+            self.spawn("mlflow")
+            self.init()
+            for name in START_ORDER[1:]:
+                for replica in range(1, BY_NAME[name].replicas + 1):
+                    self.spawn(name, replica)
+            self.wait_healthy(timeout)
+        except BaseException:
+            self.down()
+            raise
+        return self
+
+    def running_pids(self) -> dict[str, int]:
+        path = self.state_dir / "pids.json"
+        if not path.exists():
+            return {}
+        return {key: pid for key, pid in json.loads(path.read_text()).items() if _alive(pid)}
+
+    def down(self, volumes: bool = False) -> None:
+        """``docker compose down [--volumes]``: stop every process group; with volumes, drop the state."""
+        pids = {key: proc.pid for key, proc in self.procs.items()}
+        pids.update(self.running_pids())
+        order = ["airflow-worker", "airflow-triggerer", "airflow-scheduler", "airflow-dag-processor",
+                 "airflow-apiserver", "mlflow"]
+        keys = sorted(pids, key=lambda k: next((i for i, n in enumerate(order) if k.startswith(n)), 99))
+        for key in keys:
+            _signal_group(pids[key], signal.SIGTERM)
+        deadline = time.monotonic() + 30
+        for key in keys:
+            while _alive(pids[key]) and time.monotonic() < deadline:
+                proc = self.procs.get(key)
+                if proc is not None:
+                    proc.poll()
+                time.sleep(0.2)
+        for key in keys:
+            _signal_group(pids[key], signal.SIGKILL)
+            proc = self.procs.pop(key, None)
+            if proc is not None:
+                try:
+                    proc.wait(timeout=5)
+                except subprocess.TimeoutExpired:
+                    pass
+        pid_file = self.state_dir / "pids.json"
+        if pid_file.exists():
+            pid_file.unlink()
+        self._token = None
+        if volumes:
+            self.drop_databases()
+            shutil.rmtree(self.state_dir, ignore_errors=True)
+
+    def kill(self, key: str, sig: int = signal.SIGKILL) -> None:
+        """Kill one component's whole process group (a crash, for fault tests)."""
+        pid = self.procs[key].pid if key in self.procs else self.running_pids()[key]
+        _signal_group(pid, sig)
+        proc = self.procs.get(key)
+        if proc is not None:
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                _signal_group(pid, signal.SIGKILL)
+                proc.wait(timeout=10)
+        self._save_pids()
+
+    def restart(self, key: str) -> None:
+        """``restart: always``: start a component (``mlflow``, ``airflow-worker-2``...) again."""
+        name, _, replica = key.rpartition("-") if key[-1].isdigit() and key.startswith("airflow-worker") else (key, "", "1")
+        self.spawn(name, int(replica))
+
+    def ensure_running(self) -> list[str]:
+        """Restart every component that has exited (compose's ``restart: always``); returns their keys."""
+        restarted = [key for key, proc in list(self.procs.items()) if proc.poll() is not None]
+        for key in restarted:
+            self.restart(key)
+        return restarted
+
+    # ---------------------------------------------------------------- health
+
+    def tail(self, key: str, chars: int = 4000) -> str:
+        path = self.log_path(key)
+        return path.read_text(errors="replace")[-chars:] if path.exists() else ""
+
+    def _check_alive(self) -> None:
+        for key, proc in self.procs.items():
+            if proc.poll() is not None:
+                raise RuntimeError(f"{key} exited with {proc.returncode}:\n{self.tail(key)}")
+
+    def health(self) -> dict[str, str]:
+        """Status of every component, as compose's healthchecks would report it."""
+        status: dict[str, str] = {}
+        status["postgres"] = "healthy" if self._psql("-c", "select 1").returncode == 0 else "unhealthy"
+        status["redis"] = "healthy" if redis_ping() else "unhealthy"
+        status["mlflow"] = "healthy" if _http_ok(f"{self.mlflow_url}/health") else "unhealthy"
+        try:
+            with urllib.request.urlopen(f"{self.url}/api/v2/monitor/health", timeout=5) as resp:
+                airflow = json.load(resp)
+            status["airflow-apiserver"] = "healthy"
+        except (urllib.error.URLError, OSError, ValueError):
+            airflow = {}
+            status["airflow-apiserver"] = "unhealthy"
+        for comp, key in (("scheduler", "airflow-scheduler"), ("dag_processor", "airflow-dag-processor"),
+                          ("triggerer", "airflow-triggerer")):
+            status[key] = (airflow.get(comp) or {}).get("status") or "unhealthy"
+        for replica in range(1, BY_NAME["airflow-worker"].replicas + 1):
+            key = f"airflow-worker-{replica}"
+            status[key] = "healthy" if re.search(r"worker\d+@\S+ ready", self.tail(key, 200_000)) else "starting"
+        running = self.running_pids()
+        for key in list(status):
+            if key not in ("postgres", "redis") and key not in running:
+                status[key] = "exited"
+        return status
+
+    def wait_healthy(self, timeout: float = 420) -> None:
+        deadline = time.monotonic() + timeout
+        status: dict[str, str] = {}
+        while time.monotonic() < deadline:
+            self._check_alive()
+            status = self.health()
+            if all(s == "healthy" for s in status.values()):
+                return
+            time.sleep(2)
+        raise TimeoutError(f"stack not healthy within {timeout}s: {status}")
+
+    # ---------------------------------------------------------------- Airflow REST API (authenticated)
+
+    def token(self) -> str:
+        if self._token is None:
+            body = {"username": self.get("AIRFLOW_ADMIN_USERNAME", "admin"), "password": self.get("AIRFLOW_ADMIN_PASSWORD")}
+            req = urllib.request.Request(
+                f"{self.url}/auth/token", data=json.dumps(body).encode(),
+                headers={"Content-Type": "application/json"}, method="POST",
+            )
+            with urllib.request.urlopen(req, timeout=60) as resp:
+                self._token = json.load(resp)["access_token"]
+        return self._token
+
+    def api(self, method: str, path: str, body: dict | None = None, *, raw: bool = False, timeout: float = 60) -> Any:
+        req = urllib.request.Request(
+            f"{self.url}/api/v2{path}", data=json.dumps(body).encode() if body is not None else None, method=method,
+            headers={"Content-Type": "application/json", "Authorization": f"Bearer {self.token()}"},
+        )
+        with urllib.request.urlopen(req, timeout=timeout) as resp:
+            text = resp.read().decode()
+        if raw:
+            return text
+        return json.loads(text) if text else None
+
+    def wait_dag(self, dag_id: str, timeout: float = 240) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                dag = self.api("GET", f"/dags/{dag_id}")
+                if dag.get("is_paused"):
+                    self.api("PATCH", f"/dags/{dag_id}", {"is_paused": False})
+                return
+            except urllib.error.HTTPError as err:
+                if err.code != 404:
+                    raise
+            errors = self.api("GET", "/importErrors").get("import_errors", [])
+            if errors:
+                raise RuntimeError(f"DAG import errors: {errors}")
+            time.sleep(2)
+        raise TimeoutError(f"DAG {dag_id} not parsed within {timeout}s")
+
+    def trigger(self, dag_id: str, conf: dict | None = None) -> str:
+        return self.api("POST", f"/dags/{dag_id}/dagRuns", {"logical_date": None, "conf": conf or {}})["dag_run_id"]
+
+    def wait_run(self, dag_id: str, run_id: str, timeout: float = 600) -> str:
+        deadline = time.monotonic() + timeout
+        state = "queued"
+        while time.monotonic() < deadline:
+            state = self.api("GET", f"/dags/{dag_id}/dagRuns/{run_id}")["state"]
+            if state in ("success", "failed"):
+                return state
+            time.sleep(2)
+        raise TimeoutError(f"run {run_id} of {dag_id} still {state} after {timeout}s")
+
+    def task_instances(self, dag_id: str, run_id: str) -> list[dict[str, Any]]:
+        return self.api("GET", f"/dags/{dag_id}/dagRuns/{run_id}/taskInstances?limit=100")["task_instances"]
+
+    def task_log(self, dag_id: str, run_id: str, task_id: str, try_number: int, map_index: int = -1) -> str:
+        from urllib.parse import quote
+
+        path = (f"/dags/{dag_id}/dagRuns/{quote(run_id, safe='')}/taskInstances/{task_id}/logs/{try_number}"
+                f"?full_content=true&map_index={map_index}")
+        return self.api("GET", path, raw=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:  # a zombie is not alive
+        with open(f"/proc/{pid}/stat") as fh:
+            return fh.read().split(") ", 1)[1][0] != "Z"
+    except OSError:
+        return False
+
+
+def _signal_group(pid: int, sig: int) -> None:
+    try:
+        os.killpg(pid, sig)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+def _http_ok(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=5) as resp:
+            return resp.status == 200
+    except (urllib.error.URLError, OSError, ValueError):
+        return False
+
+
+def redis_ping(host: str = "127.0.0.1", port: int = 6379) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=3) as sock:
+            sock.sendall(b"PING\r\n")
+            return sock.recv(16).startswith(b"+PONG")
+    except OSError:
+        return False
