@@ -1,0 +1,187 @@
+"""docker-compose.yml and its process twin (scripts/stack_twin.py) describe the same stack.
+
+No services needed: parses the compose file with PyYAML and compares it with the twin's component
+table (services, commands, environment keys and values, replicas, depends_on); validates the compose
+file with Debian's ``docker-compose config`` (1.29, works without a Docker engine) when it is
+installed, and always with a structural check; checks the env-file handling (missing or wrong
+values are refused with their name) and that no secret is baked into the images.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT / "scripts"))
+
+import stack_twin  # noqa: E402
+from stack_twin import BY_NAME, COMPONENTS, Stack, StackConfigError, interpolate, read_env_file  # noqa: E402
+
+COMPOSE = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+AIRFLOW_IMAGE_SERVICES = {n for n, s in COMPOSE["services"].items() if "airflow" in str(s.get("image", ""))
+                          and "mlflow" not in str(s.get("image", ""))}
+
+
+def valid_env(tmp_path: Path, **override: str) -> Path:
+    from cryptography.fernet import Fernet
+
+    values = read_env_file(ROOT / ".env.example")
+    values.update(
+        POSTGRES_PASSWORD="pg-secret-1", AIRFLOW_FERNET_KEY=Fernet.generate_key().decode(),
+        AIRFLOW_JWT_SECRET="j" * 40, AIRFLOW_API_SECRET_KEY="k" * 20, AIRFLOW_ADMIN_PASSWORD="admin-pw-1",
+        MLFLOW_ADMIN_PASSWORD="mlflow-pw-1", MLFLOW_FLASK_SERVER_SECRET_KEY="f" * 20,
+    )
+    values.update(override)
+    path = tmp_path / "stack.env"
+    path.write_text("".join(f"{k}={v}\n" for k, v in values.items() if v is not None))
+    return path
+
+
+def _compose_command(service: str) -> list[str]:
+    cmd = COMPOSE["services"][service].get("command", [])
+    argv = cmd.split() if isinstance(cmd, str) else [str(a) for a in cmd]
+    if service in AIRFLOW_IMAGE_SERVICES and argv and argv[0] != "bash":
+        argv = ["airflow", *argv]  # the image's entrypoint runs airflow subcommands
+    return argv
+
+
+def test_same_services():
+    assert set(COMPOSE["services"]) == {c.name for c in COMPONENTS}
+    assert {"airflow-init", "airflow-apiserver", "airflow-scheduler", "airflow-dag-processor",
+            "airflow-triggerer", "airflow-worker", "postgres", "redis", "mlflow"} <= set(COMPOSE["services"])
+
+
+@pytest.mark.parametrize("service", [c.name for c in COMPONENTS if c.kind != "external"])
+def test_same_command_environment_and_dependencies(service):
+    compose, twin = COMPOSE["services"][service], BY_NAME[service]
+    assert _compose_command(service) == list(twin.command)
+    env = {k: str(v) for k, v in (compose.get("environment") or {}).items()}
+    assert set(env) == set(twin.env), f"env keys differ: {set(env) ^ set(twin.env)}"
+    assert env == twin.env
+    depends = {k: v["condition"] for k, v in (compose.get("depends_on") or {}).items()}
+    assert depends == twin.depends_on
+    assert int((compose.get("deploy") or {}).get("replicas", 1)) == twin.replicas
+    assert compose.get("working_dir") == twin.working_dir
+
+
+def test_twin_runs_two_celery_workers_with_celery_executor():
+    assert BY_NAME["airflow-worker"].replicas == 2
+    assert BY_NAME["airflow-worker"].env["AIRFLOW__CORE__EXECUTOR"] == "CeleryExecutor"
+
+
+def test_every_compose_variable_is_documented_in_env_example():
+    text = (ROOT / "docker-compose.yml").read_text()
+    used = set(re.findall(r"(?<!\$)\$\{([A-Za-z_][A-Za-z0-9_]*)", text))
+    documented = set(read_env_file(ROOT / ".env.example"))
+    assert used - {"AIRFLOW_PROJ_DIR"} <= documented, used - documented
+
+
+def test_localised_values_point_at_the_machine(tmp_path):
+    stack = Stack(valid_env(tmp_path, AIRFLOW_API_PORT="18080", MLFLOW_PORT="15000"), tmp_path / "state")
+    env = stack.component_env("airflow-scheduler")
+    assert env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"] == "postgresql+psycopg2://airflow:pg-secret-1@127.0.0.1:5432/airflow"
+    assert env["AIRFLOW__CELERY__BROKER_URL"] == "redis://127.0.0.1:6379/0"
+    assert env["AIRFLOW__CORE__EXECUTION_API_SERVER_URL"] == "http://127.0.0.1:18080/execution/"
+    assert '"host": "http://127.0.0.1:15000"' in env["AIRFLOW_CONN_MLFLOW_DEFAULT"]
+    assert env["AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE"].startswith(str(tmp_path / "state"))
+    mlflow_cmd = stack.component_command("mlflow")
+    assert mlflow_cmd[mlflow_cmd.index("--port") + 1] == "15000"
+    assert "pg-secret-1" not in " ".join(mlflow_cmd)  # the store URI (with the password) is in the env
+    twin_only = set(env) - set(BY_NAME["airflow-scheduler"].env) - set(os.environ)
+    assert twin_only <= set(stack_twin.TWIN_ONLY_ENV)
+
+
+def test_interpolation_matches_compose_semantics():
+    assert interpolate("${A:-x}/${B-y}/$${C}", {"A": "", "B": ""}) == "x//${C}"
+    with pytest.raises(StackConfigError, match="REQUIRED_ONE"):
+        interpolate("${REQUIRED_ONE:?set it}", {})
+
+
+@pytest.mark.parametrize(
+    ("override", "named"),
+    [
+        ({"POSTGRES_PASSWORD": ""}, "POSTGRES_PASSWORD is missing"),
+        ({"AIRFLOW_FERNET_KEY": "not-a-key"}, "AIRFLOW_FERNET_KEY is wrong"),
+        ({"AIRFLOW_JWT_SECRET": "short"}, "AIRFLOW_JWT_SECRET is wrong"),
+        ({"MLFLOW_ADMIN_PASSWORD": "change-me"}, "MLFLOW_ADMIN_PASSWORD is still the placeholder"),
+        ({"MLFLOW_ADMIN_PASSWORD": 'has"quote'}, "MLFLOW_ADMIN_PASSWORD is wrong"),
+        ({"REDIS_DB": "99"}, "REDIS_DB='99' is wrong"),
+        ({"MLFLOW_DB_NAME": "airflow"}, "two different databases"),
+    ],
+)
+def test_twin_refuses_a_missing_or_wrong_value_naming_it(tmp_path, override, named):
+    env = valid_env(tmp_path, **override)
+    with pytest.raises(StackConfigError, match=re.escape(named)):
+        Stack(env, tmp_path / "state")
+    cli = subprocess.run([str(ROOT / "scripts" / "stack"), "--env-file", str(env), "--state-dir",
+                          str(tmp_path / "state"), "up"], capture_output=True, text=True, timeout=120)
+    assert cli.returncode == 2 and named in cli.stderr, cli.stderr
+    assert not (tmp_path / "state").exists()  # nothing was started
+
+
+def test_twin_refuses_a_missing_env_file(tmp_path):
+    with pytest.raises(StackConfigError, match="not found: copy .env.example"):
+        Stack(tmp_path / "nope.env", tmp_path / "state")
+
+
+def test_compose_structure():
+    """A structural check that runs everywhere (the docker-compose check below needs the package)."""
+    services = COMPOSE["services"]
+    assert "version" not in COMPOSE  # Compose Specification, like Airflow's official file
+    for name, svc in services.items():
+        assert "image" in svc, name
+        assert svc.get("restart") == "always" or name == "airflow-init", name
+        if name != "airflow-init":
+            assert "healthcheck" in svc and svc["healthcheck"]["test"], name
+        for dep, spec in (svc.get("depends_on") or {}).items():
+            assert dep in services, (name, dep)
+            assert spec["condition"] in ("service_healthy", "service_completed_successfully"), (name, dep)
+            if spec["condition"] == "service_healthy":
+                assert "healthcheck" in services[dep], (name, dep)
+        for volume in svc.get("volumes", []):
+            source = volume.split(":")[0]
+            if source.startswith("./"):
+                assert (ROOT / source).exists(), (name, source)
+            elif not source.startswith("$"):
+                assert source in COMPOSE["volumes"], (name, source)
+    assert services["airflow-init"]["depends_on"]["postgres"]["condition"] == "service_healthy"
+    assert "./dags" in " ".join(services["airflow-scheduler"]["volumes"]) or "/dags:" in " ".join(
+        services["airflow-scheduler"]["volumes"])
+    assert services["mlflow"]["build"]["target"] == "mlflow"
+    assert "--serve-artifacts" in services["mlflow"]["command"]
+    assert services["mlflow"]["environment"]["MLFLOW_BACKEND_STORE_URI"].startswith("postgresql://")
+
+
+@pytest.mark.skipif(shutil.which("docker-compose") is None, reason="Debian's docker-compose is not installed")
+def test_docker_compose_config_accepts_the_file(tmp_path):
+    """``docker-compose config`` (Debian's docker-compose 1.29, no engine needed) with a filled-in env file."""
+    env = valid_env(tmp_path)
+    ok = subprocess.run(["docker-compose", "--env-file", str(env), "-f", str(ROOT / "docker-compose.yml"), "config"],
+                        capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    assert ok.returncode == 0, ok.stderr
+    resolved = yaml.safe_load(ok.stdout)
+    assert resolved["services"]["airflow-worker"]["environment"]["AIRFLOW__CORE__EXECUTOR"] == "CeleryExecutor"
+    # a missing secret: compose refuses too, naming it
+    bad = valid_env(tmp_path, MLFLOW_ADMIN_PASSWORD=None)
+    refused = subprocess.run(["docker-compose", "--env-file", str(bad), "-f", str(ROOT / "docker-compose.yml"), "config"],
+                             capture_output=True, text=True, timeout=120, cwd=tmp_path,
+                             env={k: v for k, v in os.environ.items() if k != "MLFLOW_ADMIN_PASSWORD"})
+    assert refused.returncode != 0 and "MLFLOW_ADMIN_PASSWORD" in refused.stderr, refused.stderr
+
+
+def test_no_secret_in_images():
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    assert not re.search(r"^\s*(ENV|ARG)\s+\S*(PASSWORD|SECRET|FERNET|TOKEN)", dockerfile, re.M | re.I)
+    assert not re.search(r"COPY[^\n]*\.env\b", dockerfile)
+    ignored = (ROOT / ".dockerignore").read_text().split()
+    assert ".env" in ignored and ".stack" in ignored
+    ini = (ROOT / "deploy" / "mlflow" / "basic_auth.ini").read_text()
+    assert not re.search(r"^\s*admin_password\s*=", ini, re.M)
