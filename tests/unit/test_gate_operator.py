@@ -312,10 +312,17 @@ def test_dag_run_end_to_end(mlflow_conn_sqlite, airflow_db, eval_path, tmp_path)
     name = f"gate-{uuid.uuid4().hex[:8]}"
     _register(name, uris["weak"], "champion")
     v2 = _register(name, uris["strong"], "challenger")
-    dag_file = tmp_path / "gate_e2e_dag.py"
-    dag_file.write_text(DAG_FILE)
-    bag = DagBag(dag_folder=str(dag_file))
+    dags = tmp_path / "dags"
+    dags.mkdir()
+    (dags / "gate_e2e_dag.py").write_text(DAG_FILE)
+    bag = DagBag(dag_folder=str(dags))
     assert bag.import_errors == {}
+    # dag.test() needs the DAG serialised in the metadata DB; it only syncs the configured dags folder
+    from airflow.dag_processing.bundles.manager import DagBundlesManager
+    from airflow.dag_processing.dagbag import sync_bag_to_db
+
+    DagBundlesManager().sync_bundles_to_db()
+    sync_bag_to_db(bag, bundle_name="dags-folder", bundle_version=None)
     run = bag.dags["gate_e2e"].test(run_conf={"model_name": name, "eval_path": eval_path})
     assert run.state == "success"
     assert _aliases(name)["champion"] != v2  # on_pass="none" leaves promotion to a later task

@@ -550,34 +550,39 @@ def _json_safe(value: Any) -> Any:
 
 
 def render_chart(report: dict[str, Any], path: str) -> None:
-    """Champion vs challenger per metric (rows) and slice (bars), as a PNG (matplotlib Agg, no pyplot)."""
+    """Champion vs challenger per metric (one panel each) and slice (bar pairs), as a PNG.
+
+    matplotlib is imported here, with the Agg canvas and no pyplot (no global backend switch).  The
+    layout is fixed (no ``tight_layout``), which keeps drawing to a single pass.
+    """
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
     challenger = report["metrics"]["challenger"] or {}
     champion = report["metrics"]["champion"] or {}
-    hidden = {"n_rows"}
-    metric_names = [m for m in (challenger.get("overall") or {}) if m not in hidden]
+    metric_names = [m for m in (challenger.get("overall") or {}) if m != "n_rows"]
     slice_keys = list(challenger)[:25]
     n = max(len(metric_names), 1)
-    fig = Figure(figsize=(max(6.0, 0.55 * len(slice_keys) + 2), 2.6 * n))
+    width_in = max(6.0, 0.5 * len(slice_keys) + 2)
+    fig = Figure(figsize=(width_in, 1.9 * n + 0.9), dpi=72)
     FigureCanvasAgg(fig)
-    axes = fig.subplots(n, 1, squeeze=False)[:, 0]
-    width = 0.4
+    axes = fig.subplots(n, 1, squeeze=False, sharex=True)[:, 0]
+    fig.subplots_adjust(left=0.08, right=0.98, top=1 - 0.55 / (1.9 * n + 0.9), bottom=0.9 / (1.9 * n + 0.9), hspace=0.45)
+    xs = list(range(len(slice_keys)))
+    bar = 0.4
     for ax, metric in zip(axes, metric_names, strict=False):
-        xs = list(range(len(slice_keys)))
-        ch = [_num(challenger.get(s, {}).get(metric)) for s in slice_keys]
         cp = [_num(champion.get(s, {}).get(metric)) for s in slice_keys]
-        ax.bar([x - width / 2 for x in xs], cp, width, label=f"champion v{report['champion_version'] or '-'}", color="#8da0cb")
-        ax.bar([x + width / 2 for x in xs], ch, width, label=f"challenger v{report['challenger_version']}", color="#66c2a5")
-        ax.set_xticks(xs)
-        ax.set_xticklabels(slice_keys, rotation=30, ha="right", fontsize=8)
-        ax.set_title(metric, fontsize=10)
-        ax.legend(fontsize=7, loc="lower right")
+        ch = [_num(challenger.get(s, {}).get(metric)) for s in slice_keys]
+        ax.bar([x - bar / 2 for x in xs], cp, bar, color="#8da0cb", label=f"champion v{report['champion_version'] or '-'}")
+        ax.bar([x + bar / 2 for x in xs], ch, bar, color="#66c2a5", label=f"challenger v{report['challenger_version']}")
+        ax.set_title(metric, fontsize=9, loc="left")
+        ax.tick_params(labelsize=7)
+    handles, labels = axes[0].get_legend_handles_labels()
+    fig.legend(handles, labels, fontsize=7, loc="upper right", ncols=2, frameon=False)
+    axes[-1].set_xticks(xs, slice_keys, rotation=30, ha="right", fontsize=7)
     verdict = report["decision"]["verdict"].replace("_", " ")
-    fig.suptitle(f"{report['model_name']}: {verdict}", fontsize=11)
-    fig.tight_layout()
-    fig.savefig(path, dpi=80)
+    fig.suptitle(f"{report['model_name']}: {verdict}", fontsize=10, x=0.08, ha="left")
+    fig.savefig(path)
 
 
 def _num(value: Any) -> float:
