@@ -80,3 +80,38 @@ def test_scheduled_run_is_a_reason(tmp_path):
     op = RetrainingPolicyOperator(task_id="policy", model_name="m", ledger_path=str(tmp_path / "l.sqlite3"))
     result = op.execute(context("scheduled__x", [], run_type="scheduled"))
     assert result["retrain"] and result["kinds"] == ["schedule"]
+
+
+class FakeInletQuery:
+    """Stands in for the Task SDK's ``inlet_events[asset]`` query (it needs the supervisor to run)."""
+
+    def __init__(self, events):
+        self.events = events
+        self.after_value = None
+
+    def after(self, value):
+        self.after_value = value
+        return self
+
+    def limit(self, n):
+        return self.events[:n]
+
+
+def test_watch_recovers_events_the_scheduler_did_not_hand_over(tmp_path):
+    """Events of the watched assets since the last retraining are merged even if no run consumed them."""
+    from airflow.sdk import Asset
+
+    drift = Asset("mlops://churn/drift")
+    ignored = event("mlops://churn/drift", 5, {"batch_uri": "/l/ignored.csv"})
+    query = FakeInletQuery([ignored])
+    op = RetrainingPolicyOperator(task_id="policy", model_name="churn", cooldown=0, watch=[drift],
+                                  ledger_path=str(tmp_path / "l.sqlite3"))
+    assert drift in op.inlets
+    first = context("run-1", [event("mlops://churn/drift", 1, {"batch_uri": "/l/b1.csv"})])
+    first["inlet_events"] = {drift: FakeInletQuery([])}
+    op.execute(first)
+    second = context("run-2", [event("mlops://churn/drift", 9, {"batch_uri": "/l/b9.csv"})])
+    second["inlet_events"] = {drift: query}
+    result = op.execute(second)
+    assert query.after_value is not None  # asked only for events since the last retraining
+    assert [r["details"]["batch_uri"] for r in result["reasons"]] == ["/l/ignored.csv", "/l/b9.csv"]
