@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import time
 from collections.abc import Callable, Sequence
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
@@ -391,23 +392,19 @@ class DataValidationOperator(BaseOperator):
         if existing:
             run_id = existing[0].info.run_id
             self.log.info("Reusing MLflow validation run %s of a previous try", run_id)
-            for key, value in tags.items():
-                client.set_tag(run_id, key, value)
+            from mlflow.entities import RunTag
+
+            client.log_batch(run_id, tags=[RunTag(k, v) for k, v in tags.items() if k != "mlflow.runName"])
         else:
             run_id = client.create_run(experiment_id, tags=tags).info.run_id
         client.log_text(run_id, report_html, REPORT_ARTIFACT)
         client.log_text(run_id, result_json, RESULT_ARTIFACT)
-        for key in (
-            "evaluated_expectations",
-            "successful_expectations",
-            "unsuccessful_expectations",
-            "success_percent",
-        ):
-            value = stats.get(key)
-            if isinstance(value, int | float):
-                client.log_metric(run_id, f"validation.{key}", float(value))
-        client.log_metric(run_id, "validation.rows", float(data.n_rows))
-        client.log_metric(run_id, "validation.seconds", float(outcome.seconds))
+        from mlflow.entities import Metric
+
+        now = int(time.time() * 1000)
+        values = {f"validation.{k}": v for k, v in stats.items() if isinstance(v, int | float)}
+        values.update({"validation.rows": data.n_rows, "validation.seconds": outcome.seconds})
+        client.log_batch(run_id, metrics=[Metric(k, float(v), now, 0) for k, v in values.items()])
         client.set_terminated(run_id, "FINISHED")
 
         artifact_uri = client.get_run(run_id).info.artifact_uri.rstrip("/")
