@@ -38,7 +38,8 @@ CASES = {
     "100k_wide": (100_000, 150, 50, "100k rows x 200 cols (150 num, 50 cat)"),
     "10m": (10_000_000, 15, 5, "10M rows x 20 cols (15 num, 5 cat)"),
 }
-#: Evidently needed ~1.6 GB for 1M x 20 here and grows linearly in rows: 10M needs ~16 GB or more.
+#: Evidently added ~1.0 GB on top of 0.3 GB of frames for 1M x 20 here (1.5-1.7 GB reported elsewhere),
+#: linearly in rows: 10M rows would need ~13 GB or more, too much for a shared machine.
 EVIDENTLY_MAX_ROWS = 2_000_000
 
 _CHILD = r"""
@@ -153,9 +154,9 @@ def run(cases: list[str], markdown: bool) -> None:
                 results["evidently"] = measure(case, "evidently", profile_path)
             else:
                 notes.append(
-                    f"{label}: Evidently skipped - it used ~1.6 GB per 1M rows x 20 columns here (table above), "
-                    f"so {rows / 1e6:.0f}M rows would need ~{rows / 1e6 * 1.6:.0f} GB on a shared 23 GB machine "
-                    "(evidently issue 1526 reports it running out of memory at 10M rows)."
+                    f"{label}: Evidently skipped - it needs ~1.3 GB resident per 1M rows x 20 columns "
+                    f"(frames + its own peak), so {rows / 1e6:.0f}M rows would need ~{rows / 1e6 * 1.3:.0f} GB "
+                    "on a shared machine (evidently issue 1526 reports it running out of memory at 10M rows)."
                 )
             results["cold"] = measure(case, "cold", profile_path)
             results["build"] = measure(case, "build", profile_path)
