@@ -1,0 +1,403 @@
+"""Integration, security and fault tests on the process twin of docker-compose.yml (scripts/stack).
+
+One twin per session (started by the ``stack`` fixture, stopped and its databases dropped at the end):
+MLflow server with basic auth on a fresh PostgreSQL database, Airflow api-server, scheduler,
+dag-processor, triggerer and two Celery workers (CeleryExecutor) on a fresh PostgreSQL database and
+Redis.  DAGs are triggered through Airflow's authenticated REST API.
+
+Needs PostgreSQL on 127.0.0.1:5432 (trust auth as ``postgres``) and Redis on 127.0.0.1:6379: marked
+``postgres`` (and ``system``); in CI (``CI`` set) a missing server fails the tests instead of skipping.
+The PostgreSQL fault test restarts the machine's server and always starts it again (finally).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+import uuid
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT / "scripts"))
+
+from stack_twin import Stack, free_port, read_env_file, redis_ping  # noqa: E402
+
+pytestmark = pytest.mark.postgres
+
+PG_CLUSTER = ["pg_ctlcluster", "--skip-systemctl-redirect"]
+STACK_DAGS = ROOT / "tests" / "system" / "stack_dags"
+
+
+def _require_services() -> None:
+    from tests.helpers.postgres import postgres_available
+
+    missing = [name for name, ok in (("PostgreSQL on 127.0.0.1:5432", postgres_available()),
+                                     ("Redis on 127.0.0.1:6379", redis_ping())) if not ok]
+    if missing:
+        if os.environ.get("CI"):
+            pytest.fail(f"{', '.join(missing)} not reachable in CI")
+        pytest.skip(f"{', '.join(missing)} not reachable")
+
+
+def _write_env(path: Path) -> Path:
+    """A filled-in copy of .env.example: fresh database names, free ports, random secrets."""
+    from cryptography.fernet import Fernet
+
+    tag = uuid.uuid4().hex[:8]
+    values = read_env_file(ROOT / ".env.example")
+    values.update(
+        POSTGRES_USER="mlops_stack",
+        POSTGRES_PASSWORD=secrets.token_urlsafe(18),
+        AIRFLOW_DB_NAME=f"stack_airflow_{tag}",
+        MLFLOW_DB_NAME=f"stack_mlflow_{tag}",
+        REDIS_DB=str(1 + int(tag, 16) % 15),
+        AIRFLOW_FERNET_KEY=Fernet.generate_key().decode(),
+        AIRFLOW_JWT_SECRET=secrets.token_urlsafe(40),
+        AIRFLOW_API_SECRET_KEY=secrets.token_urlsafe(20),
+        AIRFLOW_ADMIN_PASSWORD=secrets.token_urlsafe(14),
+        MLFLOW_ADMIN_PASSWORD=secrets.token_urlsafe(14),
+        MLFLOW_FLASK_SERVER_SECRET_KEY=secrets.token_urlsafe(20),
+        AIRFLOW_API_PORT=str(free_port()),
+        MLFLOW_PORT=str(free_port()),
+        MLFLOW_WORKERS="1",
+        AIRFLOW_WORKER_CONCURRENCY="2",
+        AIRFLOW_TASK_HEARTBEAT_TIMEOUT="30",
+    )
+    path.write_text("".join(f"{k}={v}\n" for k, v in values.items()))
+    return path
+
+
+@pytest.fixture(scope="session")
+def stack(tmp_path_factory):
+    """The twin, started once per session: ``scripts/stack`` semantics through its Python API."""
+    _require_services()
+    base = tmp_path_factory.mktemp("stack")
+    dags = base / "dags"
+    dags.mkdir()
+    for name in ("example_mlflow_hook.py", "example_train_register_promote.py", "continuous_training.py"):
+        if (ROOT / "dags" / name).exists():
+            shutil.copy(ROOT / "dags" / name, dags / name)
+    shutil.copy(STACK_DAGS / "stack_faults.py", dags / "stack_faults.py")
+    twin = Stack(
+        _write_env(base / "stack.env"), base / "state", dags,
+        extra_env={  # test speed-ups only (detection of dead tasks, DAG parsing)
+            "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT_DETECTION_INTERVAL": "5",
+            "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "5",
+            "AIRFLOW__DAG_PROCESSOR__MIN_FILE_PROCESS_INTERVAL": "30",
+            "AIRFLOW__SCHEDULER__SCHEDULER_IDLE_SLEEP_TIME": "0.5",
+            "MLFLOW_ENABLE_ASYNC_LOGGING": "false",
+        },
+    )
+    twin.data_dir = base / "data"
+    started = time.monotonic()
+    twin.up()
+    twin.startup_seconds = time.monotonic() - started
+    print(f"\nstack up in {twin.startup_seconds:.0f}s")
+    try:
+        yield twin
+    finally:
+        twin.down(volumes=True)
+
+
+@pytest.fixture
+def mlflow_client(stack, monkeypatch):
+    """An MlflowClient through the provider's hook, with the connection the Airflow components get."""
+    monkeypatch.setenv("AIRFLOW_CONN_MLFLOW_DEFAULT", stack.component_env("airflow-worker")["AIRFLOW_CONN_MLFLOW_DEFAULT"])
+    from mlops_provider.hooks.mlflow import MlflowHook
+
+    return MlflowHook().get_client()
+
+
+# --------------------------------------------------------------------------------------------- helpers
+
+
+def _wait_ti(stack: Stack, dag_id: str, run_id: str, task_id: str, state: str = "running", timeout: float = 300) -> dict:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for ti in stack.task_instances(dag_id, run_id):
+            if ti["task_id"] == task_id and ti["state"] == state:
+                return ti
+        run_state = stack.api("GET", f"/dags/{dag_id}/dagRuns/{run_id}")["state"]
+        if run_state in ("success", "failed"):
+            raise AssertionError(f"{dag_id}/{run_id} ended {run_state} before {task_id} was {state}")
+        time.sleep(0.5)
+    raise TimeoutError(f"{task_id} of {run_id} not {state} within {timeout}s")
+
+
+def _ti(stack: Stack, dag_id: str, run_id: str, task_id: str) -> dict:
+    return next(t for t in stack.task_instances(dag_id, run_id) if t["task_id"] == task_id)
+
+
+def _workers_that_ran(stack: Stack, dag_id: str, run_id: str) -> dict[str, set[str]]:
+    """worker key -> task ids of this run it executed (from the Celery workers' own logs)."""
+    ran: dict[str, set[str]] = {}
+    for log in sorted((stack.state_dir / "logs").glob("airflow-worker-*.log")):
+        for line in log.read_text(errors="replace").splitlines():
+            if "Executing workload in Celery" in line and f"dag_id={dag_id}/" in line and run_id in line:
+                task = line.split("task_id=", 1)[1].split("/", 1)[0]
+                ran.setdefault(log.stem, set()).add(task)
+    return ran
+
+
+def _versions(client, name: str) -> list:
+    return list(client.search_model_versions(f"name='{name}'"))
+
+
+def _history(client, name: str) -> list[dict]:
+    from mlops_provider.core.registry import read_history
+
+    return read_history(client.get_registered_model(name))
+
+
+def _trigger_loop(stack: Stack, model: str, **params) -> str:
+    stack.wait_dag("stack_fault_loop")
+    data = stack.data_dir / model
+    return stack.trigger("stack_fault_loop", {"model_name": model, "data_dir": str(data), **params})
+
+
+# --------------------------------------------------------------------------------------------- integration
+
+
+def test_dags_triggered_over_rest_run_across_celery_workers(stack, mlflow_client):
+    """The example DAGs run to success through the REST API, on both Celery workers; the champion is in PostgreSQL."""
+    model = f"stack-churn-{uuid.uuid4().hex[:6]}"
+    stack.wait_dag("example_mlflow_hook")
+    stack.wait_dag("example_train_register_promote")
+    hello = stack.trigger("example_mlflow_hook")
+    loop = stack.trigger("example_train_register_promote", {"model_name": model, "data_dir": str(stack.data_dir / model)})
+    states = {dag: stack.wait_run(dag, run, timeout=900) for dag, run in
+              (("example_mlflow_hook", hello), ("example_train_register_promote", loop))}
+    assert states == {"example_mlflow_hook": "success", "example_train_register_promote": "success"}, (
+        states, stack.task_instances("example_train_register_promote", loop))
+
+    ran = _workers_that_ran(stack, "example_train_register_promote", loop)
+    for worker, tasks in _workers_that_ran(stack, "example_mlflow_hook", hello).items():
+        ran.setdefault(worker, set()).update(tasks)
+    assert set(ran) == {"airflow-worker-1", "airflow-worker-2"}, ran  # both workers executed tasks
+
+    champion = mlflow_client.get_model_version_by_alias(model, "champion")
+    assert champion.version == "1"
+    assert len(_versions(mlflow_client, model)) == 1
+    # ...and it is in MLflow's PostgreSQL database, not in some local file store
+    db = stack.get("MLFLOW_DB_NAME")
+    rows = subprocess.run(
+        ["psql", "-h", "127.0.0.1", "-U", "postgres", "-d", db, "-qAt", "-c",
+         f"select version from registered_model_aliases where name = '{model}' and alias = 'champion'"],
+        capture_output=True, text=True, timeout=30, check=True,
+    ).stdout.split()
+    assert rows == ["1"]
+
+
+# --------------------------------------------------------------------------------------------- security
+
+
+def test_no_secret_in_task_logs_xcom_or_mlflow_tags(stack, mlflow_client):
+    """Grep every task log (files and REST), every XCom and every MLflow run's tags/params for the secrets."""
+    if not list((stack.airflow_home / "logs").rglob("attempt=*.log")):
+        stack.wait_dag("example_mlflow_hook")
+        assert stack.wait_run("example_mlflow_hook", stack.trigger("example_mlflow_hook")) == "success"
+    secrets_ = {key: stack.get(key) for key in ("MLFLOW_ADMIN_PASSWORD", "POSTGRES_PASSWORD", "AIRFLOW_ADMIN_PASSWORD",
+                                                "AIRFLOW_JWT_SECRET", "AIRFLOW_FERNET_KEY")}
+    task_logs = list((stack.airflow_home / "logs").rglob("attempt=*.log"))
+    assert task_logs
+    for path in task_logs:
+        text = path.read_text(errors="replace")
+        for key, value in secrets_.items():
+            assert value not in text, f"{key} appears in task log {path}"
+
+    checked = 0
+    for dag_id in ("example_mlflow_hook", "example_train_register_promote"):
+        for run in stack.api("GET", f"/dags/{dag_id}/dagRuns?limit=20")["dag_runs"]:
+            for ti in stack.task_instances(dag_id, run["dag_run_id"]):
+                if ti["state"] != "success":
+                    continue
+                log = stack.task_log(dag_id, run["dag_run_id"], ti["task_id"], ti["try_number"])
+                xcom = json.dumps(stack.api("GET", f"/dags/{dag_id}/dagRuns/{run['dag_run_id']}/taskInstances/"
+                                                   f"{ti['task_id']}/xcomEntries?limit=50"))
+                for key, value in secrets_.items():
+                    assert value not in log, f"{key} in the REST log of {ti['task_id']}"
+                    assert value not in xcom, f"{key} in the XCom of {ti['task_id']}"
+                checked += 1
+    assert checked >= 2
+
+    experiments = mlflow_client.search_experiments()
+    runs = mlflow_client.search_runs([e.experiment_id for e in experiments], max_results=500)
+    assert runs
+    for run in runs:
+        text = json.dumps({"tags": run.data.tags, "params": run.data.params})
+        for key, value in secrets_.items():
+            assert value not in text, f"{key} in tags/params of MLflow run {run.info.run_id}"
+
+
+def test_mlflow_basic_auth_with_the_hook(stack, monkeypatch):
+    """The MLflow server of the stack refuses anonymous and wrong credentials; the hook's connection works."""
+    from mlops_provider.hooks.mlflow import MlflowHook
+
+    with pytest.raises(urllib.error.HTTPError) as anonymous:
+        urllib.request.urlopen(f"{stack.mlflow_url}/api/2.0/mlflow/experiments/search?max_results=1", timeout=30)
+    assert anonymous.value.code == 401
+
+    good = json.loads(stack.component_env("airflow-worker")["AIRFLOW_CONN_MLFLOW_DEFAULT"])
+    monkeypatch.setenv("AIRFLOW_CONN_MLFLOW_DEFAULT", json.dumps(good))
+    ok, message = MlflowHook().test_connection()
+    assert ok, message
+
+    wrong = {**good, "password": "not-the-password", "extra": {"max_retries": 0}}
+    monkeypatch.setenv("AIRFLOW_CONN_MLFLOW_DEFAULT", json.dumps(wrong))
+    ok, message = MlflowHook().test_connection()
+    assert not ok and "rejected the credentials" in message, message
+    assert "not-the-password" not in message
+
+
+def test_airflow_api_is_protected(stack):
+    req = urllib.request.Request(f"{stack.url}/api/v2/dags")
+    with pytest.raises(urllib.error.HTTPError) as anonymous:
+        urllib.request.urlopen(req, timeout=30)
+    assert anonymous.value.code in (401, 403)
+    bad = urllib.request.Request(
+        f"{stack.url}/auth/token", method="POST", headers={"Content-Type": "application/json"},
+        data=json.dumps({"username": stack.get("AIRFLOW_ADMIN_USERNAME", "admin"), "password": "wrong-password"}).encode(),
+    )
+    with pytest.raises(urllib.error.HTTPError) as wrong:
+        urllib.request.urlopen(bad, timeout=30)
+    assert wrong.value.code in (401, 403)
+    assert stack.api("GET", "/dags?limit=1")["total_entries"] >= 1  # with the admin's token
+
+
+# --------------------------------------------------------------------------------------------- faults
+
+
+def test_mlflow_server_killed_during_training(stack, mlflow_client):
+    """MLflow dies while ``train`` runs and comes back: the task retries and succeeds, one model version."""
+    model = f"stack-mlflow-kill-{uuid.uuid4().hex[:6]}"
+    run_id = _trigger_loop(stack, model)
+    _wait_ti(stack, "stack_fault_loop", run_id, "train", "running")
+    stack.kill("mlflow")
+    try:
+        time.sleep(25)  # longer than the connection's HTTP retries (3 retries, backoff 1 s)
+    finally:
+        stack.restart("mlflow")
+        stack.wait_healthy(180)
+    assert stack.wait_run("stack_fault_loop", run_id, timeout=600) == "success", stack.task_instances("stack_fault_loop", run_id)
+    train = _ti(stack, "stack_fault_loop", run_id, "train")
+    assert train["try_number"] >= 2, train  # the first try failed while MLflow was down
+    first = stack.task_log("stack_fault_loop", run_id, "train", 1)
+    assert "Cannot reach MLflow tracking server" in first or "Connection refused" in first
+    assert len(_versions(mlflow_client, model)) == 1
+    assert mlflow_client.get_model_version_by_alias(model, "champion").version == "1"
+
+
+def _worker_of(stack: Stack, pid: int) -> str:
+    """The twin's worker whose process tree holds ``pid``."""
+    workers = {proc.pid: key for key, proc in stack.procs.items() if key.startswith("airflow-worker")}
+    current = pid
+    while current > 1:
+        if current in workers:
+            return workers[current]
+        with open(f"/proc/{current}/stat") as fh:
+            current = int(fh.read().rsplit(") ", 1)[1].split()[1])
+    raise AssertionError(f"pid {pid} is not under a Celery worker of the stack")
+
+
+def test_celery_worker_killed_mid_task(stack, mlflow_client):
+    """The worker dies right after ``register`` registered the version: the retry adds no second version."""
+    model = f"stack-worker-kill-{uuid.uuid4().hex[:6]}"
+    marker = stack.data_dir / f"{model}.marker"
+    run_id = _trigger_loop(stack, model, hold_after_register=600, marker=str(marker))
+    deadline = time.monotonic() + 400
+    while not marker.exists():
+        assert time.monotonic() < deadline, stack.task_instances("stack_fault_loop", run_id)
+        time.sleep(0.5)
+    info = json.loads(marker.read_text())
+    worker = _worker_of(stack, info["pid"])
+    stack.kill(worker)  # SIGKILL of the worker's process group: the worker and its task
+    try:
+        os.kill(info["pid"], signal.SIGKILL)  # in case the task runs in a process group of its own
+    except ProcessLookupError:
+        pass
+    stack.restart(worker)  # compose's restart: always
+    assert stack.wait_run("stack_fault_loop", run_id, timeout=600) == "success", stack.task_instances("stack_fault_loop", run_id)
+    register = _ti(stack, "stack_fault_loop", run_id, "register")
+    assert register["try_number"] >= 2, register
+    versions = _versions(mlflow_client, model)
+    assert [v.version for v in versions] == [info["version"]]  # no duplicate version
+    promotions = [h for h in _history(mlflow_client, model) if h["action"] == "promote"]
+    assert len(promotions) == 1 and promotions[0]["to"] == info["version"], promotions
+
+
+def test_two_runs_promoting_at_once(stack, mlflow_client):
+    """Two runs promote different versions, both decided on 'no champion': one wins, the loser fails with the CAS error."""
+    model = f"stack-race-{uuid.uuid4().hex[:6]}"
+    mlflow_client.create_registered_model(model)
+    exp = mlflow_client.create_experiment(f"{model}-exp")
+    for _ in range(2):
+        run = mlflow_client.create_run(exp)
+        mlflow_client.create_model_version(model, f"runs:/{run.info.run_id}/model", run_id=run.info.run_id)
+    try:
+        stack.api("POST", "/pools", {"name": "mlops_promotions", "slots": 1, "include_deferred": False})
+    except urllib.error.HTTPError as err:
+        if err.code != 409:
+            raise
+    stack.wait_dag("stack_promote")
+    runs = {version: stack.trigger("stack_promote", {"model_name": model, "version": version, "expected": "none"})
+            for version in ("1", "2")}
+    states = {version: stack.wait_run("stack_promote", run_id, timeout=300) for version, run_id in runs.items()}
+    assert sorted(states.values()) == ["failed", "success"], states
+    winner = next(v for v, s in states.items() if s == "success")
+    loser = next(v for v, s in states.items() if s == "failed")
+    assert mlflow_client.get_model_version_by_alias(model, "champion").version == winner
+    promotions = [h for h in _history(mlflow_client, model) if h["action"] == "promote"]
+    assert [p["to"] for p in promotions] == [winner]
+    ti = _ti(stack, "stack_promote", runs[loser], "promote")
+    assert ti["try_number"] == 1  # ChampionMovedError is not retried
+    log = stack.task_log("stack_promote", runs[loser], "promote", 1)
+    assert "ChampionMovedError" in log and "nothing was changed" in log, log[-3000:]
+
+
+def _pg_version() -> str:
+    return sorted(os.listdir("/etc/postgresql"))[0]
+
+
+def test_postgresql_restarted_during_a_run(stack, mlflow_client):
+    """PostgreSQL (Airflow's and MLflow's databases) restarts mid-run: the run completes or fails clearly, nothing half-promoted."""
+    from tests.helpers.postgres import postgres_available
+
+    model = f"stack-pg-restart-{uuid.uuid4().hex[:6]}"
+    run_id = _trigger_loop(stack, model)
+    _wait_ti(stack, "stack_fault_loop", run_id, "train", "running")
+    version = _pg_version()
+    try:
+        subprocess.run([*PG_CLUSTER, version, "main", "restart", "-m", "fast"], check=True, capture_output=True,
+                       timeout=120)
+    finally:
+        if not postgres_available():
+            subprocess.run([*PG_CLUSTER, version, "main", "start"], check=False, capture_output=True, timeout=120)
+    assert postgres_available()
+    restarted = stack.ensure_running()  # compose's restart: always, for a component that exited
+    state = stack.wait_run("stack_fault_loop", run_id, timeout=600)
+    tis = {t["task_id"]: t for t in stack.task_instances("stack_fault_loop", run_id)}
+    versions = _versions(mlflow_client, model)
+    if state == "success":
+        assert len(versions) == 1
+        assert mlflow_client.get_model_version_by_alias(model, "champion").version == versions[0].version
+    else:
+        failed = [t for t in tis.values() if t["state"] == "failed"]
+        assert failed, tis
+        log = stack.task_log("stack_fault_loop", run_id, failed[0]["task_id"], failed[0]["try_number"])
+        assert "error" in log.lower(), log[-2000:]
+        aliases = mlflow_client.get_registered_model(model).aliases if versions else {}
+        if "champion" in aliases:  # a champion was set only with its history entry
+            assert [h["to"] for h in _history(mlflow_client, model) if h["action"] == "promote"] == [aliases["champion"]]
+    tries = {task: ti["try_number"] for task, ti in tis.items()}
+    print(f"\nPostgreSQL restart: run {state}; tries {tries}; components restarted: {restarted}")
+    stack.wait_healthy(300)
