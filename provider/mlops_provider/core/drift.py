@@ -829,10 +829,14 @@ def _wasserstein_sorted(u: np.ndarray, u_counts: Any, v: np.ndarray, v_counts: A
     n_v = len(v) if v_counts is None else int(v_counts.sum())
     u = u.astype(np.float64, copy=False)
     v = v.astype(np.float64, copy=False)
-    if u_counts is None and v_counts is None and n_u == n_v:
-        diff = np.subtract(u, v)
-        np.abs(diff, out=diff)
-        return float(diff.mean())
+    if u_counts is None and v_counts is None:
+        lcm = math.lcm(n_u, n_v)
+        if lcm <= 2 * (n_u + n_v):
+            # both quantile functions are constant on the lcm equal pieces of (0, 1]
+            diff = np.repeat(u, lcm // n_u) if lcm != n_u else u.copy()
+            diff -= np.repeat(v, lcm // n_v) if lcm != n_v else v
+            np.abs(diff, out=diff)
+            return float(diff.mean())
     # breakpoints of both quantile functions on the common grid of 1 / (n_u * n_v)
     a = (
         np.arange(1, n_u + 1, dtype=np.int64) if u_counts is None else np.cumsum(u_counts, dtype=np.int64)
