@@ -240,3 +240,40 @@ class AirflowLocal:
 
     def runs(self, dag_id: str) -> list[dict]:
         return self.api("GET", f"/dags/{dag_id}/dagRuns?order_by=start_date&limit=100")["dag_runs"]
+
+    # ------------------------------------------------------------------ helpers for event-driven runs
+
+    def xcom(self, dag_id: str, run_id: str, task_id: str, key: str = "return_value") -> object:
+        """An XCom value (``None`` when the task pushed none, e.g. it was skipped)."""
+        try:
+            entry = self.api("GET", f"/dags/{dag_id}/dagRuns/{run_id}/taskInstances/{task_id}/xcomEntries/{key}")
+        except urllib.error.HTTPError as err:
+            if err.code == 404:
+                return None
+            raise
+        value = entry.get("value")
+        if isinstance(value, str):
+            try:
+                return json.loads(value)
+            except ValueError:
+                import ast
+
+                try:
+                    return ast.literal_eval(value)
+                except (ValueError, SyntaxError):
+                    return value
+        return value
+
+    def run_ids(self, dag_id: str) -> list[str]:
+        return [run["dag_run_id"] for run in self.runs(dag_id)]
+
+    def wait_new_run(self, dag_id: str, known: list[str], timeout: float = 120) -> str | None:
+        """The id of a run of ``dag_id`` not in ``known`` (e.g. created by an Asset event), or ``None``."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            self._check_alive()
+            new = [r for r in self.run_ids(dag_id) if r not in known]
+            if new:
+                return new[0]
+            time.sleep(1)
+        return None

@@ -1,0 +1,20 @@
+"""Event-driven monitoring, one pair of Airflow DAGs per pipeline definition in ``dags/pipelines/*.yaml``.
+
+``drift_monitor__<model>`` runs once per batch landed in the pipeline's ``data.batches`` glob
+(``AssetWatcher`` + ``NewBatchTrigger``, no polling worker): validate the batch against the batch
+contract (a bad batch is quarantined, not scored, not drift-checked) -> score it with the champion ->
+drift check against the champion's training profile -> ``mlops://<model>/drift`` Asset event.
+
+``performance_monitor__<model>`` runs once per label file landed in ``data.labels`` (labels arrive
+later than the batch): join the labels with the stored predictions -> ``mlops://<model>/performance_decay``
+Asset event when live quality falls below the champion's.  Both events schedule
+``continuous_training__<model>``.
+"""
+
+from __future__ import annotations
+
+from pipeline_factory import build_drift_monitor, build_performance_monitor, pipelines
+
+for _spec in pipelines():
+    globals()[f"drift_monitor__{_spec.dag_suffix}"] = build_drift_monitor(_spec)
+    globals()[f"performance_monitor__{_spec.dag_suffix}"] = build_performance_monitor(_spec)

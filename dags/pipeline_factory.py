@@ -1,0 +1,371 @@
+"""DAG factory: build the level-1 and level-2 MLOps DAGs of a model from its pipeline YAML.
+
+``dags/pipelines/<model>.yaml`` (validated by :func:`mlops_provider.pipelines.load_pipeline`) holds the
+data locations, features, estimator, validation contracts, gate thresholds, drift and decay settings
+and the retraining policy.  The DAG files call one builder each:
+
+* :func:`build_continuous_training` (``continuous_training__<model>``, level 1): policy -> assemble
+  the training window -> validate -> train -> register challenger -> gate -> promote -> batch score.
+  Scheduled by a cron expression *or* by the ``training_data``, ``drift`` and ``performance_decay``
+  assets of the model.
+* :func:`build_drift_monitor` (``drift_monitor__<model>``): one run per landed batch
+  (``AssetWatcher`` + ``NewBatchTrigger``): validate (quarantine on failure) -> score with the champion ->
+  drift check against the champion's profile -> drift Asset event.
+* :func:`build_performance_monitor` (``performance_monitor__<model>``): one run per landed label file:
+  join the labels with the stored predictions -> performance-decay Asset event.
+* :func:`build_cicd` (``cicd_pipeline__<model>``, level 2): see ``dags/cicd_pipeline.py``.
+
+Nothing heavy is imported here: pandas, scikit-learn, MLflow and GX load inside the tasks.
+"""
+
+from __future__ import annotations
+
+import os
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import pendulum
+from airflow.sdk import DAG, Asset, AssetWatcher, Param, task
+
+from mlops_provider.operators.drift import DriftCheckOperator, drift_asset_uri
+from mlops_provider.operators.gate import PromotionGateOperator
+from mlops_provider.operators.performance import ModelPerformanceOperator, performance_decay_uri
+from mlops_provider.operators.prediction import BatchPredictOperator
+from mlops_provider.operators.registry import PromoteModelOperator, RegisterModelOperator
+from mlops_provider.operators.retraining import RetrainingPolicyOperator
+from mlops_provider.operators.training import TrainModelOperator
+from mlops_provider.operators.validation import DataValidationOperator
+from mlops_provider.pipelines import PipelineSpec, discover_pipelines
+from mlops_provider.triggers.batch import NewBatchTrigger
+
+PIPELINES_DIR = Path(__file__).parent / "pipelines"
+START = pendulum.datetime(2026, 1, 1, tz="UTC")
+ESTIMATOR_FACTORY = "mlops_provider.pipelines.tabular_classifier"
+
+
+def pipelines() -> list[PipelineSpec]:
+    """The pipeline definitions of ``dags/pipelines`` (``MLOPS_PIPELINES_DIR`` overrides the folder)."""
+    return discover_pipelines(os.environ.get("MLOPS_PIPELINES_DIR", PIPELINES_DIR))
+
+
+def training_data_uri(model: str) -> str:
+    """``mlops://<model>/training_data``: emitted by whoever publishes a new curated training set."""
+    return f"mlops://{model}/training_data"
+
+
+def _safe(value: str) -> str:
+    return "".join(c if c.isalnum() or c in "-_." else "_" for c in value)
+
+
+# ---------------------------------------------------------------------- task helpers (run in workers)
+
+
+def assemble_window(spec: PipelineSpec, run_id: str, seed: int = 42) -> dict[str, Any] | None:
+    """
+    Write the training window of a run: ``train.parquet`` and ``eval.parquet`` (80/20, seeded).
+
+    The window is the latest ``retraining.window_batches`` *accepted* batches (scored, so they passed
+    validation) joined with their labels; before any batch was accepted it is the base training set.
+    Returns ``None`` while a batch of the window still waits for its labels.
+    """
+    import pandas as pd
+
+    features = spec.raw["features"]
+    target = spec.raw["target"]
+    predictions = Path(spec.data_path("predictions"))
+    accepted = sorted(p.name for p in predictions.glob("*.parquet")) if predictions.is_dir() else []
+    window = accepted[-int(spec.raw["retraining"]["window_batches"]):]
+    if window:
+        batches_dir = Path(spec.data_path("batches")).parent
+        labels_dir = Path(spec.data_path("labels"))
+        if any(not (labels_dir / name).exists() for name in window):
+            return None
+        frame = pd.concat(
+            [
+                pd.read_parquet(batches_dir / name).merge(pd.read_parquet(labels_dir / name), on=features["id"])
+                for name in window
+            ],
+            ignore_index=True,
+        )
+        source = window
+        score_input = str(batches_dir / window[-1])
+    else:
+        frame = pd.read_parquet(spec.data_path("training"))
+        source = ["base"]
+        score_input = None
+    frame = frame.sample(frac=1.0, random_state=seed).reset_index(drop=True)
+    n_eval = max(1, int(len(frame) * 0.2))
+    out = Path(spec.data_path("work")) / "training" / _safe(run_id)
+    out.mkdir(parents=True, exist_ok=True)
+    frame.iloc[n_eval:].to_parquet(out / "train.parquet", index=False)
+    frame.iloc[:n_eval].to_parquet(out / "eval.parquet", index=False)
+    if score_input is None:
+        frame.iloc[:n_eval].drop(columns=[target]).to_parquet(out / "score.parquet", index=False)
+        score_input = str(out / "score.parquet")
+    return {
+        "train": str(out / "train.parquet"),
+        "eval": str(out / "eval.parquet"),
+        "score_input": score_input,
+        "source": source,
+        "n_rows": len(frame),
+    }
+
+
+def triggering_files(context: dict[str, Any]) -> list[str]:
+    """The landed files behind an asset-triggered run (``NewBatchTrigger`` payloads), oldest first."""
+    uris: list[str] = []
+    for events in (context.get("triggering_asset_events") or {}).values():
+        for event in events:
+            payload = (event.extra or {}).get("payload") or {}
+            if payload.get("status") == "success" and payload.get("batch_uri"):
+                uris.append(payload["batch_uri"])
+    return uris
+
+
+def _local(uri: str) -> str:
+    return uri[len("file://"):] if uri.startswith("file://") else uri
+
+
+# ---------------------------------------------------------------------- level 1: continuous training
+
+
+def build_continuous_training(spec: PipelineSpec) -> DAG:
+    model = spec.name
+    policy = spec.raw["retraining"]
+    drift = Asset(drift_asset_uri(model))
+    decay = Asset(performance_decay_uri(model))
+    new_data = Asset(training_data_uri(model))
+    assets = new_data | drift | decay
+    if policy["schedule"]:
+        from airflow.timetables.assets import AssetOrTimeSchedule
+        from airflow.timetables.trigger import CronTriggerTimetable
+
+        schedule: Any = AssetOrTimeSchedule(
+            timetable=CronTriggerTimetable(policy["schedule"], timezone="UTC"), assets=assets
+        )
+    else:
+        schedule = assets
+    xcom = "ti.xcom_pull(task_ids='assemble_training_data')"
+
+    # [START howto_continuous_training]
+    with DAG(
+        dag_id=f"continuous_training__{spec.dag_suffix}",
+        schedule=schedule,
+        start_date=START,
+        catchup=False,
+        max_active_runs=1,
+        tags=["mlops", "level-1", model],
+        doc_md=f"Continuous training of `{model}` from `{spec.path}` (pipeline version {spec.version}).",
+    ) as dag:
+        retraining_policy = RetrainingPolicyOperator(
+            task_id="retraining_policy",
+            model_name=model,
+            cooldown=timedelta(minutes=float(policy["cooldown_minutes"])),
+            ledger_path=os.path.join(spec.data_path("work"), "retraining_ledger.sqlite3"),
+        )
+
+        @task.sensor(
+            task_id="assemble_training_data",
+            poke_interval=3,
+            timeout=float(policy["label_wait_minutes"]) * 60,
+            mode="poke",
+        )
+        def assemble_training_data(run_id: str | None = None):
+            """Wait until the batches of the training window have labels, then write train/eval sets."""
+            from airflow.sdk.bases.sensor import PokeReturnValue
+
+            window = assemble_window(spec, run_id or "manual")
+            return PokeReturnValue(is_done=window is not None, xcom_value=window)
+
+        validate = DataValidationOperator(
+            task_id="validate_training_data",
+            dataset=f"{{{{ {xcom}['train'] }}}}",
+            suite_path=spec.contract_path("training_contract"),
+            on_failure="fail",
+            experiment_name=f"{model}-validation",
+        )
+        train = TrainModelOperator(
+            task_id="train",
+            training_data=f"{{{{ {xcom}['train'] }}}}",
+            evaluation_data=f"{{{{ {xcom}['eval'] }}}}",
+            target=spec.raw["target"],
+            feature_columns=spec.feature_columns,
+            estimator=ESTIMATOR_FACTORY,
+            estimator_params=spec.estimator_params(),
+            metrics=["accuracy", "f1", "roc_auc", "log_loss"],
+            experiment_name=f"{model}-training",
+            reference_sample_rows=2_000,
+            tags={"mlops.pipeline_version": spec.version, "mlops.window": f"{{{{ {xcom}['source'] | join(',') }}}}"},
+        )
+        register = RegisterModelOperator(
+            task_id="register_challenger",
+            model_uri="{{ ti.xcom_pull(task_ids='train')['model_uri'] }}",
+            run_id="{{ ti.xcom_pull(task_ids='train')['run_id'] }}",
+            registered_model_name=model,
+            alias="challenger",
+            tags={"mlops.pipeline_version": spec.version},
+        )
+        gate = PromotionGateOperator(
+            task_id="gate",
+            model_name=model,
+            eval_dataset=f"{{{{ {xcom}['eval'] }}}}",
+            target_column=spec.raw["target"],
+            gate_spec=spec.gate_spec(),
+            challenger="{{ ti.xcom_pull(task_ids='register_challenger')['version'] }}",
+            on_pass="none",
+            on_fail="skip",  # a rejected challenger is not promoted; the run stays green
+            experiment_name=f"{model}-gate",
+            latency_chunks=2,
+        )
+        promote = PromoteModelOperator(
+            task_id="promote",
+            registered_model_name=model,
+            version="{{ ti.xcom_pull(task_ids='gate')['challenger_version'] }}",
+            expected_champion_version="{{ ti.xcom_pull(task_ids='gate')['champion_version'] or 'none' }}",
+            reason="gate {{ ti.xcom_pull(task_ids='gate')['verdict'] }}; "
+            "{{ ti.xcom_pull(task_ids='retraining_policy')['kinds'] | join(',') }}",
+        )
+        batch_score = BatchPredictOperator(
+            task_id="batch_score",
+            input_data=f"{{{{ {xcom}['score_input'] }}}}",
+            registered_model_name=model,
+            alias="champion",
+            id_columns=[spec.raw["features"]["id"]],
+            output_uri=os.path.join(
+                spec.data_path("work"), "scores", "{{ run_id | replace(':', '_') | replace('+', '_') }}.parquet"
+            ),
+            experiment_name=f"{model}-scoring",
+        )
+        chain = [retraining_policy, assemble_training_data(), validate, train, register, gate, promote, batch_score]
+        for upstream, downstream in zip(chain, chain[1:], strict=False):
+            upstream >> downstream
+    # [END howto_continuous_training]
+    return dag
+
+
+# ---------------------------------------------------------------------- monitoring
+
+
+def build_drift_monitor(spec: PipelineSpec) -> DAG:
+    model = spec.name
+    # [START howto_drift_monitor]
+    batches = Asset(
+        name=f"{model}_batches",
+        uri=f"file://{Path(spec.data_path('batches')).parent}",
+        watchers=[
+            AssetWatcher(
+                name=f"{model}_batch_watcher",
+                trigger=NewBatchTrigger(
+                    location=spec.data_path("batches"),
+                    consumer=f"drift_monitor__{model}",
+                    ledger_path=os.path.join(spec.data_path("work"), "batch_ledger.sqlite3"),
+                    poll_interval=1.0,
+                ),
+            )
+        ],
+    )
+    with DAG(
+        dag_id=f"drift_monitor__{spec.dag_suffix}",
+        schedule=[batches],
+        start_date=START,
+        catchup=False,
+        max_active_runs=1,
+        params={"batch_uri": Param("", type="string", description="manual run: the batch to check")},
+        tags=["mlops", "monitoring", model],
+    ) as dag:
+
+        @task
+        def resolve_batch(params: dict | None = None, **context) -> dict:
+            """The landed batch behind this run (several merged arrivals: the newest; the rest are logged)."""
+            uris = triggering_files(context) or [params["batch_uri"]]
+            if len(uris) > 1:
+                print(f"{len(uris)} batches merged into this run; checking the newest, not checked: {uris[:-1]}")
+            path = _local(uris[-1])
+            return {"batch_uri": path, "name": os.path.basename(path)}
+
+        batch = "{{ ti.xcom_pull(task_ids='resolve_batch')['batch_uri'] }}"
+        validate = DataValidationOperator(
+            task_id="validate_batch",
+            dataset=batch,
+            suite_path=spec.contract_path("batch_contract"),
+            on_failure="quarantine",  # a bad batch is copied aside and not scored or drift-checked
+            quarantine_location=spec.data_path("quarantine"),
+            experiment_name=f"{model}-validation",
+        )
+        score = BatchPredictOperator(
+            task_id="score_batch",
+            input_data=batch,
+            registered_model_name=model,
+            alias="champion",
+            id_columns=[spec.raw["features"]["id"]],
+            output_uri=os.path.join(spec.data_path("predictions"), "{{ ti.xcom_pull(task_ids='resolve_batch')['name'] }}"),
+            experiment_name=f"{model}-scoring",
+        )
+        drift = DriftCheckOperator(
+            task_id="check_drift",
+            reference=f"models:/{model}@champion",  # the champion's training profile
+            current=batch,
+            model_name=model,  # emits mlops://<model>/drift only when the batch drifted
+            columns=spec.raw["drift"]["columns"] or spec.feature_columns,
+            drift_share=float(spec.raw["drift"]["drift_share"]),
+            monitoring_experiment=f"{model}-monitoring",
+        )
+        resolve_batch() >> validate >> score >> drift
+    # [END howto_drift_monitor]
+    return dag
+
+
+def build_performance_monitor(spec: PipelineSpec) -> DAG:
+    model = spec.name
+    perf = spec.raw["performance"]
+    labels = Asset(
+        name=f"{model}_labels",
+        uri=f"file://{spec.data_path('labels')}",
+        watchers=[
+            AssetWatcher(
+                name=f"{model}_label_watcher",
+                trigger=NewBatchTrigger(
+                    location=os.path.join(spec.data_path("labels"), "*.parquet"),
+                    consumer=f"performance_monitor__{model}",
+                    ledger_path=os.path.join(spec.data_path("work"), "batch_ledger.sqlite3"),
+                    poll_interval=1.0,
+                ),
+            )
+        ],
+    )
+    with DAG(
+        dag_id=f"performance_monitor__{spec.dag_suffix}",
+        schedule=[labels],
+        start_date=START,
+        catchup=False,
+        max_active_runs=1,
+        params={"labels_uri": Param("", type="string", description="manual run: the label file")},
+        tags=["mlops", "monitoring", model],
+    ) as dag:
+
+        @task
+        def match_predictions(params: dict | None = None, **context) -> dict:
+            """Labels arrive later: find the predictions of the same batch (none: it was quarantined)."""
+            from airflow.sdk.exceptions import AirflowSkipException
+
+            path = _local((triggering_files(context) or [params["labels_uri"]])[-1])
+            predictions = os.path.join(spec.data_path("predictions"), os.path.basename(path))
+            if not os.path.exists(predictions):
+                raise AirflowSkipException(f"{os.path.basename(path)} was never scored (quarantined): no decay check")
+            return {"labels": path, "predictions": predictions}
+
+        matched = match_predictions()
+        decay = ModelPerformanceOperator(
+            task_id="check_decay",
+            model_name=model,  # emits mlops://<model>/performance_decay only on decay
+            labels="{{ ti.xcom_pull(task_ids='match_predictions')['labels'] }}",
+            predictions="{{ ti.xcom_pull(task_ids='match_predictions')['predictions'] }}",
+            id_columns=[spec.raw["features"]["id"]],
+            label_column=spec.raw["target"],
+            metrics=[perf["metric"]],
+            tolerance=float(perf["tolerance"]),
+            min_rows=int(perf["min_rows"]),
+        )
+        matched >> decay
+    return dag
