@@ -174,7 +174,7 @@ def main() -> None:
         v2, reg2_calls = counter.measure(hook, lambda: register_model_version(client, name, r2["model_uri"], r2["run_id"]))
         _, first_promo = counter.measure(hook, lambda: compare_and_set_alias(client, name, "champion", v1.version, "none"))
         _, promo_calls = counter.measure(
-            lambda: compare_and_set_alias(client, name, "champion", v2.version, v1.version, reason="bench")
+            hook, lambda: compare_and_set_alias(client, name, "champion", v2.version, v1.version, reason="bench")
         )
         _, rollback_calls = counter.measure(hook, lambda: rollback_alias(client, name, reason="bench"))
 
