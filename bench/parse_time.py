@@ -133,8 +133,8 @@ def main() -> None:
                 meta[name] = result
     p, t = statistics.median(samples["provider"]), statistics.median(samples["trivial"])
     print(f"DagBag parse time, median of {args.repeat} fresh interpreters (Airflow DAG machinery warmed up)")
-    print(f"| DAG file | tasks | median ms | min ms | heavy modules loaded |")
-    print(f"|---|---|---|---|---|")
+    print("| DAG file | tasks | median ms | min ms | heavy modules loaded |")
+    print("|---|---|---|---|---|")
     for name, label in (("trivial", "trivial TaskFlow DAG"), ("provider", "every provider operator")):
         print(
             f"| {label} | {meta[name]['tasks']} | {statistics.median(samples[name]) * 1000:.1f} | "
