@@ -39,11 +39,17 @@ def get_provider_info() -> dict[str, Any]:
                     "mlops_provider.operators.validation",
                     "mlops_provider.operators.drift",
                     "mlops_provider.operators.gate",
+                    "mlops_provider.operators.performance",
+                    "mlops_provider.operators.retraining",
                 ],
             }
         ],
-        "sensors": [],
-        "triggers": [],
+        "sensors": [
+            {"integration-name": _INTEGRATION, "python-modules": ["mlops_provider.sensors.drift"]},
+        ],
+        "triggers": [
+            {"integration-name": _INTEGRATION, "python-modules": ["mlops_provider.triggers.batch"]},
+        ],
         "extra-links": [
             "mlops_provider.links.mlflow.MlflowRunLink",
             "mlops_provider.links.mlflow.MlflowModelVersionLink",
