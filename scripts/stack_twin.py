@@ -323,6 +323,38 @@ def port_free(port: int) -> bool:
     return True
 
 
+def generate_env(path: Path, template: Path = ROOT / ".env.example", **overrides: str) -> Path:
+    """Write ``path``: ``.env.example`` with fresh random secrets (and ``overrides``); comments kept."""
+    import secrets
+
+    from cryptography.fernet import Fernet
+
+    generated = {
+        "POSTGRES_PASSWORD": secrets.token_urlsafe(18),
+        "AIRFLOW_FERNET_KEY": Fernet.generate_key().decode(),
+        "AIRFLOW_JWT_SECRET": secrets.token_urlsafe(40),
+        "AIRFLOW_API_SECRET_KEY": secrets.token_urlsafe(24),
+        "AIRFLOW_ADMIN_PASSWORD": secrets.token_urlsafe(14),
+        "MLFLOW_ADMIN_PASSWORD": secrets.token_urlsafe(14),
+        "MLFLOW_FLASK_SERVER_SECRET_KEY": secrets.token_urlsafe(24),
+        **overrides,
+    }
+    lines, seen = [], set()
+    for raw in Path(template).read_text().splitlines():
+        key = raw.split("=", 1)[0].strip()
+        if not raw.lstrip().startswith("#") and "=" in raw and key in generated:
+            raw = f"{key}={generated[key]}"
+            seen.add(key)
+        lines.append(raw)
+    lines += [f"{k}={v}" for k, v in generated.items() if k not in seen]
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        fh.write("\n".join(lines) + "\n")
+    return path
+
+
 # ---------------------------------------------------------------------------------------------
 # the stack
 
@@ -352,6 +384,7 @@ class Stack:
         validate(self.values)
         self.procs: dict[str, subprocess.Popen] = {}
         self._side_ports: dict[str, int] = {}
+        self._log_offsets: dict[str, int] = {}
         self._token: str | None = None
 
     # ---------------------------------------------------------------- configuration
@@ -485,6 +518,7 @@ class Stack:
         self.log_path(key).parent.mkdir(parents=True, exist_ok=True)
         cwd = self._cwd(name)
         cwd.mkdir(parents=True, exist_ok=True)
+        self._log_offsets[key] = self.log_path(key).stat().st_size if self.log_path(key).exists() else 0
         log = open(self.log_path(key), "ab")  # noqa: SIM115 - owned by the process
         proc = subprocess.Popen(
             self.component_command(name, replica), env=self.component_env(name, replica), cwd=cwd,
@@ -604,6 +638,15 @@ class Stack:
         path = self.log_path(key)
         return path.read_text(errors="replace")[-chars:] if path.exists() else ""
 
+    def log_since_start(self, key: str) -> str:
+        """The component's log since its last start by this Stack (the whole log otherwise)."""
+        path = self.log_path(key)
+        if not path.exists():
+            return ""
+        with open(path, "rb") as fh:
+            fh.seek(self._log_offsets.get(key, 0))
+            return fh.read().decode(errors="replace")
+
     def _check_alive(self) -> None:
         for key, proc in self.procs.items():
             if proc.poll() is not None:
@@ -627,7 +670,7 @@ class Stack:
             status[key] = (airflow.get(comp) or {}).get("status") or "unhealthy"
         for replica in range(1, BY_NAME["airflow-worker"].replicas + 1):
             key = f"airflow-worker-{replica}"
-            status[key] = "healthy" if re.search(r"worker\d+@\S+ ready", self.tail(key, 200_000)) else "starting"
+            status[key] = "healthy" if re.search(r"worker\d+@\S+ ready", self.log_since_start(key)) else "starting"
         running = self.running_pids()
         for key in list(status):
             if key not in ("postgres", "redis") and key not in running:

@@ -185,3 +185,15 @@ def test_no_secret_in_images():
     assert ".env" in ignored and ".stack" in ignored
     ini = (ROOT / "deploy" / "mlflow" / "basic_auth.ini").read_text()
     assert not re.search(r"^\s*admin_password\s*=", ini, re.M)
+
+
+def test_gen_env_writes_a_valid_private_env_file(tmp_path):
+    from stack_twin import generate_env
+
+    path = generate_env(tmp_path / ".env")
+    assert oct(path.stat().st_mode & 0o777) == "0o600"
+    stack = Stack(path, tmp_path / "state")  # validates
+    assert stack.get("AIRFLOW_FERNET_KEY") != read_env_file(ROOT / ".env.example")["AIRFLOW_FERNET_KEY"]
+    cli = subprocess.run([str(ROOT / "scripts" / "stack"), "--env-file", str(path), "gen-env"],
+                         capture_output=True, text=True, timeout=120)
+    assert cli.returncode == 2 and "not overwriting" in cli.stderr

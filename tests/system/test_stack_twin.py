@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import json
 import os
-import secrets
 import shutil
 import signal
 import subprocess
@@ -30,7 +29,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "scripts"))
 
-from stack_twin import Stack, free_port, read_env_file, redis_ping  # noqa: E402
+from stack_twin import Stack, free_port, generate_env, redis_ping  # noqa: E402
 
 pytestmark = pytest.mark.postgres
 
@@ -51,30 +50,19 @@ def _require_services() -> None:
 
 def _write_env(path: Path) -> Path:
     """A filled-in copy of .env.example: fresh database names, free ports, random secrets."""
-    from cryptography.fernet import Fernet
-
     tag = uuid.uuid4().hex[:8]
-    values = read_env_file(ROOT / ".env.example")
-    values.update(
+    return generate_env(
+        path,
         POSTGRES_USER="mlops_stack",
-        POSTGRES_PASSWORD=secrets.token_urlsafe(18),
         AIRFLOW_DB_NAME=f"stack_airflow_{tag}",
         MLFLOW_DB_NAME=f"stack_mlflow_{tag}",
         REDIS_DB=str(1 + int(tag, 16) % 15),
-        AIRFLOW_FERNET_KEY=Fernet.generate_key().decode(),
-        AIRFLOW_JWT_SECRET=secrets.token_urlsafe(40),
-        AIRFLOW_API_SECRET_KEY=secrets.token_urlsafe(20),
-        AIRFLOW_ADMIN_PASSWORD=secrets.token_urlsafe(14),
-        MLFLOW_ADMIN_PASSWORD=secrets.token_urlsafe(14),
-        MLFLOW_FLASK_SERVER_SECRET_KEY=secrets.token_urlsafe(20),
         AIRFLOW_API_PORT=str(free_port()),
         MLFLOW_PORT=str(free_port()),
         MLFLOW_WORKERS="1",
         AIRFLOW_WORKER_CONCURRENCY="2",
         AIRFLOW_TASK_HEARTBEAT_TIMEOUT="30",
     )
-    path.write_text("".join(f"{k}={v}\n" for k, v in values.items()))
-    return path
 
 
 @pytest.fixture(scope="session")
@@ -84,10 +72,18 @@ def stack(tmp_path_factory):
     base = tmp_path_factory.mktemp("stack")
     dags = base / "dags"
     dags.mkdir()
-    for name in ("example_mlflow_hook.py", "example_train_register_promote.py", "continuous_training.py"):
-        if (ROOT / "dags" / name).exists():
-            shutil.copy(ROOT / "dags" / name, dags / name)
+    for name in ("example_mlflow_hook.py", "example_train_register_promote.py", "continuous_training.py",
+                 "pipeline_factory.py"):
+        shutil.copy(ROOT / "dags" / name, dags / name)
+    shutil.copytree(ROOT / "dags" / "pipelines", dags / "pipelines")
     shutil.copy(STACK_DAGS / "stack_faults.py", dags / "stack_faults.py")
+    shutil.copy(STACK_DAGS / "stack_drift_scaleout.py", dags / "stack_drift_scaleout.py")
+    # the level-1 pipeline's first training set (the demo's seeded generator)
+    sys.path.insert(0, str(ROOT / "scripts"))
+    import demo_data
+
+    level1_data = base / "data" / "loan_default"
+    demo_data.land(demo_data.training_set(), level1_data / "training", "base.parquet")
     twin = Stack(
         _write_env(base / "stack.env"), base / "state", dags,
         extra_env={  # test speed-ups only (detection of dead tasks, DAG parsing)
@@ -96,6 +92,7 @@ def stack(tmp_path_factory):
             "AIRFLOW__DAG_PROCESSOR__MIN_FILE_PROCESS_INTERVAL": "30",
             "AIRFLOW__SCHEDULER__SCHEDULER_IDLE_SLEEP_TIME": "0.5",
             "MLFLOW_ENABLE_ASYNC_LOGGING": "false",
+            "MLOPS_DATA_DIR": str(level1_data),  # root of dags/pipelines/loan_default.yaml
         },
     )
     twin.data_dir = base / "data"
@@ -196,6 +193,47 @@ def test_dags_triggered_over_rest_run_across_celery_workers(stack, mlflow_client
         capture_output=True, text=True, timeout=30, check=True,
     ).stdout.split()
     assert rows == ["1"]
+
+
+def test_level1_continuous_training_runs_on_the_stack(stack, mlflow_client):
+    """``continuous_training__loan_default`` (policy, validation, train, register, gate, promote, score) succeeds."""
+    dag_id = "continuous_training__loan_default"
+    stack.wait_dag(dag_id)
+    run_id = stack.trigger(dag_id)
+    state = stack.wait_run(dag_id, run_id, timeout=900)
+    tis = {t["task_id"]: t["state"] for t in stack.task_instances(dag_id, run_id)}
+    assert state == "success", tis
+    assert tis.get("promote") == "success", tis
+    champion = mlflow_client.get_model_version_by_alias("loan_default", "champion")
+    assert champion.version == "1"
+    print(f"\nlevel-1 run: {tis}; workers: {_workers_that_ran(stack, dag_id, run_id)}")
+
+
+def test_drift_check_partitioned_over_mapped_tasks_merges_exactly(stack):
+    """Row partitions profiled by mapped tasks on both workers; the merged verdict equals one pass."""
+    import pandas as pd
+
+    from bench.scale import make_data  # a namespace package: the repository root is on sys.path
+    from mlops_provider.core.drift import ReferenceProfile, check_drift
+
+    reference, current = make_data(stack.data_dir / "scaleout", rows=200_000, partitions=4)
+    single = check_drift(ReferenceProfile.load(reference), pd.read_parquet(current)).to_summary()
+    stack.wait_dag("stack_drift_scaleout")
+    run_id = stack.trigger("stack_drift_scaleout", {
+        "reference_profile": str(reference), "current": str(current), "partitions": 4,
+        "work_dir": str(stack.data_dir / "scaleout" / "parts")})
+    assert stack.wait_run("stack_drift_scaleout", run_id, timeout=600) == "success", stack.task_instances(
+        "stack_drift_scaleout", run_id)
+    merged = stack.api("GET", f"/dags/stack_drift_scaleout/dagRuns/{run_id}/taskInstances/merge_and_check/"
+                              "xcomEntries/return_value?deserialize=true")["value"]
+    assert merged["partitions"] == 4 and merged["current_rows"] == 200_000
+    assert merged["dataset_drift"] == single["dataset_drift"]
+    assert merged["drifted_columns"] == single["drifted_columns"]
+    assert merged["scores"] == {name: col["score"] for name, col in single["columns"].items()}
+    mapped = [t for t in stack.task_instances("stack_drift_scaleout", run_id) if t["task_id"] == "profile_partition"]
+    assert len(mapped) == 4
+    ran = _workers_that_ran(stack, "stack_drift_scaleout", run_id)
+    assert set(ran) == {"airflow-worker-1", "airflow-worker-2"}, ran
 
 
 # --------------------------------------------------------------------------------------------- security

@@ -22,7 +22,7 @@ from airflow.sdk import DAG, Param, task
 from mlops_provider.operators.registry import PromoteModelOperator, RegisterModelOperator
 from mlops_provider.operators.training import TrainModelOperator
 
-RETRIES = {"retries": 4, "retry_delay": timedelta(seconds=5)}
+RETRIES = {"retries": 6, "retry_delay": timedelta(seconds=8)}
 
 
 class HoldingRegisterOperator(RegisterModelOperator):
