@@ -20,6 +20,7 @@ Nothing heavy is imported here: pandas, scikit-learn, MLflow and GX load inside 
 
 from __future__ import annotations
 
+import json
 import os
 from datetime import timedelta
 from pathlib import Path
@@ -36,7 +37,7 @@ from mlops_provider.operators.registry import PromoteModelOperator, RegisterMode
 from mlops_provider.operators.retraining import RetrainingPolicyOperator
 from mlops_provider.operators.training import TrainModelOperator
 from mlops_provider.operators.validation import DataValidationOperator
-from mlops_provider.pipelines import PipelineSpec, discover_pipelines
+from mlops_provider.pipelines import PipelineSpec, discover_pipelines, expand_env
 from mlops_provider.triggers.batch import NewBatchTrigger
 
 PIPELINES_DIR = Path(__file__).parent / "pipelines"
@@ -137,12 +138,13 @@ def build_continuous_training(spec: PipelineSpec) -> DAG:
     decay = Asset(performance_decay_uri(model))
     new_data = Asset(training_data_uri(model))
     assets = new_data | drift | decay
-    if policy["schedule"]:
+    cron = expand_env(policy["schedule"] or "").strip()
+    if cron:
         from airflow.timetables.assets import AssetOrTimeSchedule
         from airflow.timetables.trigger import CronTriggerTimetable
 
         schedule: Any = AssetOrTimeSchedule(
-            timetable=CronTriggerTimetable(policy["schedule"], timezone="UTC"), assets=assets
+            timetable=CronTriggerTimetable(cron, timezone="UTC"), assets=assets
         )
     else:
         schedule = assets
@@ -368,4 +370,350 @@ def build_performance_monitor(spec: PipelineSpec) -> DAG:
             min_rows=int(perf["min_rows"]),
         )
         matched >> decay
+    return dag
+
+
+# ---------------------------------------------------------------------- level 2: CI/CD of the pipeline
+
+
+def proposals_dir() -> Path:
+    """Where changed pipeline definitions are proposed (``MLOPS_PROPOSALS_DIR``, default ``pipelines/proposed``)."""
+    return Path(os.environ.get("MLOPS_PROPOSALS_DIR", PIPELINES_DIR / "proposed"))
+
+
+def live_definition(spec: PipelineSpec) -> Path:
+    return Path(os.environ.get("MLOPS_PIPELINES_DIR", PIPELINES_DIR)) / f"{spec.name}.yaml"
+
+
+def run_component_tests(candidate: PipelineSpec, repo_root: Path) -> dict[str, Any]:
+    """CI: the pipeline's own component tests (``tests:`` in the YAML), in a fresh interpreter."""
+    import subprocess
+    import sys
+
+    tests = list(candidate.raw["tests"])
+    if not tests:
+        return {"tests": [], "outcome": "no tests declared"}
+    proc = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-x", "-p", "no:cacheprovider", *tests],
+        cwd=repo_root, capture_output=True, text=True, timeout=900,
+        env={**os.environ, "MLOPS_CANDIDATE_PIPELINE": candidate.path},
+    )
+    tail = (proc.stdout + proc.stderr).strip().splitlines()[-15:]
+    if proc.returncode != 0:
+        from airflow.sdk.exceptions import AirflowFailException
+
+        raise AirflowFailException("component tests failed:\n" + "\n".join(tail))
+    return {"tests": tests, "outcome": tail[-1] if tail else "passed"}
+
+
+def check_dag_integrity(candidate: PipelineSpec) -> dict[str, Any]:
+    """CI: the DAG files build from the candidate definition with no import error and no cycle."""
+    import shutil
+    import subprocess
+    import sys
+    import tempfile
+
+    with tempfile.TemporaryDirectory(prefix="mlops-ci-") as tmp:
+        shutil.copy(candidate.path, Path(tmp) / f"{candidate.name}.yaml")
+        for contract in ("batch_contract", "training_contract"):
+            target = Path(tmp) / candidate.raw["validation"][contract]
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy(candidate.contract_path(contract), target)
+        probe = (
+            "import json, sys\n"
+            "from airflow.dag_processing.dagbag import DagBag\n"
+            "bag = DagBag(dag_folder=sys.argv[1], safe_mode=False)\n"
+            "print(json.dumps({'errors': {k: v[-500:] for k, v in bag.import_errors.items()},"
+            " 'dags': sorted(bag.dag_ids)}))\n"
+        )
+        dags_dir = Path(__file__).parent
+        files = [dags_dir / f for f in ("continuous_training.py", "drift_monitor.py")]
+        found: dict[str, Any] = {"errors": {}, "dags": []}
+        for f in files:
+            proc = subprocess.run(
+                [sys.executable, "-c", probe, str(f)], capture_output=True, text=True, timeout=300,
+                env={**os.environ, "MLOPS_PIPELINES_DIR": tmp},
+            )
+            out = json.loads(proc.stdout.strip().splitlines()[-1]) if proc.returncode == 0 else {
+                "errors": {str(f): proc.stderr[-500:]}, "dags": []}
+            found["errors"].update(out["errors"])
+            found["dags"] += out["dags"]
+    if found["errors"]:
+        from airflow.sdk.exceptions import AirflowFailException
+
+        raise AirflowFailException(f"DAG integrity: import errors {found['errors']}")
+    return found
+
+
+def check_data_contract(candidate: PipelineSpec) -> dict[str, Any]:
+    """CI: the candidate's contracts match the schema of the data it will see (base set, latest batch)."""
+    import pandas as pd
+
+    from mlops_provider.core.validation import compare_schema, describe_schema_changes, load_suite_file
+
+    checks = {"training_contract": candidate.data_path("training")}
+    batches = sorted(Path(candidate.data_path("batches")).parent.glob("*.parquet"))
+    if batches:
+        checks["batch_contract"] = str(batches[-1])
+    problems = {}
+    for contract, data in checks.items():
+        source = load_suite_file(candidate.contract_path(contract))
+        changes = compare_schema(pd.read_parquet(data), source.schema or {})
+        if changes:
+            problems[contract] = describe_schema_changes(changes)
+    features = set(candidate.feature_columns) | {candidate.raw["target"], *candidate.exclude_columns}
+    missing = sorted(features - set(pd.read_parquet(checks["training_contract"]).columns))
+    if missing:
+        problems["features"] = f"columns named by the pipeline but absent from the training data: {missing}"
+    if problems:
+        from airflow.sdk.exceptions import AirflowFailException
+
+        raise AirflowFailException(f"data contract: {problems}")
+    return {"checked": checks}
+
+
+def post_deployment_metric(spec: PipelineSpec, model_uri: str, after: float) -> dict[str, Any] | None:
+    """The gate metric of the deployed model on the first labelled live batch landed after ``after``."""
+    import mlflow
+    import pandas as pd
+
+    from mlops_provider.core.metrics import compute_metrics
+    from mlops_provider.hooks.mlflow import MlflowHook
+
+    labels_dir = Path(spec.data_path("labels"))
+    batches_dir = Path(spec.data_path("batches")).parent
+    fresh = sorted(
+        p for p in (labels_dir.glob("*.parquet") if labels_dir.is_dir() else [])
+        if p.stat().st_mtime > after and (batches_dir / p.name).exists()
+    )
+    if not fresh:
+        return None
+    name = fresh[0].name
+    frame = pd.read_parquet(batches_dir / name).merge(pd.read_parquet(labels_dir / name), on=spec.raw["features"]["id"])
+    with MlflowHook().mlflow_env():
+        model = mlflow.sklearn.load_model(model_uri)
+    metric = spec.raw["gate"]["metric"]
+    X = frame[spec.feature_columns]
+    y = frame[spec.raw["target"]]
+    value = compute_metrics(model, X, y, [metric])[metric]
+    floor = float(spec.raw["gate"]["min_value"])
+    return {"batch": name, "metric": metric, "value": round(float(value), 4), "floor": floor, "ok": value >= floor}
+
+
+def build_cicd(spec: PipelineSpec) -> DAG:
+    """``cicd_pipeline__<model>`` (level 2): a changed definition is tested, trained, gated, deployed, watched."""
+    from airflow.providers.standard.operators.hitl import ApprovalOperator
+    from airflow.sdk import TaskGroup
+
+    from mlops_provider.operators.registry import RollbackModelOperator
+
+    model = spec.name
+    proposed = proposals_dir() / f"{model}.yaml"
+    repo_root = Path(__file__).resolve().parent.parent
+    candidate_path = "{{ ti.xcom_pull(task_ids='ci.load_candidate')['path'] }}"
+    # [START howto_cicd_pipeline]
+    definition_changed = Asset(
+        name=f"{model}_pipeline_definition",
+        uri=f"file://{proposed}",
+        watchers=[
+            AssetWatcher(  # every new content of the proposed YAML (new size/mtime) is one event
+                name=f"{model}_definition_watcher",
+                trigger=NewBatchTrigger(
+                    location=str(proposed),
+                    consumer=f"cicd_pipeline__{model}",
+                    ledger_path=os.path.join(spec.data_path("work"), "cicd_ledger.sqlite3"),
+                    poll_interval=2.0,
+                ),
+            )
+        ],
+    )
+    with DAG(
+        dag_id=f"cicd_pipeline__{spec.dag_suffix}",
+        schedule=[definition_changed],
+        start_date=START,
+        catchup=False,
+        max_active_runs=1,
+        render_template_as_native_obj=True,  # the candidate's estimator params and gate stay dicts
+        params={
+            "pipeline_path": Param(str(proposed), type="string", description="the candidate definition"),
+            "post_deploy_wait_minutes": Param(30, type="number"),
+        },
+        tags=["mlops", "level-2", model],
+    ) as dag:
+        with TaskGroup("ci"):
+
+            @task
+            def load_candidate(params: dict | None = None, **context) -> dict:
+                """Validate the YAML (file:line:key errors fail the run: nothing is deployed)."""
+                from mlops_provider.pipelines import load_pipeline
+
+                path = _local((triggering_files(context) or [params["pipeline_path"]])[-1])
+                candidate = load_pipeline(path)
+                if candidate.name != model:
+                    raise ValueError(f"{path} defines {candidate.name!r}, this DAG deploys {model!r}")
+                return {
+                    "path": path, "version": candidate.version, "estimator_params": candidate.estimator_params(),
+                    "gate_spec": candidate.gate_spec(), "approval": bool(candidate.raw["gate"]["approval"]),
+                }
+
+            @task
+            def component_tests(path: str) -> dict:
+                from mlops_provider.pipelines import load_pipeline
+
+                return run_component_tests(load_pipeline(path), repo_root)
+
+            @task
+            def dag_integrity(path: str) -> dict:
+                from mlops_provider.pipelines import load_pipeline
+
+                return check_dag_integrity(load_pipeline(path))
+
+            @task
+            def data_contract(path: str) -> dict:
+                from mlops_provider.pipelines import load_pipeline
+
+                return check_data_contract(load_pipeline(path))
+
+            loaded = load_candidate()
+            ci_checks = [component_tests(candidate_path), dag_integrity(candidate_path), data_contract(candidate_path)]
+            loaded >> ci_checks
+
+        with TaskGroup("cd"):
+
+            @task
+            def training_window(path: str, run_id: str | None = None) -> dict:
+                from mlops_provider.pipelines import load_pipeline
+
+                window = assemble_window(load_pipeline(path), f"cicd-{run_id}")
+                if window is None:
+                    raise ValueError("the latest accepted batches have no labels yet")
+                return window
+
+            window = training_window(candidate_path)
+            cand = "ti.xcom_pull(task_ids='ci.load_candidate')"
+            win = "ti.xcom_pull(task_ids='cd.training_window')"
+            train = TrainModelOperator(
+                task_id="train",
+                training_data=f"{{{{ {win}['train'] }}}}",
+                evaluation_data=f"{{{{ {win}['eval'] }}}}",
+                target=spec.raw["target"],
+                feature_columns=spec.feature_columns,
+                estimator=ESTIMATOR_FACTORY,
+                estimator_params=f"{{{{ {cand}['estimator_params'] }}}}",
+                metrics=["accuracy", "f1", "roc_auc", "log_loss"],
+                experiment_name=f"{model}-cicd",
+                reference_sample_rows=2_000,
+                tags={"mlops.pipeline_version": f"{{{{ {cand}['version'] }}}}"},
+            )
+            register = RegisterModelOperator(
+                task_id="register_candidate",
+                model_uri="{{ ti.xcom_pull(task_ids='cd.train')['model_uri'] }}",
+                run_id="{{ ti.xcom_pull(task_ids='cd.train')['run_id'] }}",
+                registered_model_name=model,
+                alias="candidate",
+                tags={"mlops.pipeline_version": f"{{{{ {cand}['version'] }}}}"},
+            )
+            gate = PromotionGateOperator(
+                task_id="gate",
+                model_name=model,
+                eval_dataset=f"{{{{ {win}['eval'] }}}}",
+                target_column=spec.raw["target"],
+                gate_spec=f"{{{{ {cand}['gate_spec'] }}}}",
+                challenger="{{ ti.xcom_pull(task_ids='cd.register_candidate')['version'] }}",
+                champion="champion",  # the production champion
+                on_pass="none",
+                on_fail="fail",  # a rejected candidate fails the run: nothing is deployed
+                experiment_name=f"{model}-gate",
+                latency_chunks=2,
+            )
+
+            @task.branch
+            def needs_approval(ti=None) -> str:
+                return "cd.approval" if ti.xcom_pull(task_ids="ci.load_candidate")["approval"] else "cd.promote"
+
+            approval = ApprovalOperator(
+                task_id="approval",
+                subject=f"Deploy pipeline {model} " + "{{ ti.xcom_pull(task_ids='ci.load_candidate')['version'] }}?",
+                body="Gate: {{ ti.xcom_pull(task_ids='cd.gate')['verdict'] }}; "
+                "report {{ ti.xcom_pull(task_ids='cd.gate')['report_uri'] }}",
+                response_timeout=timedelta(days=2),
+                defaults="Reject",
+            )
+            promote = PromoteModelOperator(
+                task_id="promote",
+                registered_model_name=model,
+                version="{{ ti.xcom_pull(task_ids='cd.gate')['challenger_version'] }}",
+                expected_champion_version="{{ ti.xcom_pull(task_ids='cd.gate')['champion_version'] or 'none' }}",
+                reason="level-2 deployment of pipeline {{ ti.xcom_pull(task_ids='ci.load_candidate')['version'] }}",
+                trigger_rule="none_failed_min_one_success",
+            )
+
+            @task
+            def deploy_definition(ti=None) -> dict:
+                """Record the pipeline version on the model and make the candidate the live definition."""
+                import shutil
+                import time
+
+                from mlops_provider.hooks.mlflow import MlflowHook
+
+                cand_info = ti.xcom_pull(task_ids="ci.load_candidate")
+                version = ti.xcom_pull(task_ids="cd.gate")["challenger_version"]
+                client = MlflowHook().get_client()
+                client.set_model_version_tag(model, version, "mlops.pipeline_version", cand_info["version"])
+                client.set_model_version_tag(model, version, "mlops.deployed_by", ti.run_id)
+                live = live_definition(spec)
+                backup = Path(spec.data_path("work")) / "deployments" / f"{model}.{int(time.time())}.yaml"
+                backup.parent.mkdir(parents=True, exist_ok=True)
+                if live.exists():
+                    shutil.copy(live, backup)
+                shutil.copy(cand_info["path"], live)
+                return {"version": version, "pipeline_version": cand_info["version"], "deployed_at": time.time(),
+                        "previous_definition": str(backup) if backup.exists() else None, "live": str(live)}
+
+            @task.sensor(task_id="post_deployment_check", poke_interval=3, timeout=3600, mode="poke")
+            def post_deployment_check(ti=None):
+                """Wait for the next labelled live batch; score the deployed model on it against the floor."""
+                from airflow.sdk.bases.sensor import PokeReturnValue
+
+                deployed = ti.xcom_pull(task_ids="cd.deploy_definition")
+                verdict = post_deployment_metric(
+                    spec, f"models:/{model}/{deployed['version']}", float(deployed["deployed_at"])
+                )
+                return PokeReturnValue(is_done=verdict is not None, xcom_value=verdict)
+
+            @task.short_circuit
+            def below_floor(ti=None) -> bool:
+                verdict = ti.xcom_pull(task_ids="cd.post_deployment_check")
+                print(f"post-deployment check: {verdict}")
+                return not verdict["ok"]
+
+            rollback = RollbackModelOperator(
+                task_id="rollback",
+                registered_model_name=model,
+                expected_champion_version="{{ ti.xcom_pull(task_ids='cd.deploy_definition')['version'] }}",
+                reason="post-deployment check: {{ ti.xcom_pull(task_ids='cd.post_deployment_check') }}",
+            )
+
+            @task
+            def restore_definition(ti=None) -> None:
+                """Put the previous definition back and fail loudly: the deployment was rolled back."""
+                import shutil
+
+                from airflow.sdk.exceptions import AirflowFailException
+
+                deployed = ti.xcom_pull(task_ids="cd.deploy_definition")
+                if deployed.get("previous_definition"):
+                    shutil.copy(deployed["previous_definition"], deployed["live"])
+                verdict = ti.xcom_pull(task_ids="cd.post_deployment_check")
+                raise AirflowFailException(
+                    f"rolled back v{deployed['version']}: {verdict['metric']} {verdict['value']} < floor "
+                    f"{verdict['floor']} on live batch {verdict['batch']}; previous champion and definition restored"
+                )
+
+            deployed = deploy_definition()
+            window >> train >> register >> gate >> needs_approval() >> [approval, promote]
+            approval >> promote >> deployed
+            deployed >> post_deployment_check() >> below_floor() >> rollback >> restore_definition()
+        ci_checks >> window
+    # [END howto_cicd_pipeline]
     return dag

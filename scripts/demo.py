@@ -88,6 +88,7 @@ def run_story(workdir: Path, keep: bool = False, quiet: bool = False) -> dict[st
             "MLOPS_DEMO_DIR": str(workdir),
             "MLOPS_DATA_DIR": str(data),
             "AIRFLOW__CORE__PARALLELISM": "3",
+            "MLOPS_RETRAIN_SCHEDULE": "",  # events only: the story decides when to retrain
         },
     )
     say(f"preparing {workdir} (Airflow metadata DB and MLflow store on SQLite)")

@@ -66,7 +66,8 @@ def reasons_from_context(context: Context, watch: Sequence[Asset] = (), lookback
                 )
             )
     dag_run = context.get("dag_run")
-    run_type = str(getattr(dag_run, "run_type", "") or "")
+    run_type = getattr(dag_run, "run_type", "") or ""
+    run_type = str(getattr(run_type, "value", run_type)).lower()  # DagRunType enum or its value
     run_id = context["run_id"]
     when = getattr(dag_run, "run_after", None) or getattr(dag_run, "start_date", None) or 0
     if run_type.endswith("scheduled"):
