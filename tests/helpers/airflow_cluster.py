@@ -218,6 +218,14 @@ class AirflowCluster:
 
         return self.api("GET", f"/api/v2/eventLogs?event={quote(event)}&limit=1000")["event_logs"]
 
+    def stop_component(self, name: str) -> None:
+        """Stop one component: SIGTERM, then SIGKILL of its process group."""
+        stop_process_group(self.procs.pop(name))
+
+    def start_component(self, name: str) -> None:
+        self._spawn(name, name)
+        self.wait_healthy()
+
     # ------------------------------------------------------------------ stop
 
     def stop(self) -> None:
