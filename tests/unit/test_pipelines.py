@@ -1,0 +1,91 @@
+"""Pipeline definitions as data: the committed YAML loads; bad YAML names the file, the line and the key.
+
+Pure (PyYAML + the provider's spec module); also the component tests ``cicd_pipeline`` runs in CI
+(``MLOPS_CANDIDATE_PIPELINE`` points at the candidate definition then)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from mlops_provider.pipelines import PipelineSpecError, load_pipeline, parse_pipeline
+
+ROOT = Path(__file__).resolve().parents[2]
+LIVE = ROOT / "dags" / "pipelines" / "loan_default.yaml"
+CANDIDATE = Path(os.environ.get("MLOPS_CANDIDATE_PIPELINE") or LIVE)
+
+
+def test_definition_loads_with_defaults():
+    spec = load_pipeline(CANDIDATE)
+    assert spec.name == "loan_default"
+    assert spec.raw["features"]["id"] not in spec.feature_columns
+    assert spec.raw["target"] not in spec.feature_columns
+    assert len(spec.version) == 12
+    assert spec.gate_spec()["thresholds"][0]["value"] == {"lower_bound": spec.raw["gate"]["min_value"]}
+    for contract in ("batch_contract", "training_contract"):
+        assert Path(spec.contract_path(contract)).exists()
+
+
+def test_estimator_factory_builds_a_pipeline():
+    from sklearn.base import clone
+
+    from mlops_provider.pipelines import tabular_classifier
+
+    spec = load_pipeline(CANDIDATE)
+    est = tabular_classifier(**spec.estimator_params())
+    clone(est)  # a valid, unfitted scikit-learn estimator
+
+
+def _bad(text: str) -> list[tuple[str, int, str, str]]:
+    with pytest.raises(PipelineSpecError) as info:
+        parse_pipeline(text, "bad.yaml")
+    assert "bad.yaml:" in str(info.value)
+    return info.value.errors
+
+
+def _variant(old: str, new: str) -> str:
+    text = LIVE.read_text()
+    assert old in text
+    return text.replace(old, new, 1)
+
+
+def _line_of(text: str, fragment: str) -> int:
+    return next(i for i, line in enumerate(text.splitlines(), 1) if fragment in line)
+
+
+def test_unknown_key_names_file_line_and_key():
+    text = _variant("  training: training/base.parquet", "  trainig: training/base.parquet")
+    errors = _bad(text)
+    assert ("bad.yaml", _line_of(text, "trainig:"), "data.trainig") in [e[:3] for e in errors]
+    assert any(e[2] == "data.training" and "missing" in e[3] for e in errors)
+
+
+def test_wrong_type_names_line_and_key():
+    text = _variant("  min_value: 0.70", "  min_value: high")
+    (error,) = _bad(text)
+    assert error[:3] == ("bad.yaml", _line_of(text, "min_value: high"), "gate.min_value")
+    assert "expected a number" in error[3] and "'high'" in error[3]
+
+
+def test_wrong_type_in_list():
+    text = _variant("  numeric: [age,", "  numeric: [{x: 1}, age,")
+    (error,) = _bad(text)
+    assert error[2] == "features.numeric" and "list" in error[3]
+
+
+def test_missing_required_field():
+    text = "\n".join(line for line in LIVE.read_text().splitlines() if not line.startswith("target:"))
+    (error,) = _bad(text)
+    assert error[2] == "target" and "missing" in error[3]
+
+
+def test_yaml_syntax_error_has_a_line():
+    (error,) = _bad("name: x\ndata: [unclosed\n")
+    assert error[2] == "<yaml>" and error[1] >= 2
+
+
+def test_semantic_errors():
+    assert _bad(_variant("target: defaulted", "target: age"))[0][2] == "target"
+    assert _bad(_variant("  window_batches: 1", "  window_batches: 0"))[0][2] == "retraining.window_batches"
