@@ -115,3 +115,12 @@ def test_watch_recovers_events_the_scheduler_did_not_hand_over(tmp_path):
     result = op.execute(second)
     assert query.after_value is not None  # asked only for events since the last retraining
     assert [r["details"]["batch_uri"] for r in result["reasons"]] == ["/l/ignored.csv", "/l/b9.csv"]
+
+
+def test_run_type_enum_of_the_task_sdk(tmp_path):
+    """The Task SDK hands ``dag_run.run_type`` as a ``DagRunType`` enum (regression: it was compared as str)."""
+    from airflow.utils.types import DagRunType
+
+    op = RetrainingPolicyOperator(task_id="policy", model_name="m", ledger_path=str(tmp_path / "l.sqlite3"))
+    assert op.execute(context("manual__1", [], run_type=DagRunType.MANUAL))["kinds"] == ["manual"]
+    assert op.execute(context("scheduled__1", [], run_type=DagRunType.SCHEDULED))["kinds"] == ["schedule"]
