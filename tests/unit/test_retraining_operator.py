@@ -121,6 +121,7 @@ def test_run_type_enum_of_the_task_sdk(tmp_path):
     """The Task SDK hands ``dag_run.run_type`` as a ``DagRunType`` enum (regression: it was compared as str)."""
     from airflow.utils.types import DagRunType
 
-    op = RetrainingPolicyOperator(task_id="policy", model_name="m", ledger_path=str(tmp_path / "l.sqlite3"))
+    op = RetrainingPolicyOperator(task_id="policy", model_name="m", cooldown=0,
+                                  ledger_path=str(tmp_path / "l.sqlite3"))
     assert op.execute(context("manual__1", [], run_type=DagRunType.MANUAL))["kinds"] == ["manual"]
     assert op.execute(context("scheduled__1", [], run_type=DagRunType.SCHEDULED))["kinds"] == ["schedule"]
