@@ -181,3 +181,18 @@ def test_sensor_and_trigger_modules_import_nothing_heavy():
     )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=os.environ.copy())
     assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_retry_defaults_do_not_override_the_dag_default_args(setup):
+    from datetime import timedelta
+
+    from airflow.sdk import DAG
+
+    ref, landing = setup
+    with DAG("with_defaults", schedule=None, default_args={"retries": 5}):
+        from_dag = DriftSensor(task_id="a", location=str(landing), reference=str(ref))
+        explicit = DriftSensor(task_id="b", location=str(landing), reference=str(ref), retries=0)
+    with DAG("without_defaults", schedule=None):
+        default = DriftSensor(task_id="c", location=str(landing), reference=str(ref))
+    assert (from_dag.retries, explicit.retries, default.retries) == (5, 0, 2)
+    assert default.retry_delay == timedelta(seconds=10)

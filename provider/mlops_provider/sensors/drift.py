@@ -115,8 +115,11 @@ class DriftSensor(BaseSensorOperator):
         **kwargs: Any,
     ) -> None:
         # A retry is safe (the ledger claims a batch only after its check) and restarts the wait at once.
-        kwargs.setdefault("retries", 2)
-        kwargs.setdefault("retry_delay", timedelta(seconds=10))
+        # These defaults apply only when neither the task nor the DAG's default_args set them.
+        default_args = kwargs.get("default_args") or {}
+        for key, value in (("retries", 2), ("retry_delay", timedelta(seconds=10))):
+            if key not in kwargs and key not in default_args:
+                kwargs[key] = value
         super().__init__(**kwargs)
         self.location = location
         self.reference = reference
