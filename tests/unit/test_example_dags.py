@@ -1,0 +1,193 @@
+"""Every DAG file in dags/ loads; the pipeline DAGs (level 1, monitoring, level 2) run with ``dag.test()``.
+
+Real components: a real Airflow metadata DB (``airflow_db``), a real MLflow ``sqlite:///`` store, real
+GX validation and scikit-learn training on the demo data of ``scripts/demo_data.py``.  Each module run
+uses its own copy of ``dags/pipelines/loan_default.yaml`` with a unique model name (the MLflow store is
+shared by the session).  The example DAGs with their own test files are only checked for loading here.
+"""
+
+from __future__ import annotations
+
+import shutil
+import sys
+import threading
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+from airflow.dag_processing.dagbag import DagBag
+
+ROOT = Path(__file__).resolve().parents[2]
+DAGS = ROOT / "dags"
+sys.path.insert(0, str(ROOT / "scripts"))
+sys.path.insert(0, str(DAGS))
+
+
+def test_every_dag_file_loads_without_import_errors():
+    bag = DagBag(dag_folder=str(DAGS))
+    assert bag.import_errors == {}
+    for dag_id in (
+        "continuous_training__loan_default",
+        "drift_monitor__loan_default",
+        "performance_monitor__loan_default",
+        "cicd_pipeline__loan_default",
+        "example_train_register_promote",
+        "example_drift_check",
+        "example_data_validation",
+        "example_gate_approval",
+    ):
+        assert dag_id in bag.dag_ids, dag_id
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory, airflow_db, mlflow_sqlite_uri, session_dir):
+    """A data root with the base training set, and a pipeline folder holding a uniquely named copy."""
+    import os
+
+    import demo_data
+
+    mp = pytest.MonkeyPatch()
+    root = tmp_path_factory.mktemp("pipeline-world")
+    model = f"loan_default_{uuid.uuid4().hex[:6]}"
+    pipelines = root / "pipelines"
+    shutil.copytree(DAGS / "pipelines" / "contracts", pipelines / "contracts")
+    text = (DAGS / "pipelines" / "loan_default.yaml").read_text().replace("name: loan_default", f"name: {model}")
+    (pipelines / f"{model}.yaml").write_text(text)
+    demo_data.land(demo_data.training_set(), root / "data" / "training", "base.parquet")
+    mp.setenv("MLOPS_DATA_DIR", str(root / "data"))
+    mp.setenv("MLOPS_PIPELINES_DIR", str(pipelines))
+    mp.setenv("MLOPS_PROPOSALS_DIR", str(root / "proposed"))
+    mp.setenv("MLOPS_RETRAIN_SCHEDULE", "")
+    (session_dir / "mlflow-local").mkdir(exist_ok=True)
+    mp.setenv("AIRFLOW_CONN_MLFLOW_DEFAULT", f'{{"conn_type": "mlflow", "host": "{mlflow_sqlite_uri}"}}')
+    cwd = os.getcwd()
+    os.chdir(session_dir / "mlflow-local")
+    import pipeline_factory
+
+    from mlops_provider.pipelines import load_pipeline
+
+    spec = load_pipeline(pipelines / f"{model}.yaml")
+    yield {"root": root, "data": root / "data", "model": model, "spec": spec, "factory": pipeline_factory,
+           "pipelines": pipelines, "mlflow": mlflow_sqlite_uri}
+    os.chdir(cwd)
+    mp.undo()
+
+
+def _champion(world) -> str:
+    from mlflow import MlflowClient
+
+    client = MlflowClient(tracking_uri=world["mlflow"], registry_uri=world["mlflow"])
+    return str(client.get_model_version_by_alias(world["model"], "champion").version)
+
+
+def _states(dag_run) -> dict[str, str]:
+    return {ti.task_id: ti.state for ti in dag_run.get_task_instances()}
+
+
+def test_level1_training_then_monitoring_of_good_and_broken_batches(world):
+    import demo_data
+
+    factory, spec, data = world["factory"], world["spec"], world["data"]
+    run = factory.build_continuous_training(spec).test()
+    assert run.state == "success", _states(run)
+    assert _states(run)["promote"] == "success"
+    assert _champion(world) == "1"
+
+    monitor = factory.build_drift_monitor(spec)
+    performance = factory.build_performance_monitor(spec)
+    for day in (1, 3):
+        features, labels = demo_data.batch(day)
+        name = demo_data.batch_name(day)
+        batch = demo_data.land(features, data / "landing" / "batches", name)
+        run = monitor.test(run_conf={"batch_uri": str(batch)})
+        states = _states(run)
+        label_file = demo_data.land(labels, data / "landing" / "labels", name)
+        perf = performance.test(run_conf={"labels_uri": str(label_file)})
+        if day == 1:
+            assert run.state == "success" and states["check_drift"] == "success", states
+            assert (data / "predictions" / name).exists()
+            assert _states(perf)["check_decay"] == "success"
+        else:  # the broken batch: quarantined, never scored nor drift-checked
+            assert states["validate_batch"] == "skipped" and states["score_batch"] == "skipped", states
+            assert not (data / "predictions" / name).exists()
+            assert list((data / "quarantine").rglob("*.parquet"))
+            assert _states(perf)["match_predictions"] == "skipped"
+
+
+def _propose(world, old: str, new: str) -> Path:
+    text = (world["pipelines"] / f"{world['model']}.yaml").read_text()
+    assert old in text
+    path = world["root"] / "proposed" / f"{world['model']}.yaml"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text.replace(old, new, 1))
+    return path
+
+
+def _land_after_deploy(world, day: int, live_before: str) -> threading.Thread:
+    """The next live batch (and its labels) lands once the candidate definition went live."""
+    import demo_data
+
+    live = world["pipelines"] / f"{world['model']}.yaml"
+
+    def land():
+        deadline = time.monotonic() + 600
+        while live.read_text() == live_before and time.monotonic() < deadline:
+            time.sleep(0.5)
+        time.sleep(1.1)  # strictly after deployed_at (mtime resolution)
+        features, labels = demo_data.batch(day)
+        name = f"post-deploy-{day:02d}-{uuid.uuid4().hex[:4]}.parquet"
+        demo_data.land(labels, world["data"] / "landing" / "labels", name)
+        demo_data.land(features, world["data"] / "landing" / "batches", name)
+
+    thread = threading.Thread(target=land, daemon=True)
+    thread.start()
+    return thread
+
+
+def test_level2_deploys_a_changed_pipeline_and_rolls_back_a_bad_one(world):
+    from mlflow import MlflowClient
+
+    from mlops_provider.pipelines import load_pipeline
+
+    factory, spec = world["factory"], world["spec"]
+    live = world["pipelines"] / f"{world['model']}.yaml"
+    client = MlflowClient(tracking_uri=world["mlflow"], registry_uri=world["mlflow"])
+    # train candidates on the base set (as before any batch was accepted), so the gate compares like with like
+    shutil.rmtree(world["data"] / "predictions", ignore_errors=True)
+    before = _champion(world)
+    cicd = factory.build_cicd(spec)
+
+    # a bad YAML: CI fails at load_candidate, nothing is trained or deployed
+    _propose(world, "  min_value: 0.70", "  min_value: high")
+    run = cicd.test(run_conf={"pipeline_path": str(world["root"] / "proposed" / f"{world['model']}.yaml")})
+    states = _states(run)
+    assert run.state == "failed" and states["ci.load_candidate"] == "failed", states
+    assert states["cd.train"] in ("upstream_failed", None), states
+    assert _champion(world) == before
+
+    # a good change (regularisation): deployed, version recorded, post-deployment check on a stable day passes
+    good = _propose(world, "C: 1.0", "C: 0.5")
+    good_version = load_pipeline(good).version
+    live_before = live.read_text()
+    lander = _land_after_deploy(world, 2, live_before)
+    run = cicd.test(run_conf={"pipeline_path": str(good)})
+    lander.join(timeout=5)
+    states = _states(run)
+    assert run.state == "success", states
+    assert states["cd.promote"] == "success" and states["cd.rollback"] == "skipped", states
+    deployed = _champion(world)
+    assert deployed != before
+    assert client.get_model_version(world["model"], deployed).tags["mlops.pipeline_version"] == good_version
+    assert live.read_text() == good.read_text()
+
+    # a change that passes the gate but fails live (the concept-drift day): rolled back automatically
+    bad = _propose(world, "C: 0.5", "C: 0.25")
+    lander = _land_after_deploy(world, 6, live.read_text())
+    run = cicd.test(run_conf={"pipeline_path": str(bad)})
+    lander.join(timeout=5)
+    states = _states(run)
+    assert run.state == "failed", states
+    assert states["cd.rollback"] == "success" and states["cd.restore_definition"] == "failed", states
+    assert _champion(world) == deployed  # the previous champion is back
+    assert live.read_text() == good.read_text()  # and so is the previous definition
