@@ -15,7 +15,13 @@ A data scientist proposes a changed definition by writing ``dags/pipelines/propo
 
 from __future__ import annotations
 
-from pipeline_factory import build_cicd, pipelines
+import os
+import sys
+
+if os.path.dirname(os.path.abspath(__file__)) not in sys.path:  # the factory lives beside the DAG files
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+from pipeline_factory import build_cicd, pipelines  # noqa: E402
 
 for _spec in pipelines():
     globals()[f"cicd_pipeline__{_spec.dag_suffix}"] = build_cicd(_spec)

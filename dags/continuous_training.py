@@ -10,7 +10,13 @@ reason and applies the cooldown.  The builder is :func:`pipeline_factory.build_c
 
 from __future__ import annotations
 
-from pipeline_factory import build_continuous_training, pipelines
+import os
+import sys
+
+if os.path.dirname(os.path.abspath(__file__)) not in sys.path:  # the factory lives beside the DAG files
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+from pipeline_factory import build_continuous_training, pipelines  # noqa: E402
 
 for _spec in pipelines():
     globals()[f"continuous_training__{_spec.dag_suffix}"] = build_continuous_training(_spec)

@@ -13,7 +13,13 @@ Asset event when live quality falls below the champion's.  Both events schedule
 
 from __future__ import annotations
 
-from pipeline_factory import build_drift_monitor, build_performance_monitor, pipelines
+import os
+import sys
+
+if os.path.dirname(os.path.abspath(__file__)) not in sys.path:  # the factory lives beside the DAG files
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+from pipeline_factory import build_drift_monitor, build_performance_monitor, pipelines  # noqa: E402
 
 for _spec in pipelines():
     globals()[f"drift_monitor__{_spec.dag_suffix}"] = build_drift_monitor(_spec)
