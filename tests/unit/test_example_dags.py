@@ -120,6 +120,8 @@ def _propose(world, old: str, new: str) -> Path:
     assert old in text
     path = world["root"] / "proposed" / f"{world['model']}.yaml"
     path.parent.mkdir(parents=True, exist_ok=True)
+    if not (path.parent / "contracts").exists():  # a proposal holds its YAML and its contracts
+        shutil.copytree(world["pipelines"] / "contracts", path.parent / "contracts")
     path.write_text(text.replace(old, new, 1))
     return path
 

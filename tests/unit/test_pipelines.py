@@ -19,7 +19,7 @@ CANDIDATE = Path(os.environ.get("MLOPS_CANDIDATE_PIPELINE") or LIVE)
 
 def test_definition_loads_with_defaults():
     spec = load_pipeline(CANDIDATE)
-    assert spec.name == "loan_default"
+    assert spec.name.startswith("loan_default")
     assert spec.raw["features"]["id"] not in spec.feature_columns
     assert spec.raw["target"] not in spec.feature_columns
     assert len(spec.version) == 12
