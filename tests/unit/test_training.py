@@ -247,3 +247,24 @@ def test_bad_input_fails_task_and_leaves_no_run(test_dags, mlflow_conn_sqlite, t
     assert xcoms == {}
     assert MlflowHook().get_client().get_experiment_by_name(experiment) is None  # no experiment, no run
     assert not (tmp_path / "never.parquet").exists()
+
+
+def test_training_run_records_the_validation_run_of_the_same_data(test_dags, mlflow_conn_sqlite, tmp_path, clf_frame):
+    """Lineage (issue 4): validation upstream of training on the same digest → tag on the training run;
+    training on other data does not claim that validation."""
+    from mlflow import MlflowClient
+
+    clf_frame.drop(columns=["ts"]).to_parquet(tmp_path / "train.parquet")
+    clf_frame.drop(columns=["ts"]).iloc[:150].to_parquet(tmp_path / "other.parquet")
+    experiment = f"lineage-{uuid.uuid4().hex[:8]}"
+    dr, xcoms, states = _run_dag(test_dags.lineage_dag, {"data_dir": str(tmp_path), "experiment": experiment})
+    assert states == {"validate": "success", "train": "success", "train_other_data": "success"}, states
+    validation_run = xcoms["validate"]["validation_run_id"]
+    client = MlflowClient(tracking_uri=mlflow_conn_sqlite)
+    trained = client.get_run(xcoms["train"]["run_id"])
+    assert trained.data.tags.get("mlops.validation_run_id") == validation_run
+    assert xcoms["train"]["validation_run_id"] == trained.data.tags["mlops.validation_run_id"]
+    validated = client.get_run(trained.data.tags["mlops.validation_run_id"])
+    assert validated.data.tags["mlops.dataset_digest"] == trained.data.tags["mlops.training_digest"]
+    other = client.get_run(xcoms["train_other_data"]["run_id"])
+    assert "mlops.validation_run_id" not in other.data.tags

@@ -206,6 +206,7 @@ class TrainModelOperator(BaseOperator):
             "n_features": len(result.feature_columns),
             "training_data": train_ds.summary() | {"uri": train_ds.uri[:300]},
             "evaluation_data": (eval_ds.summary() | {"uri": eval_ds.uri[:300]}) if eval_ds else None,
+            "validation_run_id": tags.get("mlops.validation_run_id"),
             "train_split": {"digest": self._digests["train_split"], "n_rows": len(result.X_train)},
             "eval_split": {"digest": self._digests["eval_split"], "n_rows": len(result.X_eval)},
         }
@@ -239,8 +240,37 @@ class TrainModelOperator(BaseOperator):
         commit = git_commit_of(getattr(dag, "fileloc", None))
         if commit:
             tags["mlops.git_commit"] = commit
+        validation_run_id = self._validation_lineage(context, train_ds.digest)
+        if validation_run_id:
+            tags["mlops.validation_run_id"] = validation_run_id
         tags.update({str(k): str(v) for k, v in (self.tags or {}).items()})
         return tags
+
+    def _validation_lineage(self, context: Context, digest: str) -> str | None:
+        """
+        The MLflow run of an upstream ``DataValidationOperator`` that passed on exactly this data.
+
+        Validation tasks push a lineage record (XCom key ``validation_lineage``); only a record whose
+        data digest equals the training data's digest counts, so a run never claims a validation of
+        other data.
+        """
+        from mlops_provider.core.validation import matching_validation_run
+        from mlops_provider.operators.validation import LINEAGE_XCOM_KEY
+
+        ti = context.get("ti")
+        try:
+            upstream = sorted(self.get_flat_relative_ids(upstream=True))
+        except Exception:  # noqa: BLE001 - a task outside a DAG has no upstream
+            return None
+        if ti is None or not upstream:
+            return None
+        records = ti.xcom_pull(task_ids=upstream, key=LINEAGE_XCOM_KEY)
+        if isinstance(records, dict):
+            records = [records]
+        run_id = matching_validation_run([r for r in (records or []) if r], digest)
+        if run_id:
+            self.log.info("Training data digest %s was validated by MLflow run %s", digest[:12], run_id)
+        return run_id
 
     def _run_name(self, context: Context) -> str:
         if self.run_name:

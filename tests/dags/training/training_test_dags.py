@@ -68,3 +68,31 @@ with DAG("test_train_bad_inputs", schedule=None, start_date=START, catchup=False
         output_uri="{{ dag_run.conf['data_dir'] }}/never.parquet",
         retries=0,
     )
+
+from mlops_provider.operators.validation import DataValidationOperator  # noqa: E402
+
+with DAG("test_validation_lineage", schedule=None, start_date=START, catchup=False) as lineage_dag:
+    validate = DataValidationOperator(
+        task_id="validate",
+        dataset="{{ dag_run.conf['data_dir'] }}/train.parquet",
+        expectations=[
+            {"type": "expect_column_to_exist", "kwargs": {"column": "y"}},
+            {"type": "expect_column_values_to_not_be_null", "kwargs": {"column": "a"}},
+        ],
+        experiment_name="{{ dag_run.conf['experiment'] }}",
+    )
+    train_validated = TrainModelOperator(
+        task_id="train",
+        training_data="{{ dag_run.conf['data_dir'] }}/train.parquet",
+        target="y",
+        estimator="sklearn.linear_model.LogisticRegression",
+        experiment_name="{{ dag_run.conf['experiment'] }}",
+    )
+    train_other_data = TrainModelOperator(
+        task_id="train_other_data",
+        training_data="{{ dag_run.conf['data_dir'] }}/other.parquet",
+        target="y",
+        estimator="sklearn.linear_model.LogisticRegression",
+        experiment_name="{{ dag_run.conf['experiment'] }}",
+    )
+    validate >> [train_validated, train_other_data]
