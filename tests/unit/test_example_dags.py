@@ -181,7 +181,8 @@ def test_level2_deploys_a_changed_pipeline_and_rolls_back_a_bad_one(world):
     deployed = _champion(world)
     assert deployed != before
     assert client.get_model_version(world["model"], deployed).tags["mlops.pipeline_version"] == good_version
-    assert live.read_text() == good.read_text()
+    good_text = good.read_text()
+    assert live.read_text() == good_text
 
     # a change that passes the gate but fails live (the concept-drift day): rolled back automatically
     bad = _propose(world, "C: 0.5", "C: 0.25")
@@ -192,4 +193,4 @@ def test_level2_deploys_a_changed_pipeline_and_rolls_back_a_bad_one(world):
     assert run.state == "failed", states
     assert states["cd.rollback"] == "success" and states["cd.restore_definition"] == "failed", states
     assert _champion(world) == deployed  # the previous champion is back
-    assert live.read_text() == good.read_text()  # and so is the previous definition
+    assert live.read_text() == good_text  # and so is the previous definition
