@@ -57,6 +57,16 @@ def make_data(folder: Path, rows: int, partitions: int) -> tuple[Path, Path]:
     return reference, current
 
 
+def same_result(got: dict, expected: dict) -> bool:
+    """Same verdicts; scores equal up to the last bits (category order follows the hash seed)."""
+    import math
+
+    return (got["dataset_drift"] == expected["dataset_drift"] and got["drifted_columns"] == expected["drifted_columns"]
+            and got["scores"].keys() == expected["scores"].keys()
+            and all(math.isclose(got["scores"][k], expected["scores"][k], rel_tol=1e-12, abs_tol=1e-15)
+                    for k in expected["scores"]))
+
+
 def _ts(value: str) -> float:
     return dt.datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
 
@@ -129,7 +139,7 @@ def main() -> int:
                         stack.wait_healthy(300)
                 result = run_once(stack, params)
                 got = {k: result["result"][k] for k in ("dataset_drift", "drifted_columns", "scores")}
-                if got != expected:
+                if not same_result(got, expected):
                     raise AssertionError(f"merged result differs from the single pass: {got} != {expected}")
                 times[workers].append(result)
                 print(f"  {workers} worker(s): run {result['run']:.1f}s, mapped phase {result['mapped']:.1f}s, "
@@ -146,7 +156,7 @@ def main() -> int:
     for w in (1, 2):
         print(f"| {w} | {med[w][0]:.1f} | {med[w][1]:.1f} |")
     print(f"speed-up 1 -> 2 workers: DAG run x{med[1][0] / med[2][0]:.2f}, mapped phase x{med[1][1] / med[2][1]:.2f}")
-    print("merged verdicts and scores identical to the single pass in every run: yes")
+    print("merged verdicts identical to the single pass in every run, scores equal to 1e-12: yes")
     return 0
 
 

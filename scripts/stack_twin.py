@@ -497,9 +497,16 @@ class Stack:
             if proc.returncode != 0:
                 raise RuntimeError(f"postgres: cannot create database {db!r}: {proc.stderr.strip()}")
 
-    def drop_databases(self) -> None:
+    def drop_databases(self, attempts: int = 5) -> None:
+        """Drop both databases (``down --volumes``); retried, and a failure is reported, not hidden."""
         for db in (self.get("AIRFLOW_DB_NAME", "airflow"), self.get("MLFLOW_DB_NAME", "mlflow")):
-            self._psql("-c", f'DROP DATABASE IF EXISTS "{db}" WITH (FORCE)')
+            for attempt in range(attempts):
+                proc = self._psql("-c", f'DROP DATABASE IF EXISTS "{db}" WITH (FORCE)')
+                if proc.returncode == 0:
+                    break
+                time.sleep(2 * (attempt + 1))
+            else:
+                print(f"scripts/stack: could not drop database {db!r}: {proc.stderr.strip()}", file=sys.stderr)
 
     # ---------------------------------------------------------------- processes
 

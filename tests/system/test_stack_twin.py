@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -76,6 +77,12 @@ def stack(tmp_path_factory):
                  "pipeline_factory.py"):
         shutil.copy(ROOT / "dags" / name, dags / name)
     shutil.copytree(ROOT / "dags" / "pipelines", dags / "pipelines")
+    # Events only (no cron) in the twin's copy: unpausing a cron DAG also starts its latest interval,
+    # a second run racing the REST-triggered one.
+    spec = dags / "pipelines" / "loan_default.yaml"
+    text, n = re.subn(r"(?m)^(\s*schedule:\s*)\S.*$", r'\1""', spec.read_text())
+    assert n == 1, "dags/pipelines/loan_default.yaml: expected one schedule line"
+    spec.write_text(text)
     shutil.copy(STACK_DAGS / "stack_faults.py", dags / "stack_faults.py")
     shutil.copy(STACK_DAGS / "stack_drift_scaleout.py", dags / "stack_drift_scaleout.py")
     # the level-1 pipeline's first training set (the demo's seeded generator)
@@ -204,8 +211,12 @@ def test_level1_continuous_training_runs_on_the_stack(stack, mlflow_client):
     tis = {t["task_id"]: t["state"] for t in stack.task_instances(dag_id, run_id)}
     assert state == "success", tis
     assert tis.get("promote") == "success", tis
+    # Unpausing also starts the cron schedule's latest interval, so a scheduled run may promote too:
+    # the champion is the target of the last promotion, and this run's promotion is in the history.
     champion = mlflow_client.get_model_version_by_alias("loan_default", "champion")
-    assert champion.version == "1"
+    history = [h for h in _history(mlflow_client, "loan_default") if h["action"] == "promote"]
+    assert history and history[-1]["to"] == champion.version, history
+    assert any(run_id in h["by"] for h in history), history
     print(f"\nlevel-1 run: {tis}; workers: {_workers_that_ran(stack, dag_id, run_id)}")
 
 
@@ -229,7 +240,12 @@ def test_drift_check_partitioned_over_mapped_tasks_merges_exactly(stack):
     assert merged["partitions"] == 4 and merged["current_rows"] == 200_000
     assert merged["dataset_drift"] == single["dataset_drift"]
     assert merged["drifted_columns"] == single["drifted_columns"]
-    assert merged["scores"] == {name: col["score"] for name, col in single["columns"].items()}
+    # Statistics merge exactly (tests/unit/test_drift_partitions.py compares them bit for bit, and the
+    # summaries in one process); across processes the chi-square/JS scores of string columns may
+    # differ in the last bit: core.drift._aligned_counts orders categories by a ``set`` of strings,
+    # whose order follows the process's hash seed.  Verdicts are identical.
+    expected = {name: col["score"] for name, col in single["columns"].items()}
+    assert merged["scores"] == pytest.approx(expected, rel=1e-12, abs=1e-15)
     mapped = [t for t in stack.task_instances("stack_drift_scaleout", run_id) if t["task_id"] == "profile_partition"]
     assert len(mapped) == 4
     ran = _workers_that_ran(stack, "stack_drift_scaleout", run_id)
@@ -322,7 +338,7 @@ def test_mlflow_server_killed_during_training(stack, mlflow_client):
     _wait_ti(stack, "stack_fault_loop", run_id, "train", "running")
     stack.kill("mlflow")
     try:
-        time.sleep(25)  # longer than the connection's HTTP retries (3 retries, backoff 1 s)
+        time.sleep(15)  # longer than the connection's HTTP retries (3 retries, backoff 1 s: about 7 s)
     finally:
         stack.restart("mlflow")
         stack.wait_healthy(180)
