@@ -36,6 +36,18 @@ DEMO = ROOT / ".demo"
 MODEL = "loan_default"
 TRAINING = f"continuous_training__{MODEL}"
 MONITOR = f"drift_monitor__{MODEL}"
+#: Imported once by the LocalExecutor's forkserver; every task process inherits them (see AirflowLocal).
+#: skops.io first, before Airflow is loaded: its import scans sys.modules for scipy's ufuncs, and Airflow's
+#: deprecated-attribute shims would turn that scan into >1000 logged warnings in every model-loading task.
+PRELOAD = (
+    "pandas", "pyarrow.parquet", "scipy.stats", "sklearn.compose", "sklearn.linear_model", "sklearn.pipeline",
+    "sklearn.preprocessing", "sklearn.metrics", "skops.io", "mlflow", "mlflow.sklearn", "mlflow.pyfunc",
+    "mlflow.store.tracking.sqlalchemy_store", "mlflow.store.model_registry.sqlalchemy_store",
+    "great_expectations", "airflow.executors.local_executor", "airflow.sdk.execution_time.task_runner",
+    "mlops_provider.core.datasets", "mlops_provider.core.drift", "mlops_provider.core.metrics",
+    "mlops_provider.core.training", "mlops_provider.core.validation", "mlops_provider.core.registry",
+    "mlops_provider.core.gate", "mlops_provider.core.performance", "mlops_provider.pipelines",
+)
 PERFORMANCE = f"performance_monitor__{MODEL}"
 
 
@@ -83,6 +95,7 @@ def run_story(workdir: Path, keep: bool = False, quiet: bool = False) -> dict[st
         home=workdir / "airflow",
         dags_folder=ROOT / "dags",
         cwd=mlflow_dir,  # the embedded MLflow store keeps artifacts in ./mlartifacts|mlruns of the tasks
+        preload=PRELOAD,
         env={
             "AIRFLOW_CONN_MLFLOW_DEFAULT": json.dumps({"conn_type": "mlflow", "host": mlflow_uri}),
             "MLOPS_DEMO_DIR": str(workdir),
