@@ -248,6 +248,21 @@ class AirflowLocal:
             time.sleep(poll)
         raise TimeoutError(f"run {run_id} of {dag_id} still {state} after {timeout}s")
 
+    def wait_task(self, dag_id: str, run_id: str, task_id: str, timeout: float = 600, poll: float = 0.5) -> str:
+        """Wait until ``task_id`` of a run is finished (any terminal state, including skipped); return it."""
+        deadline = time.monotonic() + timeout
+        terminal = ("success", "failed", "skipped", "upstream_failed", "removed")
+        state = None
+        while time.monotonic() < deadline:
+            self._check_alive()
+            state = self.task_states(dag_id, run_id).get(task_id)
+            if state in terminal:
+                return state
+            if self.api("GET", f"/dags/{dag_id}/dagRuns/{run_id}")["state"] in ("success", "failed"):
+                return str(state)
+            time.sleep(poll)
+        raise TimeoutError(f"{task_id} of {run_id} ({dag_id}) still {state} after {timeout}s")
+
     def task_states(self, dag_id: str, run_id: str) -> dict[str, str]:
         tis = self.api("GET", f"/dags/{dag_id}/dagRuns/{run_id}/taskInstances")["task_instances"]
         return {ti["task_id"]: ti["state"] for ti in tis}

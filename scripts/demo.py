@@ -137,6 +137,10 @@ def run_story(workdir: Path, keep: bool = False, quiet: bool = False) -> dict[st
             monitor_run = stack.wait_new_run(MONITOR, known_monitor)
             if monitor_run is None:
                 raise TimeoutError(f"no {MONITOR} run for {name}")
+            # The labels "arrive later": once the batch was scored (or quarantined), so the performance check
+            # of the day runs while the drift check is still going.
+            stack.wait_task(MONITOR, monitor_run, "score_batch", timeout=300)
+            demo_data.land(labels, data / "landing" / "labels", name)
             stack.wait_run(MONITOR, monitor_run, timeout=300)
             states = stack.task_states(MONITOR, monitor_run)
             validated = stack.xcom(MONITOR, monitor_run, "validate_batch") or {}
@@ -153,8 +157,6 @@ def run_story(workdir: Path, keep: bool = False, quiet: bool = False) -> dict[st
                 "decay": None,
                 "monitor_states": states,
             }
-            # labels arrive after the batch was scored
-            demo_data.land(labels, data / "landing" / "labels", name)
             perf_run = stack.wait_new_run(PERFORMANCE, known_perf)
             if perf_run is None:
                 raise TimeoutError(f"no {PERFORMANCE} run for labels {name}")
