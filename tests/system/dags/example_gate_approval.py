@@ -1,0 +1,1 @@
+../../../dags/example_gate_approval.py
