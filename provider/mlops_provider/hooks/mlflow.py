@@ -81,19 +81,15 @@ class MlflowHook(BaseHook):
 
     @classmethod
     def get_ui_field_behaviour(cls) -> dict[str, Any]:
-        """Relabel the generic connection form (the extra fields are ``conn-fields`` in get_provider_info)."""
+        """Relabel the generic connection form; one source of truth: ``ui-field-behaviour`` in provider info."""
+        from mlops_provider.get_provider_info import get_provider_info
+
+        (conn_type,) = [c for c in get_provider_info()["connection-types"] if c["connection-type"] == cls.conn_type]
+        behaviour = conn_type["ui-field-behaviour"]
         return {
-            "hidden_fields": ["schema", "port"],
-            "relabeling": {
-                "host": "Tracking URI",
-                "login": "Username (basic auth)",
-                "password": "Password or token",
-            },
-            "placeholders": {
-                "host": "http://mlflow:5000 or sqlite:////data/mlflow.db",
-                "login": "leave empty for token or no auth",
-                "password": "basic-auth password, or a bearer token when the username is empty",
-            },
+            "hidden_fields": list(behaviour["hidden-fields"]),
+            "relabeling": dict(behaviour["relabeling"]),
+            "placeholders": dict(behaviour["placeholders"]),
         }
 
     # ------------------------------------------------------------------ connection parsing
