@@ -659,7 +659,9 @@ def _aligned_counts(ref: ColumnStats, cur: ColumnStats) -> tuple[list[Any], np.n
         return keys.tolist(), ra, ca
     rd = dict(zip(_as_list(rk), (int(c) for c in rc), strict=True))
     cd = dict(zip(_as_list(ck), (int(c) for c in cc), strict=True))
-    keys = list(set(rd) | set(cd))
+    # Reference order, then values only the current batch has: deterministic whatever the hash seed,
+    # so sums over the categories (chi-square, Jensen-Shannon, PSI) are the same in every process.
+    keys = list(rd) + [k for k in cd if k not in rd]
     return (
         keys,
         np.array([rd.get(k, 0) for k in keys], dtype=np.int64),
