@@ -17,7 +17,8 @@ sys.path.insert(0, str(ROOT / "scripts"))
 def test_demo_story_timeline(session_dir):
     import demo
 
-    result = demo.run_story(session_dir / "demo-story", keep=False, quiet=True)
+    # Not quiet: pytest captures the day-by-day log and shows it when the story fails.
+    result = demo.run_story(session_dir / "demo-story", keep=False, quiet=False)
     print(demo.format_timeline(result))
     rows = {row["day"]: row for row in result["timeline"]}
     assert rows[0]["champion"] == "1"
