@@ -9,6 +9,7 @@ import logging
 import os
 import re
 import threading
+import warnings
 from collections.abc import Callable, Iterator
 from functools import cached_property
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -260,7 +261,11 @@ class MlflowHook(BaseHook):
                 mlflow.set_tracking_uri(self.tracking_uri)
                 mlflow.set_registry_uri(self.registry_uri)
                 try:
-                    yield
+                    with warnings.catch_warnings():
+                        # skops (MLflow's sklearn format) scans every loaded module on import; each of
+                        # Airflow's deprecated-module shims then warns: ~1,000 useless lines per task log.
+                        warnings.filterwarnings("ignore", module=r"skops\.io\._utils")
+                        yield
                 except Exception as err:
                     translated = self._translate_error(err)
                     if translated is err:
