@@ -42,13 +42,25 @@ def _is_local(location: str) -> bool:
 class _BatchScanner:
     """Shared state of both triggers: where to look, the ledger, and the file system (built lazily)."""
 
-    location: str
-    consumer: str
-    conn_id: str | None
-    ledger_path: str | None
-    marker: str | None
-    min_age_seconds: float
-    poll_interval: float
+    def __init__(
+        self,
+        *,
+        location: str,
+        consumer: str,
+        conn_id: str | None = None,
+        ledger_path: str | None = None,
+        marker: str | None = DEFAULT_MARKER,
+        min_age_seconds: float = 0.0,
+        poll_interval: float = 10.0,
+    ) -> None:
+        super().__init__()  # the trigger base class, next in the MRO
+        self.location = location
+        self.consumer = consumer
+        self.conn_id = conn_id
+        self.ledger_path = ledger_path
+        self.marker = marker
+        self.min_age_seconds = min_age_seconds
+        self.poll_interval = poll_interval
 
     def _common_kwargs(self) -> dict[str, Any]:
         return {
@@ -132,26 +144,6 @@ class NewBatchTrigger(_BatchScanner, BaseEventTrigger):
     :param poll_interval: seconds between two listings.
     """
 
-    def __init__(
-        self,
-        *,
-        location: str,
-        consumer: str,
-        conn_id: str | None = None,
-        ledger_path: str | None = None,
-        marker: str | None = DEFAULT_MARKER,
-        min_age_seconds: float = 0.0,
-        poll_interval: float = 10.0,
-    ) -> None:
-        super().__init__()
-        self.location = location
-        self.consumer = consumer
-        self.conn_id = conn_id
-        self.ledger_path = ledger_path
-        self.marker = marker
-        self.min_age_seconds = min_age_seconds
-        self.poll_interval = poll_interval
-
     def serialize(self) -> tuple[str, dict[str, Any]]:
         return ("mlops_provider.triggers.batch.NewBatchTrigger", self._common_kwargs())
 
@@ -194,26 +186,8 @@ class BatchArrivalTrigger(_BatchScanner, BaseTrigger):
         (apache/airflow#72716, #71580).
     """
 
-    def __init__(
-        self,
-        *,
-        location: str,
-        consumer: str,
-        conn_id: str | None = None,
-        ledger_path: str | None = None,
-        marker: str | None = DEFAULT_MARKER,
-        min_age_seconds: float = 0.0,
-        poll_interval: float = 10.0,
-        not_before: float | None = None,
-    ) -> None:
-        super().__init__()
-        self.location = location
-        self.consumer = consumer
-        self.conn_id = conn_id
-        self.ledger_path = ledger_path
-        self.marker = marker
-        self.min_age_seconds = min_age_seconds
-        self.poll_interval = poll_interval
+    def __init__(self, *, not_before: float | None = None, **scan_kwargs: Any) -> None:
+        super().__init__(**scan_kwargs)
         self.not_before = not_before
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
