@@ -31,7 +31,7 @@ for _key in [k for k in os.environ if k.startswith(("MLFLOW_TRACKING_", "AIRFLOW
     os.environ.pop(_key)
 (_SESSION_DIR / "airflow").mkdir(parents=True, exist_ok=True)
 
-from tests.helpers.servers import MlflowServer  # noqa: E402
+from tests.helpers.servers import MLFLOW_ADMIN_PASSWORD, MlflowServer  # noqa: E402
 
 
 def pytest_sessionfinish(session, exitstatus):
@@ -61,6 +61,23 @@ def mlflow_server(session_dir: Path):
     server = MlflowServer(session_dir / "mlflow-server").start()
     yield server
     server.stop()
+
+
+@pytest.fixture(scope="session")
+def mlflow_auth_server(session_dir: Path):
+    """A real ``mlflow server`` with MLflow's basic-auth app (user ``admin``, :data:`MLFLOW_ADMIN_PASSWORD`)."""
+    server = MlflowServer(session_dir / "mlflow-auth", admin_password=MLFLOW_ADMIN_PASSWORD).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def mlflow_conn_auth(mlflow_auth_server, monkeypatch) -> str:
+    """Connection ``mlflow_default`` with basic auth to the session's auth server; returns the tracking URI."""
+    conn = {"conn_type": "mlflow", "host": mlflow_auth_server.url, "login": "admin",
+            "password": MLFLOW_ADMIN_PASSWORD, "extra": {"auth": "basic", "max_retries": 0}}
+    monkeypatch.setenv("AIRFLOW_CONN_MLFLOW_DEFAULT", json.dumps(conn))
+    return mlflow_auth_server.url
 
 
 @pytest.fixture(scope="session")

@@ -10,7 +10,11 @@ import subprocess
 import sys
 import time
 import urllib.request
+import uuid
 from pathlib import Path
+
+#: Admin password of the test session's basic-auth MLflow server (random per session).
+MLFLOW_ADMIN_PASSWORD = "s3cret-Admin-pw-" + uuid.uuid4().hex[:6]
 
 VENV_BIN = Path(sys.executable).parent
 

@@ -148,6 +148,22 @@ def test_better_challenger_is_promoted_with_report_and_tags(mlflow_conn, eval_pa
     assert op._mlops_link_urls["Gate report"]
 
 
+def test_gate_reports_tags_and_promotes_on_a_basic_auth_server(mlflow_conn_auth, eval_path):
+    """Every request of the gate (report run, version tags, compare-and-set) carries the credentials."""
+    uris = _logged_models(mlflow_conn_auth)
+    name = f"gate-{uuid.uuid4().hex[:8]}"
+    v1 = _register(name, uris["weak"], "champion")
+    v2 = _register(name, uris["strong"], "challenger")
+
+    result = _gate(name, eval_path).execute({})
+
+    assert result["passed"] is True and result["promoted"] is True
+    assert _aliases(name)["champion"] == v2 and _aliases(name)["previous-champion"] == v1
+    tags = _tags(name, v2)
+    assert tags["gate.passed"] == "true" and tags["gate.promoted"] == "true"
+    assert "MLFLOW_TRACKING_PASSWORD" not in os.environ
+
+
 def test_worse_challenger_is_rejected_and_nothing_moves(mlflow_conn, eval_path):
     uris = _logged_models(mlflow_conn)
     name = f"gate-{uuid.uuid4().hex[:8]}"

@@ -19,9 +19,9 @@ from mlops_provider.exceptions import (
 )
 from mlops_provider.hooks.mlflow import MlflowHook
 from tests.helpers.postgres import create_database, drop_database, postgres_available, sqlalchemy_url
-from tests.helpers.servers import MlflowServer, free_port
+from tests.helpers.servers import MLFLOW_ADMIN_PASSWORD, MlflowServer, free_port
 
-SECRET = "s3cret-Admin-pw-" + uuid.uuid4().hex[:6]
+SECRET = MLFLOW_ADMIN_PASSWORD
 
 
 def _set_conn(monkeypatch, host, login=None, password=None, **extra):
@@ -110,11 +110,9 @@ def test_empty_host(monkeypatch):
         MlflowHook().tracking_uri  # noqa: B018
 
 
-@pytest.fixture(scope="module")
-def auth_server(session_dir):
-    server = MlflowServer(session_dir / "mlflow-auth", admin_password=SECRET).start()
-    yield server
-    server.stop()
+@pytest.fixture
+def auth_server(mlflow_auth_server):
+    return mlflow_auth_server
 
 
 def test_basic_auth_right_and_wrong_password(auth_server, monkeypatch):

@@ -45,6 +45,40 @@ def _spec(**kwargs) -> training.TrainingSpec:
 # ---------------------------------------------------------------------- metrics
 
 
+def test_compact_labels_keep_values_and_leave_the_rest_alone():
+    y = np.array([0, 1, 1, 127, -128], dtype=np.int64)
+    compact = metrics.compact_labels(y)
+    assert compact.dtype == np.int8 and compact.tolist() == y.tolist()
+    assert metrics.compact_labels(pd.Series([3, 5, 3])).dtype == np.int8
+    for unchanged in (np.array([0, 128]), np.array(["a", "b"]), np.array([True, False]), np.array([0.0, 1.0]),
+                      np.array([], dtype=np.int64), pd.array([1, None], dtype="Int64")):
+        assert metrics.compact_labels(unchanged) is unchanged
+
+
+@pytest.mark.parametrize("classes", [2, 4])
+def test_compact_labels_give_exactly_sklearns_metrics(classes):
+    """compute_metrics scores int8 labels; every value equals sklearn's own scorer on the int64 labels."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.metrics import get_scorer
+
+    rng = np.random.default_rng(classes)
+    X = pd.DataFrame(rng.normal(size=(3000, 3)), columns=["a", "b", "c"])
+    y = pd.Series(np.digitize(X["a"] + rng.normal(scale=0.8, size=3000), np.linspace(-1, 1, classes - 1)) * (1 if classes == 2 else 10))
+    assert y.dtype == np.int64 and y.nunique() == classes
+    model = LogisticRegression().fit(X, y)
+    names = ["accuracy", "balanced_accuracy", "f1", "precision", "recall", "log_loss"]
+    names += ["roc_auc"] if classes == 2 else ["f1_micro"]
+    got = metrics.compute_metrics(model, X, y, names)
+    for name in names:
+        scorer, sign = metrics.resolve_scorer(name, classes)
+        expected = float(get_scorer(scorer)(model, X, y)) * sign
+        if name == "roc_auc":  # compute_metrics ranks by predict_proba (see metrics._scorer)
+            from sklearn.metrics import roc_auc_score
+
+            expected = roc_auc_score(y, model.predict_proba(X)[:, 1])
+        assert got[metrics.metric_key(name)] == expected, name
+
+
 def test_metrics_natural_orientation(reg_frame):
     from sklearn.linear_model import LinearRegression
 

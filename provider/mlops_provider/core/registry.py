@@ -48,10 +48,10 @@ def _moved_error(message: str) -> Exception:
     return ChampionMovedError(message)
 
 
-def _registry(client: Any) -> Any:
+def registry_client(client: Any) -> Any:
     """
     The client's registry client, which talks to the store without ``MlflowClient``'s extra
-    ``get_registered_model`` request before every alias call (its check that the name is not a prompt;
+    ``get_registered_model`` request before every alias or version-tag call (its check that the name is not a prompt;
     :func:`get_registered_model` does that check itself, on the read the caller makes anyway).
 
     Call the functions of this module inside ``MlflowHook.mlflow_env()`` so those requests carry the
@@ -137,7 +137,7 @@ def find_model_version(client: MlflowClient, name: str, model_uri: str, run_id: 
     escaped = name.replace("'", "\\'")
     flt = f"name='{escaped}'" + (f" and run_id='{run_id}'" if run_id else "")
     try:
-        versions = _registry(client).search_model_versions(filter_string=flt, max_results=1000)
+        versions = registry_client(client).search_model_versions(filter_string=flt, max_results=1000)
     except MlflowException as err:
         if _error_code(err) == "RESOURCE_DOES_NOT_EXIST":
             return None
@@ -226,7 +226,7 @@ def register_model_version(
             ) from None
     version = str(existing.version)
     if alias:
-        _registry(client).set_registered_model_alias(name, alias, version)
+        registry_client(client).set_registered_model_alias(name, alias, version)
     return RegisteredVersion(
         name=name, version=version, alias=alias or None, model_uri=model_uri, run_id=run_id, created=created
     )
@@ -249,7 +249,7 @@ def get_registered_model(client: MlflowClient, name: str) -> Any:
     from mlflow.exceptions import MlflowException
 
     try:
-        model = _registry(client).get_registered_model(name)
+        model = registry_client(client).get_registered_model(name)
     except MlflowException as err:
         if _error_code(err) == "RESOURCE_DOES_NOT_EXIST":
             raise _config_error(f"Registered model {name!r} does not exist") from None
@@ -352,7 +352,7 @@ def compare_and_set_alias(
         "changed": current != new_version,
     }
     try:
-        _registry(client).set_registered_model_alias(name, alias, new_version)
+        registry_client(client).set_registered_model_alias(name, alias, new_version)
     except MlflowException as err:
         if _error_code(err) in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE"):
             raise _config_error(
@@ -360,7 +360,7 @@ def compare_and_set_alias(
             ) from None
         raise
     if previous_alias and current is not None:
-        _registry(client).set_registered_model_alias(name, previous_alias, current)
+        registry_client(client).set_registered_model_alias(name, previous_alias, current)
     entry = {
         "action": action,
         "alias": alias,
@@ -371,7 +371,7 @@ def compare_and_set_alias(
         "reason": reason[:300],
     }
     history = read_history(model) + [entry]
-    _registry(client).set_registered_model_tag(name, HISTORY_TAG, _encode_history(history))
+    registry_client(client).set_registered_model_tag(name, HISTORY_TAG, _encode_history(history))
     result["history_entry"] = entry
     return result
 

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
@@ -157,8 +158,14 @@ class PromotionGateOperator(BaseOperator):
             raise MlopsConfigurationError(f"PromotionGateOperator {self.task_id!r}: {err}") from None
         self.log.info("%s", decision.message())
 
-        run_id, report_uri = self._log_report(client, spec, decision, evaluation, challenger_version, champion_version)
-        self._tag_version(client, decision, challenger_version, champion_version, report_uri, run_id)
+        # One credentials scope for the report, the tags and the promotion: the registry client used
+        # there (no prompt-check GET per call) reads the connection's credentials from it.
+        promoted = False
+        with self.hook.mlflow_env(), self._report_run(
+            client, spec, decision, evaluation, challenger_version, champion_version
+        ) as (run_id, report_uri):
+            if decision.passed and self.on_pass == "promote":
+                promoted = self._promote(client, decision, challenger_version, champion_version, context)
 
         if not decision.passed:
             text = f"{decision.message()}\n  report: {report_uri}"
@@ -169,10 +176,6 @@ class PromotionGateOperator(BaseOperator):
             from mlops_provider.exceptions import PromotionRejected
 
             raise PromotionRejected(text)
-
-        promoted = False
-        if self.on_pass == "promote":
-            promoted = self._promote(client, decision, challenger_version, champion_version, context)
         return self._xcom(decision, challenger_version, champion_version, run_id, report_uri, promoted=promoted)
 
     # ------------------------------------------------------------------ steps
@@ -235,12 +238,32 @@ class PromotionGateOperator(BaseOperator):
             return None
 
     def _evaluate(self, spec: GateSpec, challenger_version: str, champion_version: str | None) -> dict[str, Any]:
-        """Load the dataset once and both models; compute metrics per slice, latency and size."""
+        """
+        Load the dataset once and both models; compute metrics per slice, latency and size.
+
+        The models download on a worker thread while this one loads the dataset and scores the
+        challenger, so the tracking server's transfer time overlaps the local work.
+        """
+        from concurrent.futures import ThreadPoolExecutor
+
+        versions = {"candidate": challenger_version, "baseline": champion_version}
+        with tempfile.TemporaryDirectory(prefix="gate-") as tmp:
+            pool = ThreadPoolExecutor(1, thread_name_prefix="gate-download")
+            try:
+                downloads = {
+                    role: pool.submit(self._download_model, version, os.path.join(tmp, role))
+                    for role, version in versions.items()
+                    if version is not None
+                }
+                return self._score(spec, versions, downloads)
+            finally:
+                pool.shutdown(wait=True, cancel_futures=True)
+
+    def _score(self, spec: GateSpec, versions: dict[str, str | None], downloads: dict[str, Any]) -> dict[str, Any]:
         from mlops_provider.core.datasets import load_dataset, to_dataset_ref
         from mlops_provider.exceptions import DatasetError
 
-        ref = to_dataset_ref(self.eval_dataset)
-        data = load_dataset(ref)
+        data = load_dataset(to_dataset_ref(self.eval_dataset))
         frame = data.frame
         slice_columns = list(dict.fromkeys([*spec.slice_columns, *(self.slice_columns or [])]))
         missing = [c for c in [self.target_column, *slice_columns] if c not in frame.columns]
@@ -258,18 +281,22 @@ class PromotionGateOperator(BaseOperator):
         measure_latency = spec.latency_p95_ms_per_1k_rows is not None
 
         results: dict[str, Any] = {"dataset": data.summary(), "slices": {k: len(v) for k, v in slices.items()}}
-        with tempfile.TemporaryDirectory(prefix="gate-") as tmp:
-            for role, version in (("candidate", challenger_version), ("baseline", champion_version)):
-                if version is None:
-                    results[role] = None
-                    continue
-                model, size_mb = self._load_model(version, os.path.join(tmp, role))
-                X = frame[self._features(model, frame, data.uri)]
-                metrics = _metrics_by_slice(model, X, y, names, slices)
-                metrics["overall"]["model_size_mb"] = size_mb
-                if measure_latency:
-                    metrics["overall"]["latency_p95_ms_per_1k_rows"] = _latency_p95(model, X, self.latency_chunks)
-                results[role] = metrics
+        for role, version in versions.items():
+            if version is None:
+                results[role] = None
+                continue
+            local, size_mb = downloads[role].result()
+            model = self._load_model(version, local)
+            X = frame[self._features(model, frame, data.uri)]
+            metrics = _metrics_by_slice(model, X, y, names, slices)
+            metrics["overall"]["model_size_mb"] = size_mb
+            if measure_latency:
+                metrics["overall"]["latency_p95_ms_per_1k_rows"] = _latency_p95(model, X, self.latency_chunks)
+            results[role] = metrics
+            self.log.info(
+                "Scored %s version %s on %d rows and %d slices", "challenger" if role == "candidate" else "champion",
+                version, len(frame), len(slices),
+            )
         return results
 
     def _features(self, model: Any, frame: pd.DataFrame, uri: str) -> list[str]:
@@ -287,49 +314,50 @@ class PromotionGateOperator(BaseOperator):
             return wanted
         return [c for c in frame.columns if c != self.target_column]
 
-    def _load_model(self, version: str, dst: str) -> tuple[Any, float]:
-        """Download the model of ``version`` once; return the loaded sklearn model and its size in MB."""
+    def _download_model(self, version: str, dst: str) -> tuple[str, float]:
+        """Download the model files of ``version``; return the local path and their size in MB."""
+        import mlflow
+
+        os.makedirs(dst, exist_ok=True)
+        with self.hook.mlflow_env():
+            local = mlflow.artifacts.download_artifacts(artifact_uri=f"models:/{self.model_name}/{version}", dst_path=dst)
+        size = sum(
+            os.path.getsize(os.path.join(root, f)) for root, _, files in os.walk(local) for f in files
+        )
+        return local, round(size / 1_000_000, 6)
+
+    def _load_model(self, version: str, local: str) -> Any:
+        """The sklearn model in the downloaded directory ``local``."""
         import mlflow
         from mlflow.exceptions import MlflowException
 
         from mlops_provider.exceptions import MlopsConfigurationError
 
-        os.makedirs(dst, exist_ok=True)
-        uri = f"models:/{self.model_name}/{version}"
-        with self.hook.mlflow_env():
-            local = mlflow.artifacts.download_artifacts(artifact_uri=uri, dst_path=dst)
-        size = sum(
-            os.path.getsize(os.path.join(root, f)) for root, _, files in os.walk(local) for f in files
-        )
         try:
-            model = mlflow.sklearn.load_model(local)
+            return mlflow.sklearn.load_model(local)
         except MlflowException as err:
             raise MlopsConfigurationError(
-                f"Model {uri} cannot be loaded as an sklearn model (the gate scores sklearn-flavoured models): "
-                f"{str(err).splitlines()[0][:200]}"
+                f"Model models:/{self.model_name}/{version} cannot be loaded as an sklearn model "
+                f"(the gate scores sklearn-flavoured models): {str(err).splitlines()[0][:200]}"
             ) from None
-        return model, round(size / 1_000_000, 6)
 
-    def _log_report(
+    @contextlib.contextmanager
+    def _report_run(
         self, client: Any, spec: GateSpec, decision: GateDecision, evaluation: dict[str, Any],
         challenger_version: str, champion_version: str | None,
-    ) -> tuple[str, str]:
-        """Log the gate report (JSON + PNG) to a new MLflow run; return (run_id, report URI)."""
-        from mlflow.entities import Metric, RunTag
+    ) -> Iterator[tuple[str, str]]:
+        """
+        Log the gate report to a new MLflow run and tag the challenger; yield (run_id, report URI).
 
-        experiment_id = self._experiment_id(client)
-        run = client.create_run(
-            experiment_id,
-            run_name=f"gate {self.model_name} v{challenger_version} vs v{champion_version or '-'}",
-            tags={
-                "mlops.kind": "promotion_gate",
-                "mlops.model_name": self.model_name,
-                "mlops.challenger_version": challenger_version,
-                "mlops.champion_version": champion_version or "",
-                "mlops.verdict": decision.verdict,
-            },
-        )
-        run_id = run.info.run_id
+        The JSON report, the metrics and the version tags are written before the block runs; the PNG
+        chart is drawn on a worker thread meanwhile (this thread mostly waits on the tracking server),
+        and is uploaded when the block ends, even if it raised.  Call inside :meth:`MlflowHook.mlflow_env`.
+        """
+        from concurrent.futures import ThreadPoolExecutor
+
+        from mlflow.entities import Metric, RunTag
+        from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
+
         report = {
             "model_name": self.model_name,
             "challenger_version": challenger_version,
@@ -348,21 +376,45 @@ class PromotionGateOperator(BaseOperator):
             for name, value in per_slice["overall"].items()
             if isinstance(value, int | float) and math.isfinite(value)
         ]
-        with tempfile.TemporaryDirectory(prefix="gate-report-") as tmp:
-            with open(os.path.join(tmp, REPORT_JSON), "w") as fh:
-                json.dump(_json_safe(report), fh, indent=2, allow_nan=False)
+        with tempfile.TemporaryDirectory(prefix="gate-report-") as tmp, ThreadPoolExecutor(1) as pool:
+            png = os.path.join(tmp, REPORT_PNG)
+            chart = pool.submit(render_chart, report, png)
+            experiment_id = self._experiment_id(client)
+            run = client.create_run(
+                experiment_id,
+                run_name=f"gate {self.model_name} v{challenger_version} vs v{champion_version or '-'}",
+                tags={
+                    "mlops.kind": "promotion_gate",
+                    "mlops.model_name": self.model_name,
+                    "mlops.challenger_version": challenger_version,
+                    "mlops.champion_version": champion_version or "",
+                    "mlops.verdict": decision.verdict,
+                },
+            )
+            run_id = run.info.run_id
+            # the run's own artifact repository: no run lookup per upload
+            artifacts = get_artifact_repository(run.info.artifact_uri, tracking_uri=self.hook.tracking_uri)
             try:
-                render_chart(report, os.path.join(tmp, REPORT_PNG))
-            except Exception as err:  # the chart is a convenience: never lose the decision over it
-                self.log.warning("Gate chart could not be drawn: %s", err)
-            client.log_batch(run_id, metrics=metrics, tags=[RunTag("mlops.passed", str(decision.passed).lower())])
-            client.log_artifacts(run_id, tmp, artifact_path="gate")
-        client.set_terminated(run_id, "FINISHED")
-        report_uri = f"{run.info.artifact_uri.rstrip('/')}/gate/{REPORT_JSON}"
-        url = self.hook.artifact_url(run_id, f"gate/{REPORT_JSON}", experiment_id) or report_uri
-        record_link(self, GateReportLink.name, url)
-        self.log.info("Gate report: %s", url)
-        return run_id, report_uri
+                client.log_batch(
+                    run_id, metrics=metrics, tags=[RunTag("mlops.passed", str(decision.passed).lower())]
+                )
+                with open(os.path.join(tmp, REPORT_JSON), "w") as fh:
+                    json.dump(_json_safe(report), fh, indent=2, allow_nan=False)
+                artifacts.log_artifact(os.path.join(tmp, REPORT_JSON), "gate")
+                report_uri = f"{run.info.artifact_uri.rstrip('/')}/gate/{REPORT_JSON}"
+                self._tag_version(client, decision, challenger_version, champion_version, report_uri, run_id)
+                url = self.hook.artifact_url(run_id, f"gate/{REPORT_JSON}", experiment_id) or report_uri
+                record_link(self, GateReportLink.name, url)
+                self.log.info("Gate report: %s", url)
+                yield run_id, report_uri
+            finally:
+                try:
+                    chart.result()
+                except Exception as err:  # the chart is a convenience: never lose the decision over it
+                    self.log.warning("Gate chart could not be drawn: %s", err)
+                else:
+                    artifacts.log_artifact(png, "gate")
+                client.set_terminated(run_id, "FINISHED")
 
     def _experiment_id(self, client: Any) -> str:
         name = self.experiment_name or self.hook.extras.get("experiment_name") or DEFAULT_EXPERIMENT
@@ -380,6 +432,8 @@ class PromotionGateOperator(BaseOperator):
         self, client: Any, decision: GateDecision, challenger_version: str, champion_version: str | None,
         report_uri: str, run_id: str,
     ) -> None:
+        from mlops_provider.core.registry import registry_client
+
         summary = decision.to_summary()
         compact = json.dumps(
             {k: summary[k] for k in ("verdict", "basis", "n_checks", "n_failed", "failed")}, separators=(",", ":")
@@ -393,8 +447,9 @@ class PromotionGateOperator(BaseOperator):
             "report_uri": report_uri,
             "run_id": run_id,
         }
+        registry = registry_client(client)
         for key, value in tags.items():
-            client.set_model_version_tag(self.model_name, challenger_version, TAG_PREFIX + key, value)
+            registry.set_model_version_tag(self.model_name, challenger_version, TAG_PREFIX + key, value)
 
     def _promote(
         self, client: Any, decision: GateDecision, challenger_version: str, champion_version: str | None,
@@ -481,9 +536,13 @@ class _PredictionCache:
     def _cached(self, name: str) -> Any:
         import numpy as np
 
+        from mlops_provider.core.metrics import compact_labels
+
         def method(rows: Any) -> Any:
             if name not in self._cache:
-                self._cache[name] = np.asarray(getattr(self._model, name)(self._X))
+                values = np.asarray(getattr(self._model, name)(self._X))
+                # predicted labels in the same compact dtype as the true ones (compute_metrics)
+                self._cache[name] = compact_labels(values) if name == "predict" else values
             return self._cache[name][np.asarray(rows)]
 
         method.__name__ = name
