@@ -536,6 +536,45 @@ class Stack:
         self._save_pids()
         return proc
 
+    def spawn_extra(
+        self, key: str, name: str, *, args: tuple[str, ...] = (), env: dict[str, str] | None = None,
+        python: Path | None = None,
+    ) -> subprocess.Popen:
+        """
+        Start one more process of component ``name`` under ``key`` (tests: a worker built differently).
+
+        :param args: appended to the component's command.
+        :param env: set on top of the component's environment.
+        :param python: run ``airflow`` with this interpreter (``python -m airflow``), e.g. one of
+            another environment; ``PATH`` then starts with that interpreter's ``bin/``.
+        """
+        argv = [*self.component_command(name), *args]  # a repeated option: the last value wins
+        full_env = self.component_env(name)
+        if name == "airflow-worker":  # its own log server port
+            full_env["AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT"] = str(self._side_port(f"worker-log-{key}"))
+        full_env.update(env or {})
+        if python is not None:
+            if BY_NAME[name].command[0] != "airflow":
+                raise ValueError(f"{name} is not an airflow component")
+            argv[:1] = [str(python), "-m", "airflow"]
+            full_env["PATH"] = f"{Path(python).parent}{os.pathsep}{os.environ.get('PATH', '')}"
+        self.log_path(key).parent.mkdir(parents=True, exist_ok=True)
+        self._log_offsets[key] = self.log_path(key).stat().st_size if self.log_path(key).exists() else 0
+        log = open(self.log_path(key), "ab")  # noqa: SIM115 - owned by the process
+        proc = subprocess.Popen(argv, env=full_env, cwd=self._cwd(name), stdout=log, stderr=subprocess.STDOUT,
+                                start_new_session=True)
+        log.close()
+        self.procs[key] = proc
+        self._save_pids()
+        return proc
+
+    def remove(self, key: str) -> None:
+        """Stop a process started with :meth:`spawn_extra` and forget it (``down`` stops it otherwise)."""
+        if key in self.procs:
+            self.kill(key, signal.SIGTERM)
+            self.procs.pop(key)
+            self._save_pids()
+
     def _save_pids(self) -> None:
         pids = {key: proc.pid for key, proc in self.procs.items() if proc.poll() is None}
         (self.state_dir / "pids.json").write_text(json.dumps(pids, indent=1))
@@ -730,7 +769,8 @@ class Stack:
             except urllib.error.HTTPError as err:
                 if err.code != 404:
                     raise
-            errors = self.api("GET", "/importErrors").get("import_errors", [])
+            # only the errors of the DAGs folder (a test may parse another bundle with errors on purpose)
+            errors = self.api("GET", "/importErrors?bundle_name=dags-folder").get("import_errors", [])
             if errors:
                 raise RuntimeError(f"DAG import errors: {errors}")
             time.sleep(2)
