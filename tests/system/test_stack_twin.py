@@ -74,7 +74,7 @@ def stack(tmp_path_factory):
     dags = base / "dags"
     dags.mkdir()
     for name in ("example_mlflow_hook.py", "example_train_register_promote.py", "continuous_training.py",
-                 "pipeline_factory.py"):
+                 "drift_monitor.py", "pipeline_factory.py"):
         shutil.copy(ROOT / "dags" / name, dags / name)
     shutil.copytree(ROOT / "dags" / "pipelines", dags / "pipelines")
     # Events only (no cron) in the twin's copy: unpausing a cron DAG also starts its latest interval,
@@ -218,6 +218,116 @@ def test_level1_continuous_training_runs_on_the_stack(stack, mlflow_client):
     assert history and history[-1]["to"] == champion.version, history
     assert any(run_id in h["by"] for h in history), history
     print(f"\nlevel-1 run: {tis}; workers: {_workers_that_ran(stack, dag_id, run_id)}")
+
+
+def _run_ids(stack: Stack, dag_id: str) -> set[str]:
+    return {r["dag_run_id"] for r in stack.api("GET", f"/dags/{dag_id}/dagRuns?limit=100")["dag_runs"]}
+
+
+def _wait_new_run(stack: Stack, dag_id: str, known: set[str], timeout: float = 180) -> dict:
+    """The first run of ``dag_id`` whose id is not in ``known`` (bounded wait)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        runs = [r for r in stack.api("GET", f"/dags/{dag_id}/dagRuns?limit=100")["dag_runs"]
+                if r["dag_run_id"] not in known]
+        if runs:
+            return runs[0]
+        time.sleep(1)
+    raise TimeoutError(f"no new run of {dag_id} within {timeout}s; triggerer log:\n{stack.tail('airflow-triggerer')}")
+
+
+def _champion(client, name: str) -> str | None:
+    from mlflow.exceptions import MlflowException
+
+    try:
+        return client.get_model_version_by_alias(name, "champion").version
+    except MlflowException:
+        return None
+
+
+def _upstream_events(stack: Stack, dag_id: str, run_id: str) -> list[dict]:
+    from urllib.parse import quote
+
+    return stack.api("GET", f"/dags/{dag_id}/dagRuns/{quote(run_id, safe='')}/upstreamAssetEvents")["asset_events"]
+
+
+def _xcom(stack: Stack, dag_id: str, run_id: str, task_id: str):
+    from urllib.parse import quote
+
+    return stack.api("GET", f"/dags/{dag_id}/dagRuns/{quote(run_id, safe='')}/taskInstances/{task_id}/"
+                            "xcomEntries/return_value?deserialize=true")["value"]
+
+
+def test_drift_event_starts_retraining_across_processes(stack, mlflow_client):
+    """
+    A drifted batch lands -> the triggerer's NewBatchTrigger -> drift_monitor (Celery) emits ``mlops://loan_default/drift``
+    -> the scheduler starts continuous_training from that asset event -> it runs on the Celery workers and registers
+    a new version in MLflow on PostgreSQL.
+    """
+    import demo_data
+
+    model, monitor, training = "loan_default", "drift_monitor__loan_default", "continuous_training__loan_default"
+    stack.wait_dag(training)
+    if _champion(mlflow_client, model) is None:
+        # run alone: the drift check compares with the champion's training profile, so make one first
+        assert stack.wait_run(training, stack.trigger(training), timeout=600) == "success"
+    champion_before = _champion(mlflow_client, model)
+    versions_before = {v.version for v in _versions(mlflow_client, model)}
+    known_monitor, known_training = _run_ids(stack, monitor), _run_ids(stack, training)
+    stack.wait_dag(monitor)  # unpaused now; performance_monitor__loan_default stays paused (no decay runs)
+
+    # day 4 of the demo: a partner channel's applicants (covariate drift); labels "arrive" with it
+    features, labels = demo_data.batch(4)
+    name = demo_data.batch_name(4)
+    batch = demo_data.land(features, stack.data_dir / "loan_default" / "landing" / "batches", name)
+    demo_data.land(labels, stack.data_dir / "loan_default" / "landing" / "labels", name)
+
+    mon = _wait_new_run(stack, monitor, known_monitor, timeout=180)
+    assert mon["run_type"] == "asset_triggered", mon
+    (batch_event,) = _upstream_events(stack, monitor, mon["dag_run_id"])
+    assert batch_event["extra"]["from_trigger"] is True  # the triggerer's watcher, not a poke in a worker
+    assert batch_event["extra"]["payload"]["batch_uri"].endswith(str(batch)), batch_event
+    assert stack.wait_run(monitor, mon["dag_run_id"], timeout=300) == "success", stack.task_instances(
+        monitor, mon["dag_run_id"])
+    verdict = _xcom(stack, monitor, mon["dag_run_id"], "check_drift")
+    assert verdict["dataset_drift"] is True, verdict
+
+    run = _wait_new_run(stack, training, known_training, timeout=180)
+    assert run["run_type"] == "asset_triggered", run
+    events = _upstream_events(stack, training, run["dag_run_id"])
+    assert [(e["uri"], e["source_dag_id"], e["source_task_id"], e["source_run_id"]) for e in events] == [
+        (f"mlops://{model}/drift", monitor, "check_drift", mon["dag_run_id"])], events
+    state = stack.wait_run(training, run["dag_run_id"], timeout=600)
+    tis = stack.task_instances(training, run["dag_run_id"])
+    assert state == "success", {t["task_id"]: t["state"] for t in tis}
+    assert _xcom(stack, training, run["dag_run_id"], "retraining_policy")["kinds"] == ["drift"]
+
+    # every task of both runs was executed by a Celery worker of the twin (the workers' own logs)
+    for dag_id, run_id in ((monitor, mon["dag_run_id"]), (training, run["dag_run_id"])):
+        ran = _workers_that_ran(stack, dag_id, run_id)
+        executed = {t["task_id"] for t in stack.task_instances(dag_id, run_id) if t["state"] in ("success", "failed")}
+        assert set().union(*ran.values()) == executed, (dag_id, ran, executed)
+        assert set(ran) <= {"airflow-worker-1", "airflow-worker-2"}, ran
+        assert all(t["hostname"] and t["pid"] for t in stack.task_instances(dag_id, run_id) if t["task_id"] in executed)
+
+    # a new version in MLflow's PostgreSQL store, trained because of the drift
+    registered = _xcom(stack, training, run["dag_run_id"], "register_challenger")
+    new = str(registered["version"])
+    assert new not in versions_before
+    # trained on the drifted batch (the training window is the latest accepted batch)
+    assert mlflow_client.get_run(mlflow_client.get_model_version(model, new).run_id).data.tags["mlops.window"] == name
+    rows = subprocess.run(
+        ["psql", "-h", "127.0.0.1", "-U", "postgres", "-d", stack.get("MLFLOW_DB_NAME"), "-qAt", "-c",
+         f"select version from model_versions where name = '{model}' order by version"],
+        capture_output=True, text=True, timeout=30, check=True,
+    ).stdout.split()
+    assert new in rows
+    promote = next(t for t in tis if t["task_id"] == "promote")
+    champion = mlflow_client.get_model_version_by_alias(model, "champion").version
+    # the gate decides: promoted (the champion moves to the new version) or rejected (promote skipped)
+    assert (promote["state"], champion) in (("success", new), ("skipped", champion_before)), (promote, champion)
+    print(f"\ndrift -> retraining on Celery: {_workers_that_ran(stack, training, run['dag_run_id'])}; "
+          f"v{new} registered, promote {promote['state']}, champion v{champion_before} -> v{champion}")
 
 
 def test_drift_check_partitioned_over_mapped_tasks_merges_exactly(stack):
