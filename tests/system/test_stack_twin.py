@@ -85,6 +85,7 @@ def stack(tmp_path_factory):
     spec.write_text(text)
     shutil.copy(STACK_DAGS / "stack_faults.py", dags / "stack_faults.py")
     shutil.copy(STACK_DAGS / "stack_drift_scaleout.py", dags / "stack_drift_scaleout.py")
+    shutil.copy(STACK_DAGS / "stack_no_provider.py", dags / "stack_no_provider.py")
     # the level-1 pipeline's first training set (the demo's seeded generator)
     sys.path.insert(0, str(ROOT / "scripts"))
     import demo_data
@@ -436,6 +437,118 @@ def test_airflow_api_is_protected(stack):
         urllib.request.urlopen(bad, timeout=30)
     assert wrong.value.code in (401, 403)
     assert stack.api("GET", "/dags?limit=1")["total_entries"] >= 1  # with the admin's token
+
+
+# --------------------------------------------------------------------------------------------- bad input: no provider
+
+
+@pytest.fixture(scope="session")
+def python_without_provider(tmp_path_factory) -> Path:
+    """
+    The interpreter of an environment with every package of this virtualenv except the provider.
+
+    What an Airflow image built without the provider has: a fresh virtualenv whose site-packages links
+    every entry of ours but the provider's (its ``.dist-info`` and its editable-install ``.pth``).
+    """
+    import sysconfig
+    from importlib.metadata import distribution
+
+    dest = tmp_path_factory.mktemp("env-without-provider")
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(dest)], check=True, capture_output=True,
+                   timeout=120)
+    ours = Path(sysconfig.get_paths()["purelib"])
+    theirs = dest / "lib" / f"python{sys.version_info.major}.{sys.version_info.minor}" / "site-packages"
+    provider = {str(f).split("/")[0] for f in distribution("airflow-provider-mlops").files}
+    assert provider, "the provider's installed files"
+    for entry in ours.iterdir():
+        if entry.name not in provider:
+            (theirs / entry.name).symlink_to(entry)
+    python = dest / "bin" / "python"
+    probe = subprocess.run(
+        [str(python), "-c", "import importlib.util, airflow.sdk, airflow.providers.celery; "
+                            "print(importlib.util.find_spec('mlops_provider'))"],
+        capture_output=True, text=True, timeout=120, check=False,
+    )
+    assert probe.returncode == 0 and probe.stdout.strip() == "None", probe  # Airflow and Celery yes, provider no
+    return python
+
+
+def _wait_for(what: str, check, stack: Stack, key: str, timeout: float):
+    """Poll ``check()`` until it returns something truthy; fail naming ``what`` (with the log of ``key``)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        result = check()
+        if result:
+            return result
+        if stack.procs[key].poll() is not None:
+            raise AssertionError(f"{key} exited ({stack.procs[key].returncode}) before {what}:\n{stack.tail(key)}")
+        time.sleep(1)
+    raise TimeoutError(f"{what}: not within {timeout}s; {key}:\n{stack.tail(key)}")
+
+
+def test_dag_processor_without_the_provider_reports_an_import_error(stack, python_without_provider, tmp_path):
+    """A dag-processor that cannot import the provider records the DAG file as an import error naming the module."""
+    bundle = tmp_path / "bundle"
+    bundle.mkdir()
+    # another file name than the twin's copy: the import-errors API hides an error of a file name that has DAGs
+    shutil.copy(STACK_DAGS / "stack_no_provider.py", bundle / "needs_the_provider.py")
+    key = "airflow-dag-processor-no-provider"
+    stack.spawn_extra(
+        key, "airflow-dag-processor", args=("--bundle-name", "no-provider"), python=python_without_provider,
+        # its own bundle only, so it does not touch the twin's DAGs (a processor given --bundle-name
+        # leaves the other bundles alone)
+        env={"AIRFLOW__DAG_PROCESSOR__DAG_BUNDLE_CONFIG_LIST": json.dumps([{
+            "name": "no-provider", "classpath": "airflow.dag_processing.bundles.local.LocalDagBundle",
+            "kwargs": {"path": str(bundle)}}])},
+    )
+    try:
+        errors = _wait_for(
+            "an import error of the no-provider bundle",
+            lambda: stack.api("GET", "/importErrors?bundle_name=no-provider")["import_errors"], stack, key, 120)
+    finally:
+        stack.remove(key)
+    assert [e["filename"] for e in errors] == ["needs_the_provider.py"], errors
+    assert "ModuleNotFoundError: No module named 'mlops_provider'" in errors[0]["stack_trace"], errors[0]
+    # the twin's own DAGs are untouched
+    assert stack.api("GET", "/importErrors?bundle_name=dags-folder")["total_entries"] == 0
+    assert stack.api("GET", "/dags/stack_no_provider")["is_stale"] is False
+
+
+def test_worker_without_the_provider_fails_the_task_with_the_import_error(stack, python_without_provider):
+    """
+    A Celery worker that cannot import the provider gets a task of a DAG that needs it: the task fails, bounded,
+    with ``No module named 'mlops_provider'`` in its log, instead of hanging in ``queued``.
+
+    Airflow 3.3.2 (task_runner.parse): a DAG file the worker cannot import is "Dag not found during start up";
+    the task is rescheduled (``[workers] missing_dag_retries``, default 3, not counted as tries) every
+    ``missing_dag_retry_delay`` seconds (default 60; 5 on this worker to keep the test short), then failed.
+    """
+    key = "airflow-worker-no-provider"
+    stack.spawn_extra(
+        key, "airflow-worker", python=python_without_provider,
+        args=("--queues", "no_provider", "--concurrency", "1", "--celery-hostname", "noprovider@%h"),
+        env={"AIRFLOW__WORKERS__MISSING_DAG_RETRY_DELAY": "5"},
+    )
+    try:
+        _wait_for("the worker ready", lambda: re.search(r"noprovider@\S+ ready", stack.log_since_start(key)),
+                  stack, key, 120)
+        stack.wait_dag("stack_no_provider")
+        run_id = stack.trigger("stack_no_provider")
+        state = stack.wait_run("stack_no_provider", run_id, timeout=240)
+    finally:
+        stack.remove(key)
+    ti = _ti(stack, "stack_no_provider", run_id, "check_mlflow")
+    assert state == "failed" and ti["state"] == "failed", ti
+    assert ti["queue"] == "no_provider" and ti["try_number"] == 1, ti
+    log = stack.task_log("stack_no_provider", run_id, "check_mlflow", 1)
+    assert "No module named 'mlops_provider'" in log, log[-3000:]
+    assert "Dag not found during start up" in log and "Startup reschedule limit exceeded" in log, log[-3000:]
+    # only the worker without the provider was given the task, once per start-up attempt (1 + 3 reschedules)
+    ran = _workers_that_ran(stack, "stack_no_provider", run_id)
+    assert ran == {key: {"check_mlflow"}}, ran
+    attempts = [line for line in stack.log_path(key).read_text(errors="replace").splitlines()
+                if "Executing workload in Celery" in line and run_id in line]
+    assert len(attempts) == 4, attempts
 
 
 # --------------------------------------------------------------------------------------------- faults
