@@ -30,7 +30,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "scripts"))
 
-from stack_twin import Stack, free_port, generate_env, redis_ping  # noqa: E402
+from stack_twin import REQUIRED, Stack, free_port, generate_env, redis_ping  # noqa: E402
 
 pytestmark = pytest.mark.postgres
 
@@ -366,13 +366,19 @@ def test_drift_check_partitioned_over_mapped_tasks_merges_exactly(stack):
 # --------------------------------------------------------------------------------------------- security
 
 
+def _secrets(stack: Stack) -> dict[str, str]:
+    """Every secret of the stack's env file (passwords, Fernet key, JWT and session secrets), by name."""
+    found = {key: stack.get(key) for key in REQUIRED if key != "POSTGRES_USER"}
+    assert all(len(value) >= 8 for value in found.values()), "a secret too short to grep for"
+    return found
+
+
 def test_no_secret_in_task_logs_xcom_or_mlflow_tags(stack, mlflow_client):
     """Grep every task log (files and REST), every XCom and every MLflow run's tags/params for the secrets."""
     if not list((stack.airflow_home / "logs").rglob("attempt=*.log")):
         stack.wait_dag("example_mlflow_hook")
         assert stack.wait_run("example_mlflow_hook", stack.trigger("example_mlflow_hook")) == "success"
-    secrets_ = {key: stack.get(key) for key in ("MLFLOW_ADMIN_PASSWORD", "POSTGRES_PASSWORD", "AIRFLOW_ADMIN_PASSWORD",
-                                                "AIRFLOW_JWT_SECRET", "AIRFLOW_FERNET_KEY")}
+    secrets_ = _secrets(stack)
     task_logs = list((stack.airflow_home / "logs").rglob("attempt=*.log"))
     assert task_logs
     for path in task_logs:
@@ -678,3 +684,24 @@ def test_postgresql_restarted_during_a_run(stack, mlflow_client):
     tries = {task: ti["try_number"] for task, ti in tis.items()}
     print(f"\nPostgreSQL restart: run {state}; tries {tries}; components restarted: {restarted}")
     stack.wait_healthy(300)
+
+
+# --------------------------------------------------------------------------------------------- last: the components' own logs
+
+
+def test_no_secret_in_component_logs(stack):
+    """
+    Grep every component's stdout/stderr log (``<state>/logs/*.log``) for every secret of the env file.
+
+    Last in the file, so the logs hold the whole session: start-up, every DAG run, the faults (MLflow and a
+    worker killed, PostgreSQL restarted) and the extra processes of the bad-input tests.
+    """
+    logs = {path.stem: path.read_text(errors="replace") for path in sorted((stack.state_dir / "logs").glob("*.log"))}
+    expected = {"mlflow", "airflow-init", "airflow-apiserver", "airflow-scheduler", "airflow-dag-processor",
+                "airflow-triggerer", "airflow-worker-1", "airflow-worker-2"}
+    assert expected <= set(logs), sorted(logs)
+    assert all(logs[name] for name in expected), [name for name in expected if not logs[name]]
+    leaks = [f"{key} in {name}.log" for name, text in logs.items() for key, value in _secrets(stack).items()
+             if value in text]
+    assert not leaks, leaks
+    print(f"\nno secret in {len(logs)} component logs ({sum(map(len, logs.values())) / 1e6:.1f} MB): {sorted(logs)}")
