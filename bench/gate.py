@@ -10,7 +10,8 @@ pandas to read the parquet file, sklearn to score), overall and per slice (regio
   plus the JSON + PNG report run, version tags and the XCom summary (``on_pass="none"``).
 
 Requests are counted at ``requests.Session.request`` (everything MLflow sends to the server).
-Usage: ``.venv/bin/python bench/gate.py [--rows 100000] [--repeat 3] [--latency]``.
+Plain and gate runs alternate (pairs, order swapped each pair) so a load change hits both sides alike.
+Usage: ``.venv/bin/python bench/gate.py [--rows 100000] [--repeat 7] [--latency]``.
 """
 
 from __future__ import annotations
@@ -146,21 +147,25 @@ def gate(name: str, eval_path: str, latency: bool) -> dict:
     return op.execute({})
 
 
-def timed(fn, counter: RequestCounter, repeat: int) -> tuple[list[float], int, object]:
-    times, requests_per_run, result = [], 0, None
-    for _ in range(repeat):
-        before = counter.count
-        t0 = time.perf_counter()
-        result = fn()
-        times.append(time.perf_counter() - t0)
-        requests_per_run = counter.count - before
-    return times, requests_per_run, result
+def interleaved(plain_fn, gate_fn, counter: RequestCounter, repeat: int) -> dict[str, tuple[list[float], int, object]]:
+    """Run plain and gate in alternating pairs (order swapped every pair) so load drifts hit both alike."""
+    out: dict[str, tuple[list[float], int, object]] = {"plain": ([], 0, None), "gate": ([], 0, None)}
+    for i in range(repeat):
+        order = (("plain", plain_fn), ("gate", gate_fn)) if i % 2 == 0 else (("gate", gate_fn), ("plain", plain_fn))
+        for key, fn in order:
+            times, _, _ = out[key]
+            before = counter.count
+            t0 = time.perf_counter()
+            result = fn()
+            times.append(time.perf_counter() - t0)
+            out[key] = (times, counter.count - before, result)
+    return out
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=100_000)
-    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--repeat", type=int, default=7)
     parser.add_argument("--latency", action="store_true", help="also time the latency budget (extra predicts)")
     args = parser.parse_args()
 
@@ -187,8 +192,11 @@ def main() -> None:
         # warm-up (imports, caches), alternating order, then measured runs
         plain_script(name, eval_path)
         gate(name, eval_path, args.latency)
-        plain_t, plain_req, plain_res = timed(lambda: plain_script(name, eval_path), counter, args.repeat)
-        gate_t, gate_req, gate_res = timed(lambda: gate(name, eval_path, args.latency), counter, args.repeat)
+        runs = interleaved(
+            lambda: plain_script(name, eval_path), lambda: gate(name, eval_path, args.latency), counter, args.repeat
+        )
+        plain_t, plain_req, plain_res = runs["plain"]
+        gate_t, gate_req, gate_res = runs["gate"]
     finally:
         server.stop()
 
@@ -199,7 +207,8 @@ def main() -> None:
           f"requests/run {plain_req}  passed={plain_res['passed']}")
     print(f"gate operator: median {g:.2f}s  (runs {', '.join(f'{t:.2f}' for t in gate_t)})  "
           f"requests/run {gate_req}  verdict={gate_res['verdict']}  checks={gate_res['n_checks']}")
-    print(f"ratio gate/plain = {g / p:.2f} (target <= 1.2)")
+    pairs = statistics.median(gt / pt for gt, pt in zip(gate_t, plain_t, strict=True))
+    print(f"ratio gate/plain = {g / p:.2f} (medians; median of per-pair ratios {pairs:.2f}; target <= 1.2)")
 
 
 if __name__ == "__main__":

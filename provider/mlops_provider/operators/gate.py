@@ -619,7 +619,14 @@ def render_chart(report: dict[str, Any], path: str) -> None:
 
     challenger = report["metrics"]["challenger"] or {}
     champion = report["metrics"]["champion"] or {}
-    metric_names = [m for m in (challenger.get("overall") or {}) if m != "n_rows"]
+    overall = challenger.get("overall") or {}
+    # budgets (model size, latency) are measured overall only: one line of text, not a panel each
+    metric_names = [m for m in overall if m != "n_rows" and m not in _BUDGET_KEYS]
+    budgets = "   ".join(
+        f"{key}: champion {_fmt_num((champion.get('overall') or {}).get(key))}, challenger {_fmt_num(overall.get(key))}"
+        for key in _BUDGET_KEYS
+        if key in overall
+    )
     slice_keys = list(challenger)[:25]
     n = max(len(metric_names), 1)
     width_in = max(6.0, 0.5 * len(slice_keys) + 2)
@@ -641,7 +648,17 @@ def render_chart(report: dict[str, Any], path: str) -> None:
     axes[-1].set_xticks(xs, slice_keys, rotation=30, ha="right", fontsize=7)
     verdict = report["decision"]["verdict"].replace("_", " ")
     fig.suptitle(f"{report['model_name']}: {verdict}", fontsize=10, x=0.08, ha="left")
+    if budgets:
+        fig.text(0.08, 0.005, budgets, fontsize=7, ha="left", va="bottom")
     fig.savefig(path)
+
+
+#: Overall-only measurements, written under the chart rather than drawn as panels.
+_BUDGET_KEYS = ("model_size_mb", "latency_p95_ms_per_1k_rows")
+
+
+def _fmt_num(value: Any) -> str:
+    return "-" if value is None else f"{float(value):.4g}"
 
 
 def _num(value: Any) -> float:
