@@ -209,7 +209,13 @@ def test_champion_moving_during_the_gate_promotes_nothing(mlflow_conn, eval_path
     with pytest.raises(ChampionMovedError, match="nothing was changed"):
         op.execute({})
     assert _aliases(name)["champion"] == v3
-    assert _tags(name, v2)["gate.promoted"] == "false"
+    tags = _tags(name, v2)
+    assert tags["gate.promoted"] == "false"
+    # the report is complete all the same: JSON and chart uploaded, run finished
+    client = MlflowHook().get_client()
+    assert client.get_run(tags["gate.run_id"]).info.status == "FINISHED"
+    assert sorted(f.path for f in client.list_artifacts(tags["gate.run_id"], "gate")) == [
+        "gate/gate_report.json", "gate/gate_report.png"]
 
 
 def test_same_version_changes_nothing(mlflow_conn_sqlite, eval_path):

@@ -351,7 +351,7 @@ class PromotionGateOperator(BaseOperator):
 
         The JSON report, the metrics and the version tags are written before the block runs; the PNG
         chart is drawn on a worker thread meanwhile (this thread mostly waits on the tracking server),
-        and is uploaded when the block ends, even if it raised.  Call inside :meth:`MlflowHook.mlflow_env`.
+        and is uploaded when the block ends, also when it raised (then best effort: the block's error wins).  Call inside :meth:`MlflowHook.mlflow_env`.
         """
         from concurrent.futures import ThreadPoolExecutor
 
@@ -407,14 +407,24 @@ class PromotionGateOperator(BaseOperator):
                 record_link(self, GateReportLink.name, url)
                 self.log.info("Gate report: %s", url)
                 yield run_id, report_uri
-            finally:
+            except BaseException:
+                # the error in flight is the one to report; finishing the run is then best effort
                 try:
-                    chart.result()
-                except Exception as err:  # the chart is a convenience: never lose the decision over it
-                    self.log.warning("Gate chart could not be drawn: %s", err)
-                else:
-                    artifacts.log_artifact(png, "gate")
-                client.set_terminated(run_id, "FINISHED")
+                    self._finish_report(client, run_id, chart, artifacts, png)
+                except Exception as err:
+                    self.log.warning("Gate report run %s could not be finished: %s", run_id, err)
+                raise
+            self._finish_report(client, run_id, chart, artifacts, png)
+
+    def _finish_report(self, client: Any, run_id: str, chart: Any, artifacts: Any, png: str) -> None:
+        """Upload the chart once drawn and mark the report run finished (the report itself is complete)."""
+        try:
+            chart.result()
+        except Exception as err:  # the chart is a convenience: never lose the decision over it
+            self.log.warning("Gate chart could not be drawn: %s", err)
+        else:
+            artifacts.log_artifact(png, "gate")
+        client.set_terminated(run_id, "FINISHED")
 
     def _experiment_id(self, client: Any) -> str:
         name = self.experiment_name or self.hook.extras.get("experiment_name") or DEFAULT_EXPERIMENT
