@@ -116,7 +116,7 @@ def main() -> None:
             time.sleep(2)
         all_deferred_after = time.monotonic() - t0
         time.sleep(5)
-        pool = cluster.api("GET", "/api/v2/pools/default_pool")
+        pool = cluster.api("GET", "/pools/default_pool")
         st_d = states(cluster, dag_d, run_d)
 
         cpu0, w0 = tree_cpu_seconds(triggerer), time.monotonic()
@@ -129,7 +129,7 @@ def main() -> None:
         while states(cluster, dag_p, run_p).get("running", 0) < args.poke and time.monotonic() - t0 < 300:
             time.sleep(2)
         time.sleep(3)
-        pool_p = cluster.api("GET", "/api/v2/pools/default_pool")
+        pool_p = cluster.api("GET", "/pools/default_pool")
         st_p = states(cluster, dag_p, run_p)
 
         print("\n== 1. Worker slots held while waiting")
@@ -146,7 +146,7 @@ def main() -> None:
 
         # stop the poke sensors' load before timing arrivals
         for ti in cluster.task_instances(dag_p, run_p):
-            cluster.api("PATCH", f"/api/v2/dags/{dag_p}/dagRuns/{run_p}/taskInstances/{ti['task_id']}",
+            cluster.api("PATCH", f"/dags/{dag_p}/dagRuns/{run_p}/taskInstances/{ti['task_id']}",
                         {"new_state": "success"})
 
         print("\n== 3. Batch arrival -> drift verdict (deferred sensor, resume_settle_seconds=10)")
@@ -155,7 +155,7 @@ def main() -> None:
             landed = land(data / "deferred" / f"landing_{k:03}", "drifted.csv", make_frame(50 + k, shift=3.0))
             t_land = time.monotonic()
             while True:
-                ti = cluster.api("GET", f"/api/v2/dags/{dag_d}/dagRuns/{run_d}/taskInstances/{task_id}")
+                ti = cluster.api("GET", f"/dags/{dag_d}/dagRuns/{run_d}/taskInstances/{task_id}")
                 if ti["state"] in ("success", "failed", "up_for_retry"):
                     break
                 if time.monotonic() - t_land > 300:

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import signal
-import socket
 import subprocess
 import sys
 import time
@@ -13,16 +11,14 @@ import urllib.request
 import uuid
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "scripts"))
+
+from airflow_local import free_port, stop_process_groups  # noqa: E402
+
 #: Admin password of the test session's basic-auth MLflow server (random per session).
 MLFLOW_ADMIN_PASSWORD = "s3cret-Admin-pw-" + uuid.uuid4().hex[:6]
 
 VENV_BIN = Path(sys.executable).parent
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def wait_http(url: str, timeout: float = 90.0, proc: subprocess.Popen | None = None, log: Path | None = None) -> None:
@@ -108,23 +104,7 @@ class MlflowServer:
 
 def stop_process_group(proc: subprocess.Popen, timeout: float = 20.0) -> None:
     """SIGTERM the whole process group, then SIGKILL what is left: no orphans."""
-    if proc.poll() is None:
-        try:
-            os.killpg(proc.pid, signal.SIGTERM)
-        except ProcessLookupError:
-            return
-        try:
-            proc.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            pass
-    try:
-        os.killpg(proc.pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
-    try:
-        proc.wait(timeout=5)
-    except subprocess.TimeoutExpired:
-        pass
+    stop_process_groups([proc], timeout=timeout)
 
 
 def which(name: str) -> str:

@@ -37,7 +37,7 @@ def test_fifty_defer_resume_cycles(airflow_cluster, system_data):
                 frame = make_frame(100 * i + dropped[i], shift=3.0 if drift else 0.0)
                 land_csv(folder, f"batch_{dropped[i]:03}.csv", frame[["x", "z", "c"]])
                 dropped[i] += 1
-        run = cluster.api("GET", f"/api/v2/dags/{DAG_ID}/dagRuns/{run_id}")
+        run = cluster.api("GET", f"/dags/{DAG_ID}/dagRuns/{run_id}")
         if run["state"] in ("success", "failed"):
             break
         time.sleep(0.5)

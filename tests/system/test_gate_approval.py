@@ -55,7 +55,7 @@ def test_approval_dag_promotes_after_a_human_approves(airflow_cluster, session_d
     run_id = airflow_cluster.trigger(
         DAG_ID, {"model_name": name, "eval_dataset": str(eval_path), "target": "churned"}
     )
-    hitl_path = f"/api/v2/dags/{DAG_ID}/dagRuns/{run_id}/taskInstances/approval/-1/hitlDetails"
+    hitl_path = f"/dags/{DAG_ID}/dagRuns/{run_id}/taskInstances/approval/-1/hitlDetails"
     deadline = time.monotonic() + 300
     detail = None
     states: dict = {}
@@ -81,9 +81,9 @@ def test_approval_dag_promotes_after_a_human_approves(airflow_cluster, session_d
     assert detail["options"] == ["Approve", "Reject"]
 
     airflow_cluster.api("PATCH", hitl_path, {"chosen_options": ["Approve"], "params_input": {}})
-    run = airflow_cluster.wait_run(DAG_ID, run_id, timeout=300)
-    states = {ti["task_id"]: ti["state"] for ti in airflow_cluster.task_instances(DAG_ID, run_id)}
-    assert run["state"] == "success", states
+    state = airflow_cluster.wait_run(DAG_ID, run_id, timeout=300)
+    states = airflow_cluster.task_states(DAG_ID, run_id)
+    assert state == "success", states
     assert states == {"gate": "success", "approval": "success", "promote": "success", "record_decision": "success"}
 
     client = MlflowClient(tracking_uri=airflow_cluster.mlflow_uri)
