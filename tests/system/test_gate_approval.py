@@ -80,6 +80,15 @@ def test_approval_dag_promotes_after_a_human_approves(airflow_cluster, session_d
     assert "BLESSED" in detail["body"].upper() and "| challenger | 2 |" in detail["body"]
     assert detail["options"] == ["Approve", "Reject"]
 
+    # Airflow 3.3.2 race: a response that lands before the scheduler has processed the executor's
+    # "success" event of the parked task process gets the re-queued task marked FAILED ("finished with
+    # state success, but the task instance's state attribute is queued"). Seen here when answering
+    # within half a second; a human never does, so answer once the scheduler has recorded the park.
+    parked = f"TaskInstance Finished: dag_id={DAG_ID}, task_id=approval, run_id={run_id}"
+    deadline = time.monotonic() + 120
+    while parked not in airflow_cluster.log_path("scheduler").read_text(errors="replace"):
+        assert time.monotonic() < deadline, f"the scheduler never recorded the parked approval task: {states}"
+        time.sleep(1)
     airflow_cluster.api("PATCH", hitl_path, {"chosen_options": ["Approve"], "params_input": {}})
     state = airflow_cluster.wait_run(DAG_ID, run_id, timeout=300)
     states = airflow_cluster.task_states(DAG_ID, run_id)

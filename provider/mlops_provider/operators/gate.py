@@ -334,7 +334,8 @@ class PromotionGateOperator(BaseOperator):
         from mlops_provider.exceptions import MlopsConfigurationError
 
         try:
-            return mlflow.sklearn.load_model(local)
+            with self.hook.mlflow_env():  # also quiets skops' module scan (see MlflowHook.mlflow_env)
+                return mlflow.sklearn.load_model(local)
         except MlflowException as err:
             raise MlopsConfigurationError(
                 f"Model models:/{self.model_name}/{version} cannot be loaded as an sklearn model "
