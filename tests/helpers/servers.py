@@ -98,13 +98,8 @@ class MlflowServer:
     def stop(self) -> None:
         if self.proc is None:
             return
-        stop_process_group(self.proc)
+        stop_process_groups([self.proc], timeout=20.0)
         self.proc = None
-
-
-def stop_process_group(proc: subprocess.Popen, timeout: float = 20.0) -> None:
-    """SIGTERM the whole process group, then SIGKILL what is left: no orphans."""
-    stop_process_groups([proc], timeout=timeout)
 
 
 def which(name: str) -> str:
