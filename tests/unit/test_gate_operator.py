@@ -575,3 +575,21 @@ def test_refused_gate_records_its_verdict_like_a_pass(mlflow_conn_sqlite, airflo
             run_info = client.get_run(result["run_id"])
             assert run_info.data.tags["mlops.verdict"] == "not_blessed" and run_info.info.status == "FINISHED"
     assert _tags(name, v2)["gate.passed"] == "false" and _aliases(name)["champion"] == v1
+
+
+def test_one_class_slice_names_the_reason_in_its_failed_check(mlflow_conn_sqlite, tmp_path):
+    uris = _logged_models(mlflow_conn_sqlite)
+    name = f"gate-{uuid.uuid4().hex[:8]}"
+    _register(name, uris["strong"], "challenger")
+    frame = _frame(seed=1)
+    frame.loc[frame["region"] == "EU", "label"] = 1
+    path = tmp_path / "eu_one_class.parquet"
+    frame.to_parquet(path)
+    spec = {"thresholds": [{"metric": "roc_auc", "value": {"lower_bound": 0.5}, "slices": ["overall", "region=*"]}]}
+    with pytest.raises(PromotionRejected) as err:
+        _gate(name, str(path), gate_spec=spec).execute({})
+    n_eu = int((frame["region"] == "EU").sum())
+    assert (
+        f"value:roc_auc[region=EU] metric is NaN (roc_auc is undefined: 'label' has one class in slice region=EU "
+        f"(1 in all {n_eu} rows))"
+    ) in str(err.value)

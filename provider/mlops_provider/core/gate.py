@@ -38,7 +38,9 @@ OVERALL = "overall"
 N_ROWS = "n_rows"
 LATENCY_METRIC = "latency_p95_ms_per_1k_rows"
 MODEL_SIZE_METRIC = "model_size_mb"
-RESERVED_METRICS = frozenset({N_ROWS, LATENCY_METRIC, MODEL_SIZE_METRIC})
+#: Per slice, ``{metric: why it is undefined there}`` (e.g. one class in the slice); not a metric.
+UNDEFINED = "undefined"
+RESERVED_METRICS = frozenset({N_ROWS, LATENCY_METRIC, MODEL_SIZE_METRIC, UNDEFINED})
 
 HIGHER_IS_BETTER = "higher_is_better"
 LOWER_IS_BETTER = "lower_is_better"
@@ -521,14 +523,16 @@ def evaluate_gate(
                 empty_check(slice_key, threshold.metric)
                 continue
             observed = _as_float((cand_slice or {}).get(threshold.metric))
+            why = _undefined_reason(cand_slice, threshold.metric)
             if threshold.value is not None:
-                checks.append(_value_check(threshold.metric, slice_key, observed, threshold.value))
+                checks.append(_explained(_value_check(threshold.metric, slice_key, observed, threshold.value), why))
             if threshold.change is not None:
                 if base is None:
                     dropped_change += 1
                     continue
                 baseline = _as_float((base.get(slice_key) or {}).get(threshold.metric))
-                checks.append(_change_check(threshold.metric, slice_key, observed, baseline, threshold.change))
+                check = _change_check(threshold.metric, slice_key, observed, baseline, threshold.change)
+                checks.append(_explained(check, why or _undefined_reason(base.get(slice_key), threshold.metric)))
 
     for constraint in spec.fairness:
         checks.append(_fairness_check(constraint, cand, base, empty_check))
@@ -558,6 +562,18 @@ def evaluate_gate(
         baseline=None if baseline_id is None else str(baseline_id),
         notes=notes,
     )
+
+
+def _undefined_reason(slice_metrics: Mapping[str, Any] | None, metric: str) -> str | None:
+    reasons = (slice_metrics or {}).get(UNDEFINED)
+    return reasons.get(metric) if isinstance(reasons, Mapping) else None
+
+
+def _explained(check: CheckResult, why: str | None) -> CheckResult:
+    """Put the reason a metric is undefined into a failed check's message (``metric is NaN (roc_auc is undefined: ...)``)."""
+    if why and not check.passed and "NaN" in check.message:
+        check.message = f"{check.message} ({why})"
+    return check
 
 
 def _value_check(metric: str, slice_key: str, observed: float | None, vt: ValueThreshold) -> CheckResult:

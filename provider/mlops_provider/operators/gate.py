@@ -323,7 +323,7 @@ class PromotionGateOperator(BaseOperator):
             who = f"{'challenger' if role == 'candidate' else 'champion'} (version {version})"
             self._check_target(y, model, names, data.uri)
             try:
-                metrics = _metrics_by_slice(model, X, y, names, slices)
+                metrics = _metrics_by_slice(model, X, y, names, slices, target=self.target_column)
                 if measure_latency:
                     metrics["overall"]["latency_p95_ms_per_1k_rows"] = _latency_p95(model, X, self.latency_chunks)
             except (MlopsConfigurationError, ValueError, TypeError) as err:
@@ -663,10 +663,19 @@ class _PredictionCache:
         return self._model.__sklearn_tags__()
 
 
-def _metrics_by_slice(model: Any, X: Any, y: Any, names: list[str], slices: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    """Overall metrics (errors raise) and per-slice metrics (a metric undefined on a slice is NaN)."""
+def _metrics_by_slice(
+    model: Any, X: Any, y: Any, names: list[str], slices: dict[str, Any], target: str | None = None
+) -> dict[str, dict[str, Any]]:
+    """
+    Overall metrics (errors raise) and per-slice metrics (a metric undefined on a slice is NaN).
+
+    A metric that is NaN on a slice whose target has one class gets its reason under the slice's
+    ``undefined`` key (``{metric: "roc_auc is undefined: 'label' has one class in slice region=EU ..."}``),
+    which the gate's check message quotes.
+    """
     import numpy as np
 
+    from mlops_provider.core.gate import UNDEFINED, one_class_message
     from mlops_provider.core.metrics import compute_metrics, metric_key
 
     cached = _PredictionCache(model, X)
@@ -686,6 +695,9 @@ def _metrics_by_slice(model: Any, X: Any, y: Any, names: list[str], slices: dict
                         row.update(compute_metrics(cached, idx, ys, [name]))
                     except Exception:
                         row[metric_key(name)] = math.nan
+            nan = [metric_key(n) for n in names if not math.isfinite(row.get(metric_key(n), math.nan))]
+            if nan and target is not None and len(np.unique(ys)) == 1:
+                row[UNDEFINED] = {m: one_class_message(m, target, ys, f"slice {key}") for m in nan}
         out[key] = row
     return out
 
