@@ -195,3 +195,14 @@ def test_bad_arguments_fail_when_the_dag_is_parsed(kwargs, match):
 
     with pytest.raises(MlopsConfigurationError, match=match):
         ModelPerformanceOperator(task_id="p", model_name="m", labels="l.csv", predictions="p.parquet", **kwargs)
+
+
+def test_id_columns_of_different_types_are_named():
+    from mlops_provider.exceptions import DatasetError
+
+    labels = pd.DataFrame({"id": [1, 2, 3], "label": [1, 0, 1]})
+    preds = pd.DataFrame({"id": ["1", "2", "3"], "prediction": [1, 0, 1]})
+    with pytest.raises(DatasetError, match=r"Id column 'id' cannot be joined: labels 'id' \(int64: 1, 2, 3\) and predictions 'id' \(object: '1', '2', '3'\)"):
+        join_labels(labels, preds, ["id"], "label")
+    # numbers of different widths join as numbers
+    assert join_labels(labels, preds.assign(id=[1.0, 2.0, 3.0]), ["id"], "label").n_joined == 3

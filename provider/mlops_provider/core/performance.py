@@ -82,6 +82,14 @@ def join_labels(
         missing = [c for c in needed if c not in frame.columns]
         if missing:
             raise _error(f"The {name} table lacks column(s) {missing} (has {list(frame.columns)[:20]})")
+    for column in ids:
+        kinds = {_kind(labels[column]), _kind(predictions[column])}
+        if "text" in kinds and len(kinds) > 1:
+            raise _error(
+                f"Id column {column!r} cannot be joined: labels {_describe(column, labels[column])} and "
+                f"predictions {_describe(column, predictions[column])} hold different types (text against numbers); "
+                "read both with the same type"
+            )
     preds = predictions
     if model_version is not None and "model_version" in preds.columns:
         preds = preds[preds["model_version"].astype(str) == str(model_version)]
