@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseOperator
 
+from mlops_provider.lineage import LineageMixin, records
 from mlops_provider.links.mlflow import GateReportLink, MlflowModelVersionLink, record_link
 
 if TYPE_CHECKING:
@@ -33,7 +34,7 @@ DEFAULT_EXPERIMENT = "promotion-gate"
 MAX_TAG_CHARS = 4000
 
 
-class PromotionGateOperator(BaseOperator):
+class PromotionGateOperator(LineageMixin, BaseOperator):
     """
     Evaluate a challenger and the champion of a registered model on one evaluation dataset and bless or reject it.
 
@@ -143,6 +144,7 @@ class PromotionGateOperator(BaseOperator):
                 notes=["challenger is the champion: nothing evaluated, nothing changed"],
             )
             self.log.info("%s", decision.message())
+            self._lineage = self._lineage_of(decision, challenger_version, champion_version)
             return self._xcom(decision, challenger_version, champion_version, None, None, promoted=False)
 
         evaluation = self._evaluate(spec, challenger_version, champion_version)
@@ -157,6 +159,7 @@ class PromotionGateOperator(BaseOperator):
         except GateSpecError as err:
             raise MlopsConfigurationError(f"PromotionGateOperator {self.task_id!r}: {err}") from None
         self.log.info("%s", decision.message())
+        self._lineage = self._lineage_of(decision, challenger_version, champion_version)
 
         # One credentials scope for the report, the tags and the promotion: the registry client used
         # there (no prompt-check GET per call) reads the connection's credentials from it.
@@ -179,6 +182,9 @@ class PromotionGateOperator(BaseOperator):
         return self._xcom(decision, challenger_version, champion_version, run_id, report_uri, promoted=promoted)
 
     # ------------------------------------------------------------------ steps
+
+    def _lineage_of(self, decision: GateDecision, challenger: str, champion: str | None) -> dict[str, Any]:
+        return records.gate(self.eval_dataset, self.hook.tracking_uri, self.model_name, challenger, champion, decision)
 
     def _validate(self) -> GateSpec:
         from mlops_provider.core.gate import GateSpec, GateSpecError

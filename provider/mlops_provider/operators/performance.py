@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 from airflow.sdk import AssetAlias, BaseOperator
 
 from mlops_provider.hooks.mlflow import MlflowHook
+from mlops_provider.lineage import LineageMixin, records
 from mlops_provider.links.mlflow import MlflowRunLink
 
 if TYPE_CHECKING:
@@ -24,7 +25,7 @@ def performance_decay_alias(model_name: str) -> str:
     return f"mlops_performance_decay__{model_name}"
 
 
-class ModelPerformanceOperator(BaseOperator):
+class ModelPerformanceOperator(LineageMixin, BaseOperator):
     """
     Join ground-truth labels with stored predictions, score them, and compare with the champion.
 
@@ -117,6 +118,7 @@ class ModelPerformanceOperator(BaseOperator):
         from mlops_provider.core.performance import compare_with_champion, join_labels, live_metrics
         from mlops_provider.exceptions import MlopsConfigurationError
 
+        self._lineage = records.performance(self.predictions, self.labels)
         ids = [self.id_columns] if isinstance(self.id_columns, str) else list(self.id_columns)
         if not ids:
             raise MlopsConfigurationError("id_columns is empty")

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 from airflow.sdk import BaseOperator
 
 from mlops_provider.exceptions import DatasetError, DataValidationFailed, MlopsConfigurationError
+from mlops_provider.lineage import LineageMixin
 from mlops_provider.links.mlflow import MlflowRunLink, ValidationReportLink, record_link
 
 if TYPE_CHECKING:
@@ -40,7 +41,7 @@ DEFAULT_EXPERIMENT = "data-validation"
 _JINJA_MARKERS = re.compile(r"{{|{%|{#")
 
 
-class DataValidationOperator(BaseOperator):
+class DataValidationOperator(LineageMixin, BaseOperator):
     """
     Validate a dataset against a Great Expectations suite; fail, warn or quarantine a bad batch.
 
@@ -188,6 +189,9 @@ class DataValidationOperator(BaseOperator):
             outcome.result.get("statistics"),
         )
 
+        from mlops_provider.lineage import records
+
+        self._lineage = records.validation(self.dataset, data, outcome)
         details = {
             "dataset": data.uri,
             "data_digest": data.digest,
@@ -249,6 +253,7 @@ class DataValidationOperator(BaseOperator):
                 source_uri=data.uri,
             )
             self._set_tag(run["run_id"], "mlops.validation.quarantine_location", target)
+            self._lineage = records.validation(self.dataset, data, outcome, quarantine=target)
             _xcom_push(context, "return_value", summary)  # skipped tasks push no return value
             self.log.warning("%s\nBatch quarantined at %s; skipping downstream tasks.", message, target)
             from airflow.sdk.exceptions import AirflowSkipException
