@@ -81,6 +81,49 @@ def test_without_openlineage_the_methods_return_none():
     assert out.stdout.strip() == "ok"
 
 
+# ------------------------------------------------------------------------------------------ operators without a DAG run
+
+
+def test_drift_sensor_reports_the_batch_reference_and_verdicts(tmp_path):
+    """DriftSensor in poke mode on a drifted CSV batch against a reference CSV (real drift engine)."""
+    import numpy as np
+    import pandas as pd
+
+    from mlops_provider.sensors.drift import DriftSensor
+
+    rng = np.random.default_rng(0)
+    pd.DataFrame({"x": rng.normal(0, 1, 400), "c": rng.choice(["a", "b"], 400)}).to_csv(tmp_path / "ref.csv", index=False)
+    landing = tmp_path / "landing"
+    landing.mkdir()
+    pd.DataFrame({"x": rng.normal(3, 1, 400), "c": rng.choice(["c", "d"], 400)}).to_csv(landing / "b1.csv", index=False)
+    sensor = DriftSensor(task_id="wait", location=f"{landing}/*.csv", reference=str(tmp_path / "ref.csv"),
+                         deferrable=False, mode="poke", consumer="lineage.test")
+    assert sensor.get_openlineage_facets_on_start() is None  # nothing known before the check
+    assert sensor.poke({"run_id": "manual__lineage"}).is_done
+    lineage = sensor.get_openlineage_facets_on_complete(None)
+    assert {(d.namespace, d.name) for d in lineage.inputs} == {
+        ("file", str(landing / "b1.csv")), ("file", str(tmp_path / "ref.csv"))}
+    drift = lineage.run_facets["mlops_drift"]
+    assert drift.datasetDrift is True and {c["column"] for c in drift.columns} == {"x", "c"}
+    assert all(c["drifted"] for c in drift.columns)
+
+
+def test_rollback_names_the_versions_and_the_reason():
+    from openlineage.client.serde import Serde
+
+    from mlops_provider.lineage import PRODUCER, records
+    from mlops_provider.lineage.events import operator_lineage
+
+    result = {"name": "churn", "alias": "champion", "version": "3", "previous_version": "4", "changed": True}
+    lineage = operator_lineage(records.alias_move("http://u:pw@mlflow:5000", result, "bad live accuracy", "rollback"))
+    (out,) = lineage.outputs
+    assert (out.namespace, out.name) == ("mlflow://mlflow:5000", "models:/churn/3")
+    move = Serde.to_dict(lineage.run_facets["mlops_aliasMove"])
+    assert {k: move[k] for k in ("action", "alias", "fromVersion", "toVersion", "reason")} == {
+        "action": "rollback", "alias": "champion", "fromVersion": "4", "toVersion": "3", "reason": "bad live accuracy"}
+    assert move["_producer"] == PRODUCER
+
+
 # ------------------------------------------------------------------------------------------ schemas
 
 
@@ -250,6 +293,8 @@ def test_assertions_show_each_failing_column_of_the_bad_batch(captured):
 def test_every_event_validates_against_the_openlineage_schema(captured):
     from jsonschema import Draft202012Validator
 
+    from mlops_provider.lineage import PRODUCER
+
     registry = _registry()
     core = registry.contents("https://openlineage.io/spec/2-0-2/OpenLineage.json")
     validator = Draft202012Validator(core, registry=registry)
@@ -268,6 +313,8 @@ def test_every_event_validates_against_the_openlineage_schema(captured):
                 continue
             errors = [e.message for e in Draft202012Validator({"$ref": url}, registry=registry).iter_errors(facet)]
             assert not errors, (event["job"]["name"], key, errors[:5])
+            if key.startswith("mlops_"):
+                assert facet["_producer"] == PRODUCER, facet["_producer"]
             checked[key] += 1
     for key in ("mlops_model", "mlops_training", "mlops_aliasMove", "mlops_drift", "mlops_gateDecision",
                 "schema", "dataQualityAssertions", "dataQualityMetrics", "errorMessage"):

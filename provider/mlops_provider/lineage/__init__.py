@@ -15,6 +15,8 @@ from __future__ import annotations
 
 from typing import Any
 
+#: The ``_producer`` of the provider's custom facets (OpenLineage: a URI naming the producing code).
+PRODUCER = "https://github.com/airflow-provider-mlops/airflow-provider-mlops"
 #: Where the JSON schemas of the custom facets are published; the same files ship in this package
 #: (``mlops_provider/lineage/schemas/``, see :func:`schema_path`).
 SCHEMA_BASE_URL = (

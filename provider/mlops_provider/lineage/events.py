@@ -23,7 +23,7 @@ from openlineage.client.generated.data_quality_metrics_input_dataset import (
 from openlineage.client.generated.output_statistics_output_dataset import OutputStatisticsOutputDatasetFacet
 from openlineage.client.generated.schema_dataset import SchemaDatasetFacet, SchemaDatasetFacetFields
 
-from mlops_provider.lineage import naming
+from mlops_provider.lineage import PRODUCER, naming
 from mlops_provider.lineage.facets import CUSTOM_FACETS
 
 log = logging.getLogger(__name__)
@@ -91,4 +91,4 @@ def _facet(key: str, payload: Mapping[str, Any]) -> Any:
         )
     if key == "outputStatistics":
         return OutputStatisticsOutputDatasetFacet(rowCount=payload.get("rowCount"))
-    return CUSTOM_FACETS[key](**payload)
+    return CUSTOM_FACETS[key](**payload, producer=PRODUCER)
