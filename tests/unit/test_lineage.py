@@ -124,6 +124,28 @@ def test_rollback_names_the_versions_and_the_reason():
     assert move["_producer"] == PRODUCER
 
 
+def test_gate_that_promotes_reports_its_decision_and_the_alias_move(mlflow_conn_sqlite, tmp_path):
+    """PromotionGateOperator with ``on_pass="promote"`` on a first model (real MLflow store and models)."""
+    import uuid
+
+    from tests.unit.test_gate_operator import _frame, _gate, _logged_models, _register
+
+    eval_path = str(tmp_path / "eval.parquet")
+    _frame(seed=1).to_parquet(eval_path)
+    name = f"lineage-gate-{uuid.uuid4().hex[:8]}"
+    version = _register(name, _logged_models(mlflow_conn_sqlite)["strong"], "challenger")
+    op = _gate(name, eval_path)
+    assert op.execute({})["promoted"] is True
+    lineage = op.get_openlineage_facets_on_complete(None)
+    assert {(d.namespace, d.name) for d in lineage.inputs} == {
+        ("file", eval_path), (f"mlflow:{mlflow_conn_sqlite}", f"models:/{name}/{version}")}
+    assert [(d.name, d.facets["mlops_model"].alias) for d in lineage.outputs] == [(f"models:/{name}/{version}", "champion")]
+    decision, move = lineage.run_facets["mlops_gateDecision"], lineage.run_facets["mlops_aliasMove"]
+    assert decision.passed and decision.basis == "first_model" and decision.checks
+    assert (move.action, move.toVersion, move.fromVersion) == ("promote", version, None)
+    assert move.reason == "promotion gate blessed (first_model)"
+
+
 # ------------------------------------------------------------------------------------------ schemas
 
 

@@ -59,6 +59,16 @@ def record(
     }
 
 
+def merge(first: dict[str, Any] | None, second: dict[str, Any]) -> dict[str, Any]:
+    """Both records in one (a gate that also promotes: its inputs and decision, and the alias move)."""
+    first = first or record()
+    return {
+        "inputs": [*first["inputs"], *second["inputs"]],
+        "outputs": [*first["outputs"], *second["outputs"]],
+        "run": {**first["run"], **second["run"]},
+    }
+
+
 # ---------------------------------------------------------------------------------------- operators
 
 

@@ -490,6 +490,8 @@ class PromotionGateOperator(LineageMixin, BaseOperator):
             client.set_model_version_tag(self.model_name, challenger_version, TAG_PREFIX + "promoted", "false")
             raise
         client.set_model_version_tag(self.model_name, challenger_version, TAG_PREFIX + "promoted", "true")
+        reason = f"promotion gate {decision.verdict} ({decision.basis})"
+        self._lineage = records.merge(self._lineage, records.alias_move(self.hook.tracking_uri, result, reason, "promote"))
         self.log.info(
             "Promoted %r version %s to alias %r (was %s)", self.model_name, challenger_version, alias,
             result.get("previous_version") or "unset",
