@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 from airflow.sdk import BaseOperator
 
 from mlops_provider.hooks.mlflow import MlflowHook
-from mlops_provider.lineage import LineageMixin
+from mlops_provider.lineage import LineageMixin, records
 from mlops_provider.links.mlflow import MlflowRunLink, record_link
 
 if TYPE_CHECKING:
@@ -141,8 +141,6 @@ class TrainModelOperator(LineageMixin, BaseOperator):
 
         train_ref = to_dataset_ref(self.training_data)
         eval_ref = to_dataset_ref(self.evaluation_data) if self.evaluation_data not in (None, "") else None
-        from mlops_provider.lineage import records
-
         self._lineage = records.training_inputs(train_ref, eval_ref)
         spec = training.TrainingSpec(
             target=self.target,

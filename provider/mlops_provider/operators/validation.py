@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 from airflow.sdk import BaseOperator
 
 from mlops_provider.exceptions import DatasetError, DataValidationFailed, MlopsConfigurationError
-from mlops_provider.lineage import LineageMixin
+from mlops_provider.lineage import LineageMixin, records
 from mlops_provider.links.mlflow import MlflowRunLink, ValidationReportLink, record_link
 
 if TYPE_CHECKING:
@@ -188,8 +188,6 @@ class DataValidationOperator(LineageMixin, BaseOperator):
             outcome.seconds,
             outcome.result.get("statistics"),
         )
-
-        from mlops_provider.lineage import records
 
         self._lineage = records.validation(self.dataset, data, outcome)
         details = {
