@@ -24,6 +24,7 @@ from airflow.sdk import Asset, AssetAlias, BaseOperator
 from airflow.sdk.bases.skipmixin import SkipMixin
 
 from mlops_provider.hooks.mlflow import MlflowHook
+from mlops_provider.lineage import LineageMixin, records
 from mlops_provider.links.mlflow import DriftReportLink, MlflowRunLink, record_link
 
 if TYPE_CHECKING:
@@ -254,7 +255,7 @@ def _metric_key(text: str) -> str:
     return re.sub(r"[^0-9A-Za-z_\-. /]", "_", text)[:200]
 
 
-class DriftCheckOperator(BaseOperator, SkipMixin):
+class DriftCheckOperator(LineageMixin, BaseOperator, SkipMixin):
     """
     Check a batch for data drift against a model's reference profile or a reference dataset.
 
@@ -375,6 +376,7 @@ class DriftCheckOperator(BaseOperator, SkipMixin):
         )
         result = outcome.result
         summary = outcome.summary()
+        self._lineage = records.drift(self.current, self.mlflow_conn_id, summary, outcome.reference)
         self.log.info(
             "Drift check of %s against %s: %s (%s of %s columns drifted, share %.3f, threshold %.3f)",
             summary["current"].get("uri"),

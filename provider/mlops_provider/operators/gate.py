@@ -16,6 +16,7 @@ from airflow.sdk import BaseOperator
 
 from mlops_provider._args import FAIL, SKIP, WARN, check_choice, check_number, is_templated, reject_renamed
 from mlops_provider.exceptions import MlopsConfigurationError
+from mlops_provider.lineage import LineageMixin, records
 from mlops_provider.links.mlflow import GateReportLink, MlflowModelVersionLink, record_link
 
 if TYPE_CHECKING:
@@ -36,7 +37,7 @@ DEFAULT_EXPERIMENT = "promotion-gate"
 MAX_TAG_CHARS = 4000
 
 
-class PromotionGateOperator(BaseOperator):
+class PromotionGateOperator(LineageMixin, BaseOperator):
     """
     Evaluate a challenger and the champion of a registered model on one evaluation dataset and bless or reject it.
 
@@ -171,6 +172,7 @@ class PromotionGateOperator(BaseOperator):
                 notes=["challenger is the champion: nothing evaluated, nothing changed"],
             )
             self.log.info("%s", decision.message())
+            self._lineage = self._lineage_of(decision, challenger_version, champion_version)
             return self._xcom(decision, challenger_version, champion_version, None, None, promoted=False)
 
         evaluation = self._evaluate(spec, challenger_version, champion_version)
@@ -185,6 +187,7 @@ class PromotionGateOperator(BaseOperator):
         except GateSpecError as err:
             raise MlopsConfigurationError(f"PromotionGateOperator {self.task_id!r}: {err}") from None
         self.log.info("%s", decision.message())
+        self._lineage = self._lineage_of(decision, challenger_version, champion_version)
 
         # One credentials scope for the report, the tags and the promotion: the registry client used
         # there (no prompt-check GET per call) reads the connection's credentials from it.
@@ -213,6 +216,9 @@ class PromotionGateOperator(BaseOperator):
         return result
 
     # ------------------------------------------------------------------ steps
+
+    def _lineage_of(self, decision: GateDecision, challenger: str, champion: str | None) -> dict[str, Any]:
+        return records.gate(self.eval_dataset, self.hook.tracking_uri, self.model_name, challenger, champion, decision)
 
     def _validate(self) -> GateSpec:
         from mlops_provider.core.gate import GateSpec, GateSpecError
@@ -569,6 +575,8 @@ class PromotionGateOperator(BaseOperator):
             client.set_model_version_tag(self.model_name, challenger_version, TAG_PREFIX + "promoted", "false")
             raise
         client.set_model_version_tag(self.model_name, challenger_version, TAG_PREFIX + "promoted", "true")
+        reason = f"promotion gate {decision.verdict} ({decision.basis})"
+        self._lineage = records.merge(self._lineage, records.alias_move(self.hook.tracking_uri, result, reason, "promote"))
         self.log.info(
             "Promoted %r version %s to alias %r (was %s)", self.model_name, challenger_version, alias,
             result.get("previous_version") or "unset",

@@ -10,6 +10,7 @@ from airflow.sdk import AssetAlias, BaseOperator
 
 from mlops_provider._args import PROBLEM_TYPES, check_choice, check_number
 from mlops_provider.hooks.mlflow import MlflowHook
+from mlops_provider.lineage import LineageMixin, records
 from mlops_provider.links.mlflow import MlflowRunLink
 
 if TYPE_CHECKING:
@@ -25,7 +26,7 @@ def performance_decay_alias(model_name: str) -> str:
     return f"mlops_performance_decay__{model_name}"
 
 
-class ModelPerformanceOperator(BaseOperator):
+class ModelPerformanceOperator(LineageMixin, BaseOperator):
     """
     Join ground-truth labels with stored predictions, score them, and compare with the champion.
 
@@ -140,6 +141,7 @@ class ModelPerformanceOperator(BaseOperator):
         # core.metrics.infer_task_type is being renamed infer_problem_type: accept either name meanwhile
         infer_problem_type = getattr(core_metrics, "infer_problem_type", None) or core_metrics.infer_task_type
 
+        self._lineage = records.performance(self.predictions, self.labels)
         ids = [self.id_columns] if isinstance(self.id_columns, str) else list(self.id_columns)
         if not ids:
             raise MlopsConfigurationError("id_columns is empty")

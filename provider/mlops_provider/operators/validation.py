@@ -18,6 +18,7 @@ from airflow.sdk import BaseOperator
 
 from mlops_provider._args import FAIL, QUARANTINE, WARN, check_choice
 from mlops_provider.exceptions import DatasetError, DataValidationFailed, MlopsConfigurationError
+from mlops_provider.lineage import LineageMixin, records
 from mlops_provider.links.mlflow import MlflowRunLink, ValidationReportLink, record_link
 
 if TYPE_CHECKING:
@@ -44,7 +45,7 @@ DEFAULT_EXPERIMENT = "data-validation"
 _JINJA_MARKERS = re.compile(r"{{|{%|{#")
 
 
-class DataValidationOperator(BaseOperator):
+class DataValidationOperator(LineageMixin, BaseOperator):
     """
     Validate a dataset against a Great Expectations suite; fail, warn or quarantine a bad batch.
 
@@ -195,6 +196,7 @@ class DataValidationOperator(BaseOperator):
             outcome.result.get("statistics"),
         )
 
+        self._lineage = records.validation(self.dataset, data, outcome)
         details = {
             "dataset": data.uri,
             "data_digest": data.digest,
@@ -256,6 +258,7 @@ class DataValidationOperator(BaseOperator):
                 source_uri=data.uri,
             )
             self._set_tag(run["run_id"], "mlops.validation.quarantine_location", target)
+            self._lineage = records.validation(self.dataset, data, outcome, quarantine=target)
             _xcom_push(context, "return_value", summary)  # skipped tasks push no return value
             self.log.warning("%s\nBatch quarantined at %s; skipping downstream tasks.", message, target)
             from airflow.sdk.exceptions import AirflowSkipException
