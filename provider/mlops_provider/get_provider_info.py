@@ -50,6 +50,9 @@ def get_provider_info() -> dict[str, Any]:
         "triggers": [
             {"integration-name": _INTEGRATION, "python-modules": ["mlops_provider.triggers.batch"]},
         ],
+        "plugins": [
+            {"name": "mlops", "plugin-class": "mlops_provider.plugins.mlops.MlopsPlugin"},
+        ],
         "extra-links": [
             "mlops_provider.links.mlflow.MlflowRunLink",
             "mlops_provider.links.mlflow.MlflowModelVersionLink",

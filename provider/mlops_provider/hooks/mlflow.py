@@ -45,6 +45,7 @@ _MLFLOW_ENV_KEYS = (
     "MLFLOW_HTTP_REQUEST_MAX_RETRIES",
     "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR",
     "MLFLOW_HTTP_REQUEST_TIMEOUT",
+    "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR",
 )
 
 # MLflow's fluent API keeps the tracking URI in a module global; the env scope is process-wide, so
@@ -218,6 +219,8 @@ class MlflowHook(BaseHook):
             "MLFLOW_HTTP_REQUEST_MAX_RETRIES": str(self._extra_int("max_retries", 3)),
             "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": str(self._extra_int("backoff_factor", 1)),
             "MLFLOW_HTTP_REQUEST_TIMEOUT": str(self._extra_int("timeout", 60)),
+            # the download progress bar goes to stderr, which task logs show as ERROR lines
+            "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false",
         }
         mode = self.auth_mode
         if mode == "basic":
