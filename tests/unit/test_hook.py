@@ -54,7 +54,8 @@ def test_connection_and_fluent_logging(mlflow_conn):
     if mlflow_conn.startswith("http"):
         assert hook.run_url(run.info.run_id).startswith(mlflow_conn + "/#/experiments/")
     else:
-        assert hook.run_url(run.info.run_id) is None  # no UI for a plain store
+        # no MLflow UI for a plain store: the run's page in the MLOps view of Airflow
+        assert hook.run_url(run.info.run_id).endswith(f"/mlops/runs/{run.info.run_id}")
 
 
 def test_ui_url_extra_wins(monkeypatch):

@@ -355,24 +355,46 @@ class MlflowHook(BaseHook):
 
     # ------------------------------------------------------------------ links
 
-    def run_url(self, run_id: str, experiment_id: str | None = None) -> str | None:
-        """URL of a run in the MLflow UI, or ``None`` when the connection has no UI."""
+    def run_url(self, run_id: str, experiment_id: str | None = None) -> str:
+        """URL of a run: its page in the MLflow UI, or in the MLOps view of Airflow without an MLflow UI."""
         if not self.ui_url:
-            return None
+            return plugin_url(f"/runs/{quote(run_id, safe='')}")
         if experiment_id is None:
             experiment_id = self.get_client().get_run(run_id).info.experiment_id
         return f"{self.ui_url}/#/experiments/{experiment_id}/runs/{run_id}"
 
-    def model_version_url(self, name: str, version: str | int) -> str | None:
-        """URL of a registered model version in the MLflow UI, or ``None`` when there is no UI."""
+    def model_version_url(self, name: str, version: str | int) -> str:
+        """URL of a registered model version in the MLflow UI, or in the MLOps view without an MLflow UI."""
         if not self.ui_url:
-            return None
+            return plugin_url(f"/models/{quote(name, safe='')}/versions/{version}")
         return f"{self.ui_url}/#/models/{quote(name, safe='')}/versions/{version}"
 
-    def artifact_url(self, run_id: str, path: str, experiment_id: str | None = None) -> str | None:
-        """URL of an artifact of a run in the MLflow UI."""
-        base = self.run_url(run_id, experiment_id)
-        return f"{base}/artifacts/{path}" if base else None
+    def artifact_url(self, run_id: str, path: str, experiment_id: str | None = None) -> str:
+        """URL of an artifact of a run: the MLflow UI's artifact view, or the file served by the MLOps view."""
+        if not self.ui_url:
+            return plugin_url(f"/runs/{quote(run_id, safe='')}/artifacts/{quote(path)}")
+        return f"{self.run_url(run_id, experiment_id)}/artifacts/{path}"
+
+    def gate_report_url(self, run_id: str, experiment_id: str | None = None, chart: str = "gate/gate_report.png") -> str:
+        """URL of a gate run's readable report: its chart in the MLflow UI, or the MLOps view's report page."""
+        if not self.ui_url:
+            return plugin_url(f"/runs/{quote(run_id, safe='')}/gate")
+        return self.artifact_url(run_id, chart, experiment_id)
+
+
+def plugin_url(path: str) -> str:
+    """
+    Absolute URL of a page of the provider's MLOps view (the plugin the API server mounts at ``/mlops``).
+
+    Built from ``[api] base_url``; a relative ``/mlops/...`` URL when it is not set (the Airflow UI
+    resolves it against its own address).
+    """
+    from airflow.configuration import conf
+
+    from mlops_provider.plugins import URL_PREFIX
+
+    base = (conf.get("api", "base_url", fallback="") or "").rstrip("/")
+    return f"{base}{URL_PREFIX}{path}"
 
 
 class _ScopedClient:

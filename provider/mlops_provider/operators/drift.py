@@ -524,9 +524,11 @@ class DriftCheckOperator(BaseOperator, SkipMixin):
                 str(result.dataset_drift).lower(),
             )
         url = self.hook.run_url(run_id, exp_id)
-        if url:
-            out["monitoring_run_url"] = url
-            record_link(self, MlflowRunLink.name, url)
+        out["monitoring_run_url"] = url
+        record_link(self, MlflowRunLink.name, url)
+        if not out.get("report_url"):
+            # no HTML report (html_report=False): the run's page shows the per-column scores and verdicts
+            record_link(self, DriftReportLink.name, url)
         return out
 
     def _log_report(
@@ -549,9 +551,8 @@ class DriftCheckOperator(BaseOperator, SkipMixin):
             shutil.rmtree(os.path.dirname(path), ignore_errors=True)
         out: dict[str, Any] = {"report": f"runs:/{run_id}/{REPORT_ARTIFACT_PATH}"}
         url = self.hook.artifact_url(run_id, REPORT_ARTIFACT_PATH, exp_id)
-        if url:
-            out["report_url"] = url
-            record_link(self, DriftReportLink.name, url)
+        out["report_url"] = url
+        record_link(self, DriftReportLink.name, url)
         return out
 
     @staticmethod

@@ -404,7 +404,7 @@ class PromotionGateOperator(BaseOperator):
                 artifacts.log_artifact(os.path.join(tmp, REPORT_JSON), "gate")
                 report_uri = f"{run.info.artifact_uri.rstrip('/')}/gate/{REPORT_JSON}"
                 self._tag_version(client, decision, challenger_version, champion_version, report_uri, run_id)
-                url = self.hook.artifact_url(run_id, f"gate/{REPORT_JSON}", experiment_id) or report_uri
+                url = self.hook.gate_report_url(run_id, experiment_id, chart=f"gate/{REPORT_PNG}")
                 record_link(self, GateReportLink.name, url)
                 self.log.info("Gate report: %s", url)
                 yield run_id, report_uri

@@ -124,10 +124,9 @@ class ModelPerformanceOperator(BaseOperator):
             raise MlopsConfigurationError("tolerances must be >= 0")
 
         version, run_id, champion_metrics = self._champion()
-        if self.hook.ui_url:
-            from mlops_provider.links.mlflow import record_link
+        from mlops_provider.links.mlflow import record_link
 
-            record_link(self, MlflowRunLink.name, self.hook.run_url(run_id))
+        record_link(self, MlflowRunLink.name, self.hook.run_url(run_id))
         labels = load_dataset(self.labels).frame
         preds = load_dataset(self.predictions).frame
         joined = join_labels(

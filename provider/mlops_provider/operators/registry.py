@@ -90,7 +90,7 @@ class RegisterModelOperator(_RegistryOperator):
             registered.version, registered.name, registered.model_uri, registered.alias,
         )
         record_link(self, MlflowModelVersionLink.name, self.hook.model_version_url(registered.name, registered.version))
-        if registered.run_id and self.hook.ui_url:
+        if registered.run_id:
             record_link(self, MlflowRunLink.name, self.hook.run_url(registered.run_id))
         return registered.to_dict()
 

@@ -410,10 +410,7 @@ class DataValidationOperator(BaseOperator):
         artifact_uri = client.get_run(run_id).info.artifact_uri.rstrip("/")
         result_uri = f"{artifact_uri}/{RESULT_ARTIFACT}"
         run_url = self.hook.run_url(run_id, experiment_id)
-        report_url = (
-            self.hook.artifact_url(run_id, REPORT_ARTIFACT, experiment_id)
-            or f"{artifact_uri}/{REPORT_ARTIFACT}"
-        )
+        report_url = self.hook.artifact_url(run_id, REPORT_ARTIFACT, experiment_id)
         record_link(self, MlflowRunLink.name, run_url)
         record_link(self, ValidationReportLink.name, report_url)
         self.log.info("Validation report: %s", report_url)

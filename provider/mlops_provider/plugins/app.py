@@ -22,10 +22,8 @@ from urllib.parse import quote
 from fastapi import Depends, FastAPI, HTTPException, Request, status
 from fastapi.responses import HTMLResponse, Response
 
-from mlops_provider.plugins import store
+from mlops_provider.plugins import URL_PREFIX, store
 from mlops_provider.plugins.access import current_user, require_dags, run_dags
-
-URL_PREFIX = "/mlops"
 
 app = FastAPI(title="MLOps view of airflow-provider-mlops", docs_url=None, redoc_url=None, openapi_url=None)
 User = Depends(current_user)
