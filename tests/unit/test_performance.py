@@ -109,3 +109,23 @@ def test_too_few_labels_gives_no_verdict(champion, tmp_path):
     name, version = champion
     _write(tmp_path, version, accuracy=0.1, n=10)
     assert _op(name, tmp_path).execute(_context())["verdict"] == "insufficient_labels"
+
+
+def test_each_check_logs_a_monitoring_run_the_mlops_view_reads(champion, tmp_path):
+    """Live metrics next to the champion's, the verdict and the batch's URIs: the model timeline's data."""
+    from mlops_provider.hooks.mlflow import MlflowHook
+    from mlops_provider.links.mlflow import _LINKS_ATTR
+
+    name, version = champion
+    _write(tmp_path, version, accuracy=0.6)
+    op = _op(name, tmp_path)
+    result = op.execute(_context())
+    run = MlflowHook().get_client().get_run(result["monitoring_run_id"])
+    assert run.data.tags["mlops.kind"] == "performance_check" and run.data.tags["mlops.model_name"] == name
+    assert run.data.tags["mlops.verdict"] == "decay" and run.data.tags["mlops.model_version"] == version
+    assert run.data.tags["mlops.predictions_uri"] == str(tmp_path / "pred.parquet")
+    assert run.data.metrics["champion.accuracy"] == 0.92
+    assert 0.5 < run.data.metrics["live.accuracy"] < 0.7
+    assert getattr(op, _LINKS_ATTR)["MLflow run"].endswith(result["monitoring_run_id"])
+    # a retry of the same task instance reuses the run
+    assert op.execute(_context())["monitoring_run_id"] == result["monitoring_run_id"]

@@ -487,6 +487,7 @@ class DriftCheckOperator(BaseOperator, SkipMixin):
         metrics = [
             Metric("drift.dataset_drift", float(result.dataset_drift), now, 0),
             Metric("drift.share_of_drifted_columns", result.share_of_drifted_columns, now, 0),
+            Metric("drift.drift_share_threshold", float(result.drift_share), now, 0),
             Metric("drift.number_of_drifted_columns", float(result.number_of_drifted_columns), now, 0),
             Metric("drift.current_rows", float(result.current_rows), now, 0),
         ]
@@ -497,6 +498,9 @@ class DriftCheckOperator(BaseOperator, SkipMixin):
         tags = {
             "mlops.kind": "drift_check",
             "mlops.airflow_ti": ti_key,
+            "airflow.dag_id": str(getattr(ti, "dag_id", None) or "manual"),
+            "airflow.run_id": str(context.get("run_id") or "manual"),
+            "airflow.task_id": str(getattr(ti, "task_id", self.task_id)),
             "mlops.reference": ref.description[:500],
             "mlops.current_uri": str(summary["current"].get("uri"))[:500],
             "mlops.current_digest": str(summary["current"].get("digest")),
