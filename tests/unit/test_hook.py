@@ -188,3 +188,17 @@ def test_server_with_postgresql_backend(session_dir, monkeypatch):
     finally:
         server.stop()
         drop_database(db)
+
+
+def test_artifact_downloads_draw_no_progress_bar(mlflow_conn_sqlite, tmp_path, capfd):
+    """MLflow's download progress bar goes to stderr, which a task log shows as red ERROR lines."""
+    client = MlflowHook().get_client()
+    exp = client.create_experiment(f"progress-{os.getpid()}-{id(tmp_path)}")
+    run_id = client.create_run(exp).info.run_id
+    client.log_text(run_id, "hello", "notes/a.txt")
+    capfd.readouterr()
+    local = client.download_artifacts(run_id, "notes/a.txt", str(tmp_path))
+    assert open(local).read() == "hello"
+    err = capfd.readouterr().err
+    assert "Downloading artifacts" not in err, err
+    assert "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR" not in os.environ  # scoped like the rest

@@ -94,6 +94,8 @@ def test_decay_emits_asset_event_with_figures(champion, tmp_path):
     (asset_event,) = alias_events.asset_alias_events
     assert asset_event.dest_asset_key.uri == performance_decay_uri(name)
     assert asset_event.extra["metric"] in ("accuracy", "f1")
+    assert asset_event.extra["model_version"] == version and asset_event.extra["tolerance"] == 0.05
+    assert set(asset_event.extra["producer"]) == {"dag_id", "run_id", "task_id"}
 
 
 def test_no_decay_emits_nothing(champion, tmp_path):

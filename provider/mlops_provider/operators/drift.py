@@ -423,7 +423,6 @@ class DriftCheckOperator(BaseOperator, SkipMixin):
                 "share_of_drifted_columns",
                 "number_of_drifted_columns",
                 "number_of_columns",
-                "drift_share",
                 "current_rows",
                 "reference_rows",
                 "model_version",
@@ -433,6 +432,20 @@ class DriftCheckOperator(BaseOperator, SkipMixin):
         }
         extra["drifted_columns"] = summary["drifted_columns"][:50]
         extra["current_uri"] = summary["current"].get("uri")
+        # one unambiguous shape with the decay event: what, which model, the verdict and its threshold, who
+        ti = context.get("ti")
+        extra.update({
+            "reason": "drift",
+            "model_name": self.event_model,
+            "drift_share_threshold": summary.get("drift_share"),
+            "summary": (
+                f"{summary.get('number_of_drifted_columns')} of {summary.get('number_of_columns')} columns drifted "
+                f"(share {summary.get('share_of_drifted_columns', 0):.2f} >= threshold {summary.get('drift_share')}) "
+                f"in {extra['current_uri']} against {self.event_model} v{summary.get('model_version')}"
+            ),
+            "producer": {"dag_id": getattr(ti, "dag_id", None), "run_id": context.get("run_id"),
+                         "task_id": getattr(ti, "task_id", self.task_id)},
+        })
         context["outlet_events"][AssetAlias(drift_asset_alias(self.event_model))].add(Asset(uri), extra=extra)
         self.log.info("Emitted an Asset event on %s", uri)
         return {"asset": uri, "alias": drift_asset_alias(self.event_model)}

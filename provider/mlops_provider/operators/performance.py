@@ -198,6 +198,11 @@ class ModelPerformanceOperator(BaseOperator):
                 ),
                 "n_joined": joined.n_joined,
                 "decayed_metrics": [c.metric for c in decayed],
+                # the drift event's shape: model, version, verdict with its threshold, producer
+                "model_version": version,
+                "tolerance": self.tolerance,
+                "producer": {"dag_id": getattr(context.get("ti"), "dag_id", None), "run_id": context.get("run_id"),
+                             "task_id": getattr(context.get("ti"), "task_id", self.task_id)},
             }
             context["outlet_events"][AssetAlias(performance_decay_alias(self.model_name))].add(
                 Asset(performance_decay_uri(self.model_name)), extra=extra
