@@ -202,3 +202,16 @@ def test_artifact_downloads_draw_no_progress_bar(mlflow_conn_sqlite, tmp_path, c
     err = capfd.readouterr().err
     assert "Downloading artifacts" not in err, err
     assert "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR" not in os.environ  # scoped like the rest
+
+
+def test_experiments_are_model_development_not_genai(mlflow_conn_sqlite):
+    import mlflow
+
+    hook = MlflowHook()
+    client = hook.get_client()
+    exp_id = client.create_experiment(f"kind-{uuid.uuid4().hex[:8]}")
+    assert client.get_experiment(exp_id).tags["mlflow.experimentKind"] == "custom_model_development"
+    with hook.mlflow_env():
+        fluent = mlflow.set_experiment(f"kind-fluent-{uuid.uuid4().hex[:8]}")
+    hook.mark_experiment_kind(fluent)
+    assert client.get_experiment(fluent.experiment_id).tags["mlflow.experimentKind"] == "custom_model_development"

@@ -32,6 +32,9 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 AUTH_MODES = ("none", "basic", "bearer")
+#: MLflow 3's experiment kind: the provider's experiments are model development, not GenAI (whose UI
+#: shows traces and token usage and files runs under "Evaluations").
+EXPERIMENT_KIND_TAG = ("mlflow.experimentKind", "custom_model_development")
 
 #: Environment variables MLflow reads at request time.  The hook sets them only inside
 #: :meth:`MlflowHook.mlflow_env` and restores the previous values on exit.
@@ -337,6 +340,12 @@ class MlflowHook(BaseHook):
             client = MlflowClient(tracking_uri=self.tracking_uri, registry_uri=self.registry_uri)
         return _ScopedClient(client, self)  # type: ignore[return-value]
 
+    def mark_experiment_kind(self, experiment: Any) -> None:
+        """Tag an experiment made by MLflow's fluent ``set_experiment`` as model development (once)."""
+        key, value = EXPERIMENT_KIND_TAG
+        if key not in (getattr(experiment, "tags", None) or {}):
+            self.get_client().set_experiment_tag(experiment.experiment_id, key, value)
+
     def get_conn(self) -> MlflowClient:
         """Alias of :meth:`get_client` (the BaseHook convention)."""
         return self.get_client()
@@ -403,6 +412,12 @@ class _ScopedClient:
     def __init__(self, client: MlflowClient, hook: MlflowHook) -> None:
         self._client = client
         self._hook = hook
+
+    def create_experiment(self, name: str, artifact_location: str | None = None, tags: dict | None = None) -> str:
+        """``MlflowClient.create_experiment``; the experiment is tagged as model development (not GenAI)."""
+        key, value = EXPERIMENT_KIND_TAG
+        with self._hook.mlflow_env():
+            return self._client.create_experiment(name, artifact_location, {key: value, **(tags or {})})
 
     def __getattr__(self, name: str) -> Any:
         attr = getattr(self._client, name)

@@ -252,6 +252,7 @@ class BatchPredictOperator(BaseOperator):
             tags["mlops.model_version"] = str(version)
         with self.hook.mlflow_env():
             exp = mlflow.set_experiment(str(experiment))
+            self.hook.mark_experiment_kind(exp)
             with mlflow.start_run(
                 experiment_id=exp.experiment_id, run_name=f"{self.task_id}-{context.get('run_id') or 'manual'}"[:250],
                 tags=tags,

@@ -287,6 +287,7 @@ class TrainModelOperator(BaseOperator):
         from mlops_provider.core.training import reference_sample
 
         experiment = mlflow.set_experiment(self._experiment(context))
+        self.hook.mark_experiment_kind(experiment)
         with mlflow.start_run(experiment_id=experiment.experiment_id, run_name=self._run_name(context), tags=tags) as run:
             run_id = run.info.run_id
             mlflow.log_params(params)
