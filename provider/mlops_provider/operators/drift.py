@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 from airflow.sdk import Asset, AssetAlias, BaseOperator
 from airflow.sdk.bases.skipmixin import SkipMixin
 
+from mlops_provider._names import batch_label, run_name
 from mlops_provider.hooks.mlflow import MlflowHook
 from mlops_provider.links.mlflow import DriftReportLink, MlflowRunLink, record_link
 
@@ -494,7 +495,9 @@ class DriftCheckOperator(BaseOperator, SkipMixin):
         run_id = (
             found[0].info.run_id
             if found
-            else client.create_run(exp_id, run_name=f"drift-{self.task_id}").info.run_id
+            else client.create_run(exp_id, run_name=run_name(
+                "drift", f"{ref.model_name or self.event_model or ''} {batch_label(summary['current'].get('uri'))}",
+                context)).info.run_id
         )
         now = int(time.time() * 1000)
         metrics = [

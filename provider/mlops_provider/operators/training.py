@@ -275,7 +275,9 @@ class TrainModelOperator(BaseOperator):
     def _run_name(self, context: Context) -> str:
         if self.run_name:
             return str(self.run_name)
-        return f"{self.task_id}-{context.get('run_id') or 'manual'}"[:250]
+        from mlops_provider._names import run_name
+
+        return run_name("train", self._experiment(context).removesuffix("-training"), context)
 
     def _log_run(
         self, context, result, params, all_metrics, tags, train_ds, eval_ds, train_ref, eval_ref, sample_rows

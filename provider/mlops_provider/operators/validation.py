@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseOperator
 
+from mlops_provider._names import batch_label, run_name
 from mlops_provider.exceptions import DatasetError, DataValidationFailed, MlopsConfigurationError
 from mlops_provider.links.mlflow import MlflowRunLink, ValidationReportLink, record_link
 
@@ -384,7 +385,7 @@ class DataValidationOperator(BaseOperator):
             "airflow.dag_id": self.dag_id,
             "airflow.task_id": self.task_id,
             "airflow.run_id": run_id_airflow,
-            "mlflow.runName": f"validate {self.task_id}",
+            "mlflow.runName": run_name("validate", batch_label(data.uri), context),
         }
         existing = client.search_runs(
             [experiment_id], filter_string=f"tags.`mlops.airflow_ti` = '{_quote(ti_key)}'", max_results=1
