@@ -53,9 +53,15 @@ def wait(predicate: Any, timeout: float = 60, what: str = "condition") -> Any:
 
 def shot(driver: Any, name: str) -> Path:
     """Save a screenshot as docs/img/<name>.png (docs/ui.md shows them)."""
+    import io
+
+    from PIL import Image
+
     SHOTS.mkdir(parents=True, exist_ok=True)
     path = SHOTS / f"{name}.png"
-    driver.save_screenshot(str(path))
+    image = Image.open(io.BytesIO(driver.get_screenshot_as_png())).convert("RGB")
+    # a 128-colour palette keeps the committed PNGs small (text and flat colours survive it)
+    image.quantize(colors=128, method=Image.Quantize.MEDIANCUT).save(path, optimize=True)
     return path
 
 

@@ -141,6 +141,13 @@ def test_every_extra_link_opens_a_page_that_answers(logged_in, demo_story):
             assert PAGE_SAYS[name] in body, f"{dag_id}.{task_id} {name}: {url} does not say {PAGE_SAYS[name]!r}"
             assert "text/html" in media, (name, media)
             checked.append((dag_id, task_id, name, url))
+    # the buttons on the task instance page of the Airflow UI
+    from selenium.webdriver.common.by import By
+
+    run_id = _latest_success(stack, TRAINING, "gate")
+    browser.get(f"{stack.url}/dags/{TRAINING}/runs/{quote(run_id, safe='')}/tasks/gate")
+    wait(lambda: "Gate report" in browser.find_element(By.TAG_NAME, "body").text, what="the gate task's extra links")
+    shot(browser, "ui-extra-links")
     # the readable reports, as a person opens them from the task
     gate_url = next(url for _d, task, name, url in checked if name == "Gate report")
     browser.get(gate_url)

@@ -668,8 +668,9 @@ def render_chart(report: dict[str, Any], path: str) -> None:
             if check.get("metric") != metric or check.get("slice") not in slice_keys:
                 continue
             x = slice_keys.index(check["slice"])
+            bound = _drawn_bound(check)
             for key in ("lower_bound", "upper_bound"):
-                value = (check.get("bound") or {}).get(key)
+                value = bound.get(key)
                 if value is None:
                     continue
                 colour = "#2f855a" if check.get("passed") else "#c53030"
@@ -715,6 +716,21 @@ def render_chart(report: dict[str, Any], path: str) -> None:
     if budgets:
         fig.text(0.06, 0.01, budgets, fontsize=10, ha="left", va="bottom")
     fig.savefig(path)
+
+
+def _drawn_bound(check: dict[str, Any]) -> dict[str, Any]:
+    """A check's bound as lower/upper values; a change check's tolerance is applied to the champion's value."""
+    bound = dict(check.get("bound") or {})
+    baseline = check.get("baseline")
+    if check.get("kind") != "change" or baseline is None or "direction" not in bound:
+        return bound
+    allowed = [abs(float(bound["absolute"]))] if bound.get("absolute") is not None else []
+    if bound.get("relative") is not None:
+        allowed.append(abs(float(bound["relative"]) * float(baseline)))
+    slack = min(allowed) if allowed else 0.0
+    if bound["direction"] == "higher_is_better":
+        return {"lower_bound": float(baseline) - slack}
+    return {"upper_bound": float(baseline) + slack}
 
 
 #: Overall-only measurements, written under the chart rather than drawn as panels.

@@ -214,6 +214,10 @@ def fmt(value: Any) -> str:
 def fmt_bound(bound: Any) -> str:
     if not isinstance(bound, dict):
         return fmt(bound)
+    if "direction" in bound:  # a change check: how much worse than the champion is allowed
+        parts = [f"{fmt(abs(bound[k]))}{' relative' if k == 'relative' else ''}"
+                 for k in ("absolute", "relative") if bound.get(k) is not None]
+        return f"{bound['direction'].replace('_', ' ')}, at most {' / '.join(parts) or '0'} worse than the champion"
     low, high = bound.get("lower_bound"), bound.get("upper_bound")
     if low is not None and high is not None:
         return f"[{fmt(low)}, {fmt(high)}]"
@@ -232,7 +236,7 @@ def fmt_ms(ms: Any) -> str:
 
 # --------------------------------------------------------------------------- timeline chart (SVG)
 
-_W, _LEFT, _RIGHT = 1200, 70, 20
+_W, _LEFT, _RIGHT = 1200, 110, 50
 
 
 def timeline_svg(timeline: dict[str, Any], model: dict[str, Any]) -> str:
@@ -248,7 +252,7 @@ def timeline_svg(timeline: dict[str, Any], model: dict[str, Any]) -> str:
         return '<p class="muted">Nothing to draw yet.</p>'
     t0, t1 = min(times), max(times)
     span = max(t1 - t0, 1)
-    lanes = {"validation": (30, 40), "drift": (100, 120), "accuracy": (260, 120)}
+    lanes = {"validation": (30, 40), "drift share": (100, 120), "live accuracy": (260, 120)}
     height = 400
 
     def x(t: int) -> float:
@@ -273,8 +277,8 @@ def timeline_svg(timeline: dict[str, Any], model: dict[str, Any]) -> str:
             parts.append(f'<line x1="{xx:.1f}" x2="{xx:.1f}" y1="20" y2="{height - 20}" stroke="{colour}" '
                          f'stroke-width="2"><title>{escape(e["action"])} champion -&gt; v{escape(str(e["to"]))}: '
                          f'{escape(e["reason"])}</title></line>')
-    d_top, d_h = lanes["drift"]
-    a_top, a_h = lanes["accuracy"]
+    d_top, d_h = lanes["drift share"]
+    a_top, a_h = lanes["live accuracy"]
     accs = [v for b in batches if b.get("performance") for v in (
         b["performance"]["live"].get("accuracy"), b["performance"]["champion"].get("accuracy")) if v is not None]
     a_lo = min(accs + [1.0]) - 0.05 if accs else 0.0
@@ -284,6 +288,7 @@ def timeline_svg(timeline: dict[str, Any], model: dict[str, Any]) -> str:
         return a_top + a_h - (v - a_lo) / (1 - a_lo) * a_h
 
     parts.append(f'<text x="{_LEFT - 4}" y="{d_top + 4}" text-anchor="end">1.0</text>')
+    parts.append(f'<text x="{_LEFT - 4}" y="{d_top + d_h}" text-anchor="end">0</text>')
     parts.append(f'<text x="{_LEFT - 4}" y="{a_top + 4}" text-anchor="end">1.0</text>')
     parts.append(f'<text x="{_LEFT - 4}" y="{a_top + a_h}" text-anchor="end">{a_lo:.2f}</text>')
     for b in batches:
