@@ -4,8 +4,9 @@ Writes a ``sqlite:///`` MLflow store shaped like the operators' output (one trai
 registered versions with gate and registration tags, a promotion history; per batch a validation run
 and a drift run with 24 per-column scores), then times each page of the view under Airflow's own API
 server app (``create_app()``, FastAPI ``TestClient``, a real JWT of the simple auth manager), several
-times, and prints the median and worst time per page.  The first request of each page is a warm-up
-(imports, MLflow store set-up) and is reported apart.
+times, and prints the median and worst time per page.  The first request of each page is reported
+apart: it includes imports, the MLflow store set-up and, for the timeline, reading every monitoring run
+(later requests read only the runs started since, see ``store.cached_runs``).
 
 Usage: ``.venv/bin/python bench/ui.py [--versions 50] [--batches 1000] [--repeat 5]``.
 """
@@ -80,8 +81,9 @@ def main() -> int:
     parser.add_argument("--versions", type=int, default=50)
     parser.add_argument("--batches", type=int, default=1000)
     parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument("--store", help="reuse the folder of an earlier run (its mlflow.db) instead of writing one")
     args = parser.parse_args()
-    tmp = Path(tempfile.mkdtemp(prefix="mlops-bench-ui-"))
+    tmp = Path(args.store) if args.store else Path(tempfile.mkdtemp(prefix="mlops-bench-ui-"))
     os.environ.update({
         "AIRFLOW_HOME": str(tmp / "airflow"), "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
         "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{tmp / 'airflow.db'}",
@@ -89,9 +91,13 @@ def main() -> int:
         "AIRFLOW__API_AUTH__JWT_SECRET": "bench-" + "x" * 64,
     })
     started = time.monotonic()
-    uri = build_store(tmp, args.versions, args.batches)
-    print(f"store: {args.versions} versions, {args.batches} batches ({2 * args.batches} runs) written in "
-          f"{time.monotonic() - started:.0f} s")
+    if args.store:
+        uri = f"sqlite:///{tmp / 'mlflow.db'}"
+        print(f"store: {tmp}")
+    else:
+        uri = build_store(tmp, args.versions, args.batches)
+        print(f"store: {args.versions} versions, {args.batches} batches ({2 * args.batches} runs) written in "
+              f"{time.monotonic() - started:.0f} s, in {tmp}")
     os.environ["AIRFLOW_CONN_MLFLOW_DEFAULT"] = json.dumps({"conn_type": "mlflow", "host": uri})
     import subprocess
 

@@ -156,8 +156,9 @@ def model_page(request: Request, name: str, user: Any = User) -> HTMLResponse:
 
     client = _client()
     model = _load_model(client, name, user)
-    timeline = store.timeline(client, model)
-    return _page(request, "model", model=model, timeline=timeline, chart=timeline_svg(timeline, model))
+    timeline = store.timeline(client, model, cache_key=_hook().tracking_uri)
+    chart = timeline_svg(timeline, model, run_href=lambda run_id: _Urls(request).u(f"/runs/{run_id}"))
+    return _page(request, "model", model=model, timeline=timeline, chart=chart)
 
 
 @app.get("/models/{name}/versions/{version}", response_class=HTMLResponse)

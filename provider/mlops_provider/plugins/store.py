@@ -16,6 +16,8 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+import threading
+import time
 from typing import Any
 
 from mlops_provider.plugins.access import DAG_TAGS, RUN_TAGS, TASK_TAGS, first_tag
@@ -230,7 +232,40 @@ def search_runs(client: Any, filter_string: str, limit: int = MAX_TIMELINE_RUNS)
     return runs
 
 
-def timeline(client: Any, model: dict[str, Any]) -> dict[str, Any]:
+#: Runs started this long before the previous read of a cached search are read again (their metrics and
+#: status may still have changed); older ones are taken from the cache.
+SETTLE_MS = 15 * 60 * 1000
+_CACHE: dict[tuple[str, str], dict[str, Any]] = {}
+_CACHE_LOCK = threading.Lock()
+_CACHE_MAX_SEARCHES = 256
+
+
+def cached_runs(client: Any, filter_string: str, cache_key: str | None) -> list[dict[str, Any]]:
+    """
+    :func:`search_runs` as page dicts, kept in memory per (store, filter) and refreshed incrementally.
+
+    A model's timeline reads thousands of monitoring runs; after the first read only the runs started
+    since the previous read (less :data:`SETTLE_MS`) are asked for.  A run deleted from MLflow stays on
+    the timeline until the API server restarts.  ``cache_key`` ``None``: no cache.
+    """
+    if cache_key is None:
+        return [run_dict(r) for r in search_runs(client, filter_string)]
+    now = int(time.time() * 1000)
+    with _CACHE_LOCK:
+        if len(_CACHE) > _CACHE_MAX_SEARCHES:
+            _CACHE.clear()
+        entry = _CACHE.setdefault((cache_key, filter_string), {"runs": {}, "since": None})
+        since = entry["since"]
+    query = filter_string if since is None else f"{filter_string} and attributes.start_time >= {since - SETTLE_MS}"
+    fresh = [run_dict(r) for r in search_runs(client, query)]
+    with _CACHE_LOCK:
+        entry["runs"].update({r["run_id"]: r for r in fresh})
+        entry["since"] = now if since is None else max(since, now)
+        runs = list(entry["runs"].values())
+    return sorted(runs, key=lambda r: r["start"], reverse=True)
+
+
+def timeline(client: Any, model: dict[str, Any], cache_key: str | None = None) -> dict[str, Any]:
     """
     One model's life over time: per batch its validation outcome, drift share (and threshold), live
     metrics against the champion's; retraining runs, promotions and rollbacks.
@@ -241,19 +276,14 @@ def timeline(client: Any, model: dict[str, Any]) -> dict[str, Any]:
     """
     name = model["name"]
     quoted = _quote(name)
-    monitoring = [run_dict(r) for r in search_runs(client, f"tags.`mlops.model_name` = '{quoted}'")]
-    scoring = [
-        run_dict(r) for r in search_runs(client, f"tags.`mlops.registered_model_name` = '{quoted}'")
-    ]
+    monitoring = cached_runs(client, f"tags.`mlops.model_name` = '{quoted}'", cache_key)
+    scoring = cached_runs(client, f"tags.`mlops.registered_model_name` = '{quoted}'", cache_key)
     monitor_dags = {r["lineage"]["dag_id"] for r in monitoring + scoring if r["lineage"]}
     validations = []
     for dag_id in sorted(monitor_dags):  # MLflow's filter has no IN for tags: one search per DAG
-        validations.extend(
-            run_dict(r)
-            for r in search_runs(
-                client, f"tags.`mlops.kind` = 'data_validation' and tags.`airflow.dag_id` = '{_quote(dag_id)}'"
-            )
-        )
+        validations.extend(cached_runs(
+            client, f"tags.`mlops.kind` = 'data_validation' and tags.`airflow.dag_id` = '{_quote(dag_id)}'", cache_key
+        ))
     batches: dict[str, dict[str, Any]] = {}
 
     def batch(uri: str | None, at: int) -> dict[str, Any] | None:

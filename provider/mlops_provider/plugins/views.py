@@ -93,10 +93,12 @@ v{{ v.version }}</a></td><td>{% for a in v.aliases %}<span class="badge {{ a }}"
 {% for h in model.history|reverse %}<tr><td>{{ h.at }}</td><td>{{ h.action or 'promote' }}</td><td>{{ h.alias }}</td>
 <td>{{ h['from'] or '-' }}</td><td>v{{ h.to }}</td><td>{{ h.reason }}</td><td>{{ m.actor_links(h.actor) }}</td></tr>
 {% else %}<tr><td colspan="7" class="muted">none yet</td></tr>{% endfor %}</table>
-<h2>Batches</h2>
+<h2>Batches</h2>{% set shown = (timeline.batches|reverse|list)[:max_rows] %}
+{% if timeline.batches|length > max_rows %}<p class="muted">The latest {{ max_rows }} of {{ timeline.batches|length }}
+batches; every batch is on the chart (click a point).</p>{% endif %}
 <table><tr><th>#</th><th>Batch</th><th>Validation</th><th>Drift share</th><th>Live vs champion</th><th>Model</th>
 <th>Airflow run</th><th>MLflow runs and reports</th></tr>
-{% for b in timeline.batches|reverse %}<tr id="batch-{{ b.n }}"><td class="num">{{ b.n }}</td>
+{% for b in shown %}<tr id="batch-{{ b.n }}"><td class="num">{{ b.n }}</td>
 <td title="{{ b.uri }}">{{ b.label }}<br><span class="muted">{{ m.when(b.at) }}</span></td>
 <td>{% if b.validation is true %}<span class="pass">passed</span>{% elif b.validation is false %}
 <span class="fail">quarantined</span>{% else %}-{% endif %}</td>
@@ -183,6 +185,10 @@ _ERROR = """{% extends "base" %}{% block title %}{{ code }}{% endblock %}{% bloc
 {% if code == 401 %}<p><a target="_top" href="{{ login }}">Log in to Airflow</a></p>{% endif %}{% endblock %}"""
 
 
+#: Rows of the batch table (the newest); the chart shows every batch.
+MAX_TABLE_ROWS = 100
+
+
 @cache
 def environment() -> Any:
     from jinja2 import DictLoader, Environment, select_autoescape
@@ -195,7 +201,7 @@ def environment() -> Any:
         autoescape=select_autoescape(default=True, default_for_string=True),
     )
     env.globals.update(q=lambda s: quote(str(s), safe=""), fmt=fmt, fmt_bound=fmt_bound, fmt_ms=fmt_ms,
-                       aliases=("champion", "challenger", "previous-champion"))
+                       aliases=("champion", "challenger", "previous-champion"), max_rows=MAX_TABLE_ROWS)
     return env
 
 
@@ -239,8 +245,13 @@ def fmt_ms(ms: Any) -> str:
 _W, _LEFT, _RIGHT = 1200, 110, 50
 
 
-def timeline_svg(timeline: dict[str, Any], model: dict[str, Any]) -> str:
-    """Three lanes on one time axis: validation, drift share vs threshold, live accuracy vs champion."""
+def timeline_svg(timeline: dict[str, Any], model: dict[str, Any], run_href: Any = None) -> str:
+    """
+    Three lanes on one time axis: validation, drift share vs threshold, live accuracy vs champion.
+
+    A point opens its batch's row of the table (the newest :data:`MAX_TABLE_ROWS` batches), or for older
+    batches the page of its run (``run_href(run_id)``).
+    """
     from html import escape
 
     batches = timeline["batches"]
@@ -291,9 +302,12 @@ def timeline_svg(timeline: dict[str, Any], model: dict[str, Any]) -> str:
     parts.append(f'<text x="{_LEFT - 4}" y="{d_top + d_h}" text-anchor="end">0</text>')
     parts.append(f'<text x="{_LEFT - 4}" y="{a_top + 4}" text-anchor="end">1.0</text>')
     parts.append(f'<text x="{_LEFT - 4}" y="{a_top + a_h}" text-anchor="end">{a_lo:.2f}</text>')
+    in_table = len(batches) - MAX_TABLE_ROWS
     for b in batches:
         xx = x(b["at"])
         link = f'#batch-{b["n"]}'
+        if b["n"] <= in_table and run_href is not None and b["runs"]:
+            link = escape(run_href(next(iter(b["runs"].values()))["run_id"]))
         label = escape(b["label"])
         if b.get("validation") is not None:
             colour = "#2f855a" if b["validation"] else "#c53030"
