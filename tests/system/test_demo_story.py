@@ -145,8 +145,10 @@ def test_every_extra_link_opens_a_page_that_answers(logged_in, demo_story):
     from selenium.webdriver.common.by import By
 
     run_id = _latest_success(stack, TRAINING, "gate")
-    browser.get(f"{stack.url}/dags/{TRAINING}/runs/{quote(run_id, safe='')}/tasks/gate")
-    wait(lambda: "Gate report" in browser.find_element(By.TAG_NAME, "body").text, what="the gate task's extra links")
+    browser.get(f"{stack.url}/dags/{TRAINING}/runs/{quote(run_id, safe='')}/tasks/gate/details")
+    button = wait(lambda: browser.find_element(By.XPATH, "//a[normalize-space()='Gate report']"),
+                  what="the gate task's 'Gate report' button (Details tab)")
+    assert "/mlops/runs/" in button.get_attribute("href") and button.get_attribute("href").endswith("/gate")
     shot(browser, "ui-extra-links")
     # the readable reports, as a person opens them from the task
     gate_url = next(url for _d, task, name, url in checked if name == "Gate report")
