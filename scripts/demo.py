@@ -30,7 +30,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "scripts"))
 
 import demo_data  # noqa: E402
-from airflow_local import AirflowLocal  # noqa: E402
+from airflow_local import AirflowLocal, free_port  # noqa: E402
 
 DEMO = ROOT / ".demo"
 MODEL = "loan_default"
@@ -98,9 +98,10 @@ def run_story(workdir: Path, keep: bool = False, quiet: bool = False, hold: bool
     data.mkdir(parents=True)
     demo_data.land(demo_data.training_set(), data / "training", "base.parquet")
     connection: dict[str, Any] = {"conn_type": "mlflow", "host": mlflow_uri}
-    mlflow_ui = _start_mlflow_ui(mlflow_uri, mlflow_dir) if keep else None
-    if mlflow_ui is not None:
-        connection["extra"] = {"ui_url": mlflow_ui[1]}
+    mlflow_ui_port = free_port(5000) if keep else None
+    if mlflow_ui_port:
+        connection["extra"] = {"ui_url": f"http://127.0.0.1:{mlflow_ui_port}"}
+    mlflow_ui = None
     stack = AirflowLocal(
         home=workdir / "airflow",
         dags_folder=ROOT / "dags",
@@ -115,137 +116,132 @@ def run_story(workdir: Path, keep: bool = False, quiet: bool = False, hold: bool
         },
     )
     say(f"preparing {workdir} (Airflow metadata DB and MLflow store on SQLite)")
-    result: dict[str, Any] = {}
+    stack.init()
+    timeline: list[dict[str, Any]] = []
+    result: dict[str, Any] = {"timeline": timeline, "workdir": str(workdir), "mlflow_uri": mlflow_uri}
     try:
-        stack.init()
-        _play(stack, result, workdir, mlflow_uri, mlflow_dir, data, say, started)
+        if mlflow_ui_port:
+            mlflow_ui = _start_mlflow_ui(mlflow_uri, mlflow_dir, mlflow_ui_port)
+        say("starting airflow api-server, scheduler, dag-processor, triggerer")
+        stack.start()
+        say(f"Airflow is healthy at {stack.url}")
+        for dag_id in (TRAINING, MONITOR, PERFORMANCE):
+            stack.wait_dag(dag_id)
+            stack.unpause(dag_id)
+
+        say(f"day 0: initial training ({TRAINING}, manual run)")
+        run_id = stack.trigger(TRAINING)
+        state = stack.wait_run(TRAINING, run_id, timeout=600)
+        outcome = training_outcome(stack, run_id) if state == "success" else f"training {state}"
+        timeline.append({"day": 0, "batch": "training/base.parquet", "validation": "passed", "drift_share": None,
+                         "decay": None, "action": f"initial training -> {outcome}",
+                         "champion": champion_version(mlflow_uri)})
+        say(f"day 0: {timeline[-1]['action']}; champion v{timeline[-1]['champion']}")
+        if state != "success":
+            raise RuntimeError(f"initial training {state}: {stack.task_states(TRAINING, run_id)}")
+
+        for spec in demo_data.SCENARIO:
+            name = demo_data.batch_name(spec.day)
+            features, labels = demo_data.batch(spec.day)
+            known_monitor, known_perf = stack.run_ids(MONITOR), stack.run_ids(PERFORMANCE)
+            known_training = stack.run_ids(TRAINING)
+            demo_data.land(features, data / "landing" / "batches", name)
+            say(f"day {spec.day}: landed batches/{name} ({spec.kind}: {spec.note})")
+            monitor_run = stack.wait_new_run(MONITOR, known_monitor)
+            if monitor_run is None:
+                raise TimeoutError(f"no {MONITOR} run for {name}")
+            # The labels "arrive later": once the batch was scored (or quarantined), so the performance check
+            # of the day runs while the drift check is still going.
+            stack.wait_task(MONITOR, monitor_run, "score_batch", timeout=300)
+            demo_data.land(labels, data / "landing" / "labels", name)
+            stack.wait_run(MONITOR, monitor_run, timeout=300)
+            states = stack.task_states(MONITOR, monitor_run)
+            validated = stack.xcom(MONITOR, monitor_run, "validate_batch") or {}
+            quarantined = states.get("validate_batch") == "skipped" or validated.get("success") is False
+            drift = stack.xcom(MONITOR, monitor_run, "check_drift") or {}
+            row: dict[str, Any] = {
+                "day": spec.day,
+                "batch": name,
+                "kind": spec.kind,
+                "validation": "QUARANTINED" if quarantined else ("passed" if states.get("validate_batch") == "success"
+                                                                  else states.get("validate_batch")),
+                "drift_share": drift.get("share_of_drifted_columns"),
+                "drift": bool(drift.get("dataset_drift")),
+                "decay": None,
+                "monitor_states": states,
+            }
+            perf_run = stack.wait_new_run(PERFORMANCE, known_perf)
+            if perf_run is None:
+                raise TimeoutError(f"no {PERFORMANCE} run for labels {name}")
+            stack.wait_run(PERFORMANCE, perf_run, timeout=300)
+            perf = stack.xcom(PERFORMANCE, perf_run, "check_decay") or {}
+            if perf.get("verdict"):
+                live = perf.get("live_metrics", {})
+                comp = (perf.get("comparisons") or [{}])[0]
+                row["decay"] = perf["verdict"]
+                row["decay_detail"] = (
+                    f"acc {live.get('accuracy', float('nan')):.3f} vs {comp.get('champion', float('nan')):.3f}"
+                    if "accuracy" in live else perf["verdict"]
+                )
+            actions = []
+            if quarantined:
+                actions.append(f"quarantined ({', '.join(validated.get('failed_columns', [])[:3]) or 'contract'})")
+            if row["drift"]:
+                actions.append("drift event")
+            if row["decay"] == "decay":
+                actions.append("decay event")
+            if row["drift"] or row["decay"] == "decay":
+                training_run = stack.wait_new_run(TRAINING, known_training, timeout=120)
+                if training_run:
+                    state = stack.wait_run(TRAINING, training_run, timeout=600)
+                    actions.append(training_outcome(stack, training_run) if state == "success" else f"training {state}")
+                else:
+                    actions.append("no training run started")
+            elif not quarantined:
+                actions.append("scored")
+            row["action"] = "; ".join(actions)
+            row["champion"] = champion_version(mlflow_uri)
+            timeline.append(row)
+            say(f"day {spec.day}: {row['validation']}, drift share {row['drift_share']}, decay {row['decay']}: "
+                f"{row['action']}; champion v{row['champion']}")
+        result["seconds"] = round(time.monotonic() - started, 1)
+        result["reports"] = {
+            "Airflow UI": f"{stack.url}  (user admin, password {stack.password})",
+            "MLOps view": f"{stack.url}/plugin/mlops",
+            "MLflow UI": f".venv/bin/mlflow ui --backend-store-uri {mlflow_uri} --port 5000",
+            "MLflow store": str(mlflow_dir),
+            "quarantined batches + reports": str(data / "quarantine"),
+            "predictions": str(data / "predictions"),
+            "training windows": str(data / "work" / "training"),
+            "task logs": str(workdir / "airflow" / "logs"),
+        }
         if keep:
             print(format_timeline(result))
             log(f"KEEP=1: Airflow at {stack.url} (MLOps view: {stack.url}/plugin/mlops), MLflow UI at "
-                f"{mlflow_ui[1]}; press Ctrl-C to stop them")
+                f"http://127.0.0.1:{mlflow_ui_port}; press Ctrl-C to stop them")
             _wait_for_ctrl_c()
         if hold:
             result["stack"] = stack
         return result
     finally:
-        if not hold or "stack" not in result:
+        if "stack" not in result:
             say("stopping Airflow components")
             stack.stop()
         if mlflow_ui is not None:
-            mlflow_ui[0].terminate()
-            mlflow_ui[0].wait(timeout=20)
+            mlflow_ui.terminate()
+            mlflow_ui.wait(timeout=20)
 
 
-def _play(stack: AirflowLocal, result: dict[str, Any], workdir: Path, mlflow_uri: str, mlflow_dir: Path,
-          data: Path, say: Any, started: float) -> None:
-    timeline: list[dict[str, Any]] = []
-    result.update({"timeline": timeline, "workdir": str(workdir), "mlflow_uri": mlflow_uri})
-    say("starting airflow api-server, scheduler, dag-processor, triggerer")
-    stack.start()
-    say(f"Airflow is healthy at {stack.url}")
-    for dag_id in (TRAINING, MONITOR, PERFORMANCE):
-        stack.wait_dag(dag_id)
-        stack.unpause(dag_id)
-
-    say(f"day 0: initial training ({TRAINING}, manual run)")
-    run_id = stack.trigger(TRAINING)
-    state = stack.wait_run(TRAINING, run_id, timeout=600)
-    outcome = training_outcome(stack, run_id) if state == "success" else f"training {state}"
-    timeline.append({"day": 0, "batch": "training/base.parquet", "validation": "passed", "drift_share": None,
-                     "decay": None, "action": f"initial training -> {outcome}",
-                     "champion": champion_version(mlflow_uri)})
-    say(f"day 0: {timeline[-1]['action']}; champion v{timeline[-1]['champion']}")
-    if state != "success":
-        raise RuntimeError(f"initial training {state}: {stack.task_states(TRAINING, run_id)}")
-
-    for spec in demo_data.SCENARIO:
-        name = demo_data.batch_name(spec.day)
-        features, labels = demo_data.batch(spec.day)
-        known_monitor, known_perf = stack.run_ids(MONITOR), stack.run_ids(PERFORMANCE)
-        known_training = stack.run_ids(TRAINING)
-        demo_data.land(features, data / "landing" / "batches", name)
-        say(f"day {spec.day}: landed batches/{name} ({spec.kind}: {spec.note})")
-        monitor_run = stack.wait_new_run(MONITOR, known_monitor)
-        if monitor_run is None:
-            raise TimeoutError(f"no {MONITOR} run for {name}")
-        # The labels "arrive later": once the batch was scored (or quarantined), so the performance check
-        # of the day runs while the drift check is still going.
-        stack.wait_task(MONITOR, monitor_run, "score_batch", timeout=300)
-        demo_data.land(labels, data / "landing" / "labels", name)
-        stack.wait_run(MONITOR, monitor_run, timeout=300)
-        states = stack.task_states(MONITOR, monitor_run)
-        validated = stack.xcom(MONITOR, monitor_run, "validate_batch") or {}
-        quarantined = states.get("validate_batch") == "skipped" or validated.get("success") is False
-        drift = stack.xcom(MONITOR, monitor_run, "check_drift") or {}
-        row: dict[str, Any] = {
-            "day": spec.day,
-            "batch": name,
-            "kind": spec.kind,
-            "validation": "QUARANTINED" if quarantined else ("passed" if states.get("validate_batch") == "success"
-                                                              else states.get("validate_batch")),
-            "drift_share": drift.get("share_of_drifted_columns"),
-            "drift": bool(drift.get("dataset_drift")),
-            "decay": None,
-            "monitor_states": states,
-        }
-        perf_run = stack.wait_new_run(PERFORMANCE, known_perf)
-        if perf_run is None:
-            raise TimeoutError(f"no {PERFORMANCE} run for labels {name}")
-        stack.wait_run(PERFORMANCE, perf_run, timeout=300)
-        perf = stack.xcom(PERFORMANCE, perf_run, "check_decay") or {}
-        if perf.get("verdict"):
-            live = perf.get("live_metrics", {})
-            comp = (perf.get("comparisons") or [{}])[0]
-            row["decay"] = perf["verdict"]
-            row["decay_detail"] = (
-                f"acc {live.get('accuracy', float('nan')):.3f} vs {comp.get('champion', float('nan')):.3f}"
-                if "accuracy" in live else perf["verdict"]
-            )
-        actions = []
-        if quarantined:
-            actions.append(f"quarantined ({', '.join(validated.get('failed_columns', [])[:3]) or 'contract'})")
-        if row["drift"]:
-            actions.append("drift event")
-        if row["decay"] == "decay":
-            actions.append("decay event")
-        if row["drift"] or row["decay"] == "decay":
-            training_run = stack.wait_new_run(TRAINING, known_training, timeout=120)
-            if training_run:
-                state = stack.wait_run(TRAINING, training_run, timeout=600)
-                actions.append(training_outcome(stack, training_run) if state == "success" else f"training {state}")
-            else:
-                actions.append("no training run started")
-        elif not quarantined:
-            actions.append("scored")
-        row["action"] = "; ".join(actions)
-        row["champion"] = champion_version(mlflow_uri)
-        timeline.append(row)
-        say(f"day {spec.day}: {row['validation']}, drift share {row['drift_share']}, decay {row['decay']}: "
-            f"{row['action']}; champion v{row['champion']}")
-    result["seconds"] = round(time.monotonic() - started, 1)
-    result["reports"] = {
-        "Airflow UI": f"{stack.url}  (user admin, password {stack.password})",
-        "MLflow UI": f".venv/bin/mlflow ui --backend-store-uri {mlflow_uri} --port 5000",
-        "MLflow store": str(mlflow_dir),
-        "quarantined batches + reports": str(data / "quarantine"),
-        "predictions": str(data / "predictions"),
-        "training windows": str(data / "work" / "training"),
-        "task logs": str(workdir / "airflow" / "logs"),
-    }
-
-
-def _start_mlflow_ui(mlflow_uri: str, mlflow_dir: Path) -> tuple[Any, str]:
-    """``mlflow ui`` on the story's store (KEEP=1): its process and URL."""
+def _start_mlflow_ui(mlflow_uri: str, mlflow_dir: Path, port: int) -> Any:
+    """``mlflow ui`` on the story's store (KEEP=1), in its own process group."""
     import subprocess
 
-    from airflow_local import BIN, free_port
+    from airflow_local import BIN
 
-    port = free_port(5000)
-    ui = subprocess.Popen(
+    return subprocess.Popen(
         [str(BIN / "mlflow"), "ui", "--backend-store-uri", mlflow_uri, "--port", str(port)],
         cwd=mlflow_dir, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )
-    return ui, f"http://127.0.0.1:{port}"
 
 
 def _wait_for_ctrl_c() -> None:
