@@ -30,7 +30,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "scripts"))
 
 import demo_data  # noqa: E402
-from airflow_local import AirflowLocal  # noqa: E402
+from airflow_local import AirflowLocal, free_port  # noqa: E402
 
 DEMO = ROOT / ".demo"
 MODEL = "loan_default"
@@ -81,8 +81,14 @@ def training_outcome(stack: AirflowLocal, run_id: str) -> str:
     return f"retraining failed at {failed}" if failed else f"retraining {states}"
 
 
-def run_story(workdir: Path, keep: bool = False, quiet: bool = False) -> dict[str, Any]:
-    """Play the whole story under a real Airflow deployment in ``workdir``; return the timeline."""
+def run_story(workdir: Path, keep: bool = False, quiet: bool = False, hold: bool = False) -> dict[str, Any]:
+    """
+    Play the whole story under a real Airflow deployment in ``workdir``; return the timeline.
+
+    :param keep: keep Airflow and an MLflow UI running until Ctrl-C; the ``mlflow`` connection's ``ui_url``
+        points at that MLflow UI, so the tasks' extra links open it.
+    :param hold: leave Airflow running and return it as ``result["stack"]`` (the caller stops it).
+    """
     say = (lambda _m: None) if quiet else log
     started = time.monotonic()
     data = workdir / "data"
@@ -91,13 +97,18 @@ def run_story(workdir: Path, keep: bool = False, quiet: bool = False) -> dict[st
     mlflow_dir.mkdir(parents=True)
     data.mkdir(parents=True)
     demo_data.land(demo_data.training_set(), data / "training", "base.parquet")
+    connection: dict[str, Any] = {"conn_type": "mlflow", "host": mlflow_uri}
+    mlflow_ui_port = free_port(5000) if keep else None
+    if mlflow_ui_port:
+        connection["extra"] = {"ui_url": f"http://127.0.0.1:{mlflow_ui_port}"}
+    mlflow_ui = None
     stack = AirflowLocal(
         home=workdir / "airflow",
         dags_folder=ROOT / "dags",
         cwd=mlflow_dir,  # the embedded MLflow store keeps artifacts in ./mlartifacts|mlruns of the tasks
         preload=PRELOAD,
         env={
-            "AIRFLOW_CONN_MLFLOW_DEFAULT": json.dumps({"conn_type": "mlflow", "host": mlflow_uri}),
+            "AIRFLOW_CONN_MLFLOW_DEFAULT": json.dumps(connection),
             "MLOPS_DEMO_DIR": str(workdir),
             "MLOPS_DATA_DIR": str(data),
             "AIRFLOW__CORE__PARALLELISM": "3",
@@ -109,6 +120,8 @@ def run_story(workdir: Path, keep: bool = False, quiet: bool = False) -> dict[st
     timeline: list[dict[str, Any]] = []
     result: dict[str, Any] = {"timeline": timeline, "workdir": str(workdir), "mlflow_uri": mlflow_uri}
     try:
+        if mlflow_ui_port:
+            mlflow_ui = _start_mlflow_ui(mlflow_uri, mlflow_dir, mlflow_ui_port)
         say("starting airflow api-server, scheduler, dag-processor, triggerer")
         stack.start()
         say(f"Airflow is healthy at {stack.url}")
@@ -194,6 +207,7 @@ def run_story(workdir: Path, keep: bool = False, quiet: bool = False) -> dict[st
         result["seconds"] = round(time.monotonic() - started, 1)
         result["reports"] = {
             "Airflow UI": f"{stack.url}  (user admin, password {stack.password})",
+            "MLOps view": f"{stack.url}/plugin/mlops",
             "MLflow UI": f".venv/bin/mlflow ui --backend-store-uri {mlflow_uri} --port 5000",
             "MLflow store": str(mlflow_dir),
             "quarantined batches + reports": str(data / "quarantine"),
@@ -203,33 +217,39 @@ def run_story(workdir: Path, keep: bool = False, quiet: bool = False) -> dict[st
         }
         if keep:
             print(format_timeline(result))
-            log("KEEP=1: Airflow keeps running; press Ctrl-C to stop it")
-            _serve_mlflow_ui(mlflow_uri, mlflow_dir)
+            log(f"KEEP=1: Airflow at {stack.url} (MLOps view: {stack.url}/plugin/mlops), MLflow UI at "
+                f"http://127.0.0.1:{mlflow_ui_port}; press Ctrl-C to stop them")
+            _wait_for_ctrl_c()
+        if hold:
+            result["stack"] = stack
         return result
     finally:
-        say("stopping Airflow components")
-        stack.stop()
+        if "stack" not in result:
+            say("stopping Airflow components")
+            stack.stop()
+        if mlflow_ui is not None:
+            mlflow_ui.terminate()
+            mlflow_ui.wait(timeout=20)
 
 
-def _serve_mlflow_ui(mlflow_uri: str, mlflow_dir: Path) -> None:
+def _start_mlflow_ui(mlflow_uri: str, mlflow_dir: Path, port: int) -> Any:
+    """``mlflow ui`` on the story's store (KEEP=1), in its own process group."""
     import subprocess
 
-    from airflow_local import BIN, free_port
+    from airflow_local import BIN
 
-    port = free_port(5000)
-    ui = subprocess.Popen(
+    return subprocess.Popen(
         [str(BIN / "mlflow"), "ui", "--backend-store-uri", mlflow_uri, "--port", str(port)],
         cwd=mlflow_dir, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )
-    log(f"MLflow UI at http://127.0.0.1:{port}")
+
+
+def _wait_for_ctrl_c() -> None:
     try:
         while True:
             time.sleep(3600)
     except KeyboardInterrupt:
         pass
-    finally:
-        ui.terminate()
-        ui.wait(timeout=20)
 
 
 def format_timeline(result: dict[str, Any]) -> str:

@@ -50,6 +50,9 @@ def get_provider_info() -> dict[str, Any]:
         "triggers": [
             {"integration-name": _INTEGRATION, "python-modules": ["mlops_provider.triggers.batch"]},
         ],
+        "plugins": [
+            {"name": "mlops", "plugin-class": "mlops_provider.plugins.mlops.MlopsPlugin"},
+        ],
         "extra-links": [
             "mlops_provider.links.mlflow.MlflowRunLink",
             "mlops_provider.links.mlflow.MlflowModelVersionLink",
@@ -70,8 +73,12 @@ def get_provider_info() -> dict[str, Any]:
                     },
                     "auth": {
                         "label": "Auth mode",
-                        "schema": {"type": ["string", "null"], "enum": ["none", "basic", "bearer", None]},
-                        "description": "basic (login/password) or bearer (token in the password field)",
+                        # no enum: the form would offer its null member as a literal "null" choice
+                        "schema": {"type": ["string", "null"]},
+                        "description": (
+                            "none, basic (login/password) or bearer (token in the password field); "
+                            "empty: basic with a login, bearer with only a password"
+                        ),
                     },
                     "verify_tls": {
                         "label": "Verify TLS",

@@ -17,6 +17,7 @@ import pytest
 from tests.helpers.airflow_cluster import AirflowCluster
 
 DAGS = Path(__file__).parent / "dags"
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def pytest_collection_modifyitems(items):
@@ -85,3 +86,24 @@ def airflow_cluster(session_dir: Path, system_data: Path, system_model: str):
         yield cluster
     finally:
         cluster.stop()
+
+
+@pytest.fixture(scope="module")
+def demo_story(session_dir: Path):
+    """The ``make demo`` story, played once for the module that asks (test_demo_story.py); its Airflow
+    stays up for that module's UI tests and is stopped after them, not kept through the other modules.
+
+    Yields the story's result (timeline, ...) with ``result["stack"]``: the running deployment
+    (scripts/airflow_local.py, simple auth manager with a login), stopped at the end of the session.
+    """
+    import sys
+
+    sys.path.insert(0, str(ROOT / "scripts"))
+    import demo
+
+    # Not quiet: pytest captures the day-by-day log and shows it when the story fails.
+    result = demo.run_story(session_dir / "demo-story", keep=False, quiet=False, hold=True)
+    try:
+        yield result
+    finally:
+        result["stack"].stop()

@@ -1,24 +1,30 @@
 """The ``make demo`` story under a real Airflow deployment (api-server, scheduler, dag-processor, triggerer).
 
-It parses ``dags/`` (not ``tests/system/dags``), so it runs its own deployment instead of the
-session's ``airflow_cluster``; the story lands files and Airflow does the rest (Asset watchers,
-asset-triggered runs, drift and decay events scheduling retraining).  The timeline is asserted.
+It parses ``dags/`` (not ``tests/system/dags``), so it runs its own deployment (the session's
+``demo_story`` fixture, shared with the browser tests) instead of the session's ``airflow_cluster``;
+the story lands files and Airflow does the rest (Asset watchers, asset-triggered runs, drift and decay
+events scheduling retraining).  The timeline is asserted.
+
+Then the loop as a person sees it, in headless Chromium (tests/helpers/browser.py): log in through
+Airflow's login form, open the MLOps view from the navigation and check the story's model with v1 to v3
+and the champion; follow every extra link of the training, validation, drift, gate and batch-score tasks
+to a page that answers 200 with the expected content; requests without a login are refused.  The
+screenshots land in docs/img/ (docs/ui.md shows them).  A missing browser fails these tests.
 """
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
+from urllib.parse import urlparse
 
-ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT / "scripts"))
+import pytest
+
+from tests.helpers.browser import http_get, login, shot, start_chromium, wait
 
 
-def test_demo_story_timeline(session_dir):
+def test_demo_story_timeline(demo_story):
     import demo
 
-    # Not quiet: pytest captures the day-by-day log and shows it when the story fails.
-    result = demo.run_story(session_dir / "demo-story", keep=False, quiet=False)
+    result = demo_story
     print(demo.format_timeline(result))
     rows = {row["day"]: row for row in result["timeline"]}
     assert rows[0]["champion"] == "1"
@@ -30,3 +36,138 @@ def test_demo_story_timeline(session_dir):
     assert decay_days and decay_days[0] == 6, decay_days
     assert not rows[6].get("drift")  # concept drift: the features did not move
     assert rows[max(rows)]["champion"] == "3"
+
+
+MODEL = "loan_default"
+TRAINING = f"continuous_training__{MODEL}"
+MONITOR = f"drift_monitor__{MODEL}"
+#: The extra links each task must show, and what the page they open must say.
+EXPECTED_LINKS = {
+    (TRAINING, "validate_training_data"): {"MLflow run", "Validation report"},
+    (TRAINING, "train"): {"MLflow run"},
+    (TRAINING, "register_challenger"): {"MLflow model version", "MLflow run"},
+    (TRAINING, "gate"): {"MLflow model version", "Gate report"},
+    (TRAINING, "promote"): {"MLflow model version"},
+    (TRAINING, "batch_score"): {"MLflow run", "MLflow model version"},
+    (MONITOR, "validate_batch"): {"MLflow run", "Validation report"},
+    (MONITOR, "check_drift"): {"MLflow run", "Drift report"},
+    (MONITOR, "score_batch"): {"MLflow run", "MLflow model version"},
+}
+PAGE_SAYS = {
+    "MLflow run": "MLflow run:",
+    "MLflow model version": f"{MODEL} v",
+    "Validation report": "xpectation",
+    "Drift report": "drift",
+    "Gate report": "Gate report",
+}
+
+
+@pytest.fixture(scope="module")
+def logged_in(demo_story):
+    """Chromium, signed in to the story's Airflow as ``admin`` through the login form."""
+    driver = start_chromium()
+    try:
+        stack = demo_story["stack"]
+        login(driver, stack.url, "admin", stack.password)
+        yield driver
+    finally:
+        driver.quit()
+
+
+def test_mlops_view_shows_the_model_versions_and_champion(logged_in, demo_story):
+    from selenium.webdriver.common.by import By
+
+    browser, stack = logged_in, demo_story["stack"]
+    browser.get(f"{stack.url}/plugin/mlops")
+    frame = wait(lambda: browser.find_element(By.TAG_NAME, "iframe"), what="the MLOps view in the UI")
+    assert urlparse(frame.get_attribute("src")).path == "/mlops/"
+    browser.switch_to.frame(frame)
+    text = wait(lambda: MODEL in browser.find_element(By.TAG_NAME, "body").text
+                 and browser.find_element(By.TAG_NAME, "body").text, what="the model list")
+    assert "champion" in text and "v3" in text and "previous-champion" in text and "v2" in text, text[:2000]
+    browser.switch_to.default_content()
+    shot(browser, "ui-models")
+
+    browser.get(f"{stack.url}/mlops/models/{MODEL}")
+    body = browser.find_element(By.TAG_NAME, "body").text
+    for version in ("v1", "v2", "v3"):
+        assert version in body
+    assert "champion v3" in body.replace("\n", " ") and "quarantined" in body
+    points = browser.find_elements(By.CSS_SELECTOR, "svg#timeline .point")
+    assert len(points) >= 7, len(points)
+    shot(browser, "ui-model-timeline")
+    # a point of the chart opens its batch row, with the Airflow run and the MLflow runs
+    browser.find_element(By.CSS_SELECTOR, "svg#timeline circle.point.drift").click()
+    assert "#batch-" in browser.current_url
+    row = browser.find_element(By.CSS_SELECTOR, "tr:target")
+    hrefs = [a.get_attribute("href") for a in row.find_elements(By.TAG_NAME, "a")]
+    assert any(f"/dags/{MONITOR}/runs/" in h for h in hrefs), hrefs
+    assert any("/mlops/runs/" in h for h in hrefs), hrefs
+
+    browser.get(f"{stack.url}/mlops/models/{MODEL}/versions/3")
+    body = browser.find_element(By.TAG_NAME, "body").text
+    assert "Gate" in body and "roc_auc" in body and "Training data" in body
+    image = browser.find_element(By.CSS_SELECTOR, "img[alt='gate chart']")
+    assert browser.execute_script("return arguments[0].naturalWidth", image) > 0, "the gate chart did not load"
+    shot(browser, "ui-version")
+
+
+def _latest_success(stack, dag_id: str, task_id: str) -> str:
+    for run in reversed(stack.runs(dag_id)):
+        if stack.task_states(dag_id, run["dag_run_id"]).get(task_id) == "success":
+            return run["dag_run_id"]
+    raise AssertionError(f"no run of {dag_id} where {task_id} succeeded")
+
+
+def test_every_extra_link_opens_a_page_that_answers(logged_in, demo_story):
+    from urllib.parse import quote
+
+    browser, stack = logged_in, demo_story["stack"]
+    token = stack.token()
+    checked = []
+    for (dag_id, task_id), names in EXPECTED_LINKS.items():
+        run_id = _latest_success(stack, dag_id, task_id)
+        links = stack.api(
+            "GET", f"/dags/{dag_id}/dagRuns/{quote(run_id, safe='')}/taskInstances/{task_id}/links"
+        )["extra_links"]
+        missing = {name for name in names if not links.get(name)}
+        assert not missing, f"{dag_id}.{task_id}: no URL for {missing} (links: {links})"
+        for name, url in links.items():
+            if not url:
+                continue
+            assert url.startswith(stack.url + "/mlops/"), f"{dag_id}.{task_id} {name}: {url}"
+            status, media, body = http_get(url, token)
+            assert status == 200, f"{dag_id}.{task_id} {name}: {url} -> {status} {body[:300]}"
+            assert PAGE_SAYS[name] in body, f"{dag_id}.{task_id} {name}: {url} does not say {PAGE_SAYS[name]!r}"
+            assert "text/html" in media, (name, media)
+            checked.append((dag_id, task_id, name, url))
+    # the buttons on the task instance page of the Airflow UI
+    from selenium.webdriver.common.by import By
+
+    run_id = _latest_success(stack, TRAINING, "gate")
+    browser.get(f"{stack.url}/dags/{TRAINING}/runs/{quote(run_id, safe='')}/tasks/gate/details")
+    button = wait(lambda: browser.find_element(By.XPATH, "//a[normalize-space()='Gate report']"),
+                  what="the gate task's 'Gate report' button (Details tab)")
+    assert "/mlops/runs/" in button.get_attribute("href") and button.get_attribute("href").endswith("/gate")
+    shot(browser, "ui-extra-links")
+    # the readable reports, as a person opens them from the task
+    gate_url = next(url for _d, task, name, url in checked if name == "Gate report")
+    browser.get(gate_url)
+    assert "Gate report" in browser.title or "Gate" in browser.page_source
+    shot(browser, "ui-gate-report")
+    validation_url = next(url for _d, task, name, url in checked if name == "Validation report")
+    browser.get(validation_url)
+    shot(browser, "ui-validation-report")
+    assert len(checked) >= sum(len(v) for v in EXPECTED_LINKS.values())
+
+
+def test_requests_without_login_are_refused(demo_story):
+    stack = demo_story["stack"]
+    run = stack.runs(TRAINING)[0]["dag_run_id"]
+    for path in ("/mlops/", f"/mlops/models/{MODEL}", f"/mlops/models/{MODEL}/versions/1"):
+        status, _media, body = http_get(stack.url + path, None)
+        assert status == 401, (path, status)
+        assert "Log in to Airflow" in body
+    links = stack.api("GET", f"/dags/{TRAINING}/dagRuns/{run}/taskInstances/gate/links")["extra_links"]
+    status, _media, _body = http_get(links["Gate report"], None)
+    assert status == 401

@@ -94,6 +94,7 @@ def test_model_reference_builds_profile_once_and_no_event_without_drift(mlflow_c
     assert len(text) < 4000
     metrics = MlflowHook().get_client().get_run(second["monitoring_run_id"]).data.metrics
     assert metrics["drift.dataset_drift"] == 0.0 and "drift.score.monthly_charges" in metrics
+    assert metrics["drift.drift_share_threshold"] == 0.5  # the timeline draws the share against it
 
 
 def test_drift_emits_asset_event_and_tags_model_version(mlflow_conn_sqlite, tmp_path):
@@ -107,6 +108,11 @@ def test_drift_emits_asset_event_and_tags_model_version(mlflow_conn_sqlite, tmp_
     (event,) = _alias_events(ctx)
     assert event.dest_asset_key.uri == drift_asset_uri(name)
     assert event.extra["dataset_drift"] is True and event.extra["model_version"] == version
+    # the verdict next to its threshold, unambiguous names, the model and a one-line summary
+    assert "drift_share" not in event.extra
+    assert event.extra["share_of_drifted_columns"] >= event.extra["drift_share_threshold"]
+    assert event.extra["reason"] == "drift" and event.extra["model_name"] and "columns drifted" in event.extra["summary"]
+    assert set(event.extra["producer"]) == {"dag_id", "run_id", "task_id"}
     assert set(event.extra["drifted_columns"]) == set(summary["drifted_columns"])
     tags = MlflowHook().get_client().get_model_version(name, version).tags
     assert tags["mlops.last_drift_run_id"] == summary["monitoring_run_id"]

@@ -54,7 +54,8 @@ def test_connection_and_fluent_logging(mlflow_conn):
     if mlflow_conn.startswith("http"):
         assert hook.run_url(run.info.run_id).startswith(mlflow_conn + "/#/experiments/")
     else:
-        assert hook.run_url(run.info.run_id) is None  # no UI for a plain store
+        # no MLflow UI for a plain store: the run's page in the MLOps view of Airflow
+        assert hook.run_url(run.info.run_id).endswith(f"/mlops/runs/{run.info.run_id}")
 
 
 def test_ui_url_extra_wins(monkeypatch):
@@ -187,3 +188,30 @@ def test_server_with_postgresql_backend(session_dir, monkeypatch):
     finally:
         server.stop()
         drop_database(db)
+
+
+def test_artifact_downloads_draw_no_progress_bar(mlflow_conn_sqlite, tmp_path, capfd):
+    """MLflow's download progress bar goes to stderr, which a task log shows as red ERROR lines."""
+    client = MlflowHook().get_client()
+    exp = client.create_experiment(f"progress-{os.getpid()}-{id(tmp_path)}")
+    run_id = client.create_run(exp).info.run_id
+    client.log_text(run_id, "hello", "notes/a.txt")
+    capfd.readouterr()
+    local = client.download_artifacts(run_id, "notes/a.txt", str(tmp_path))
+    assert open(local).read() == "hello"
+    err = capfd.readouterr().err
+    assert "Downloading artifacts" not in err, err
+    assert "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR" not in os.environ  # scoped like the rest
+
+
+def test_experiments_are_model_development_not_genai(mlflow_conn_sqlite):
+    import mlflow
+
+    hook = MlflowHook()
+    client = hook.get_client()
+    exp_id = client.create_experiment(f"kind-{uuid.uuid4().hex[:8]}")
+    assert client.get_experiment(exp_id).tags["mlflow.experimentKind"] == "custom_model_development"
+    with hook.mlflow_env():
+        fluent = mlflow.set_experiment(f"kind-fluent-{uuid.uuid4().hex[:8]}")
+    hook.mark_experiment_kind(fluent)
+    assert client.get_experiment(fluent.experiment_id).tags["mlflow.experimentKind"] == "custom_model_development"

@@ -67,3 +67,12 @@ print(json.dumps({{"errors": {{k: v[:300] for k, v in bag.import_errors.items()}
     assert result["errors"] == {}
     assert result["dags"] >= 1
     assert result["heavy"] == [], result
+
+
+def test_plugin_module_loaded_by_every_process_imports_no_web_stack():
+    """Task processes load plugins too (macros): the MLOps view's FastAPI app is built on its first request."""
+    out = subprocess.run(
+        [sys.executable, "-c", _PROBE, "mlops_provider.plugins.mlops", json.dumps([*HEAVY, "fastapi"])],
+        capture_output=True, text=True, check=True,
+    )
+    assert json.loads(out.stdout.strip().splitlines()[-1]) == []

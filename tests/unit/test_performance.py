@@ -94,6 +94,8 @@ def test_decay_emits_asset_event_with_figures(champion, tmp_path):
     (asset_event,) = alias_events.asset_alias_events
     assert asset_event.dest_asset_key.uri == performance_decay_uri(name)
     assert asset_event.extra["metric"] in ("accuracy", "f1")
+    assert asset_event.extra["model_version"] == version and asset_event.extra["tolerance"] == 0.05
+    assert set(asset_event.extra["producer"]) == {"dag_id", "run_id", "task_id"}
 
 
 def test_no_decay_emits_nothing(champion, tmp_path):
@@ -206,3 +208,21 @@ def test_id_columns_of_different_types_are_named():
         join_labels(labels, preds, ["id"], "label")
     # numbers of different widths join as numbers
     assert join_labels(labels, preds.assign(id=[1.0, 2.0, 3.0]), ["id"], "label").n_joined == 3
+def test_each_check_logs_a_monitoring_run_the_mlops_view_reads(champion, tmp_path):
+    """Live metrics next to the champion's, the verdict and the batch's URIs: the model timeline's data."""
+    from mlops_provider.hooks.mlflow import MlflowHook
+    from mlops_provider.links.mlflow import _LINKS_ATTR
+
+    name, version = champion
+    _write(tmp_path, version, accuracy=0.6)
+    op = _op(name, tmp_path)
+    result = op.execute(_context())
+    run = MlflowHook().get_client().get_run(result["monitoring_run_id"])
+    assert run.data.tags["mlops.kind"] == "performance_check" and run.data.tags["mlops.model_name"] == name
+    assert run.data.tags["mlops.verdict"] == "decay" and run.data.tags["mlops.model_version"] == version
+    assert run.data.tags["mlops.predictions_uri"] == str(tmp_path / "pred.parquet")
+    assert run.data.metrics["champion.accuracy"] == 0.92
+    assert 0.5 < run.data.metrics["live.accuracy"] < 0.7
+    assert getattr(op, _LINKS_ATTR)["MLflow run"].endswith(result["monitoring_run_id"])
+    # a retry of the same task instance reuses the run
+    assert op.execute(_context())["monitoring_run_id"] == result["monitoring_run_id"]

@@ -73,3 +73,5 @@ def test_api_server_connection_form_for_mlflow(airflow_db):
     assert behaviour["port"]["hidden"] is True
     fields = mlflow_meta["extra_fields"]
     assert {"registry_uri", "auth", "verify_tls", "ui_url", "max_retries", "timeout"} <= set(fields)
+    # the form shows no literal "null": no null member in any choice list
+    assert not any(None in (f.get("schema") or {}).get("enum", []) for f in fields.values()), fields

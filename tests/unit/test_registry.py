@@ -111,6 +111,7 @@ def test_promote_moves_champion_and_keeps_previous(two_versions):
     model = client.get_registered_model(name)
     aliases = {k: str(v) for k, v in model.aliases.items()}
     assert aliases["champion"] == v2.version and aliases["previous-champion"] == v1.version
+    assert "challenger" not in aliases  # v2 was the challenger; as champion it is not one any more
     history = read_history(model)
     assert [(h["action"], h["from"], h["to"], h["reason"]) for h in history] == [
         ("promote", None, v1.version, "first"),
@@ -205,7 +206,7 @@ def test_example_dag_train_register_promote_rollback_score(airflow_db, mlflow_co
 
     client = MlflowHook().get_client()
     aliases = {k: str(v) for k, v in client.get_registered_model(name).aliases.items()}
-    assert aliases == {"champion": "2", "previous-champion": "1", "challenger": "2"}
+    assert aliases == {"champion": "2", "previous-champion": "1"}  # the promoted challenger is not one any more
 
     results = _xcoms(dag.dag_id, second.run_id)
     for task_id in ("train", "register", "promote", "batch_predict"):

@@ -302,3 +302,18 @@ def test_training_run_records_the_validation_run_of_the_same_data(test_dags, mlf
     assert validated.data.tags["mlops.dataset_digest"] == trained.data.tags["mlops.training_digest"]
     other = client.get_run(xcoms["train_other_data"]["run_id"])
     assert "mlops.validation_run_id" not in other.data.tags
+
+
+def test_params_are_the_models_hyperparameters_not_the_pipelines():
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import Pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    from mlops_provider.core.training import loggable_params
+
+    pipe = Pipeline([("scale", StandardScaler()), ("clf", LogisticRegression(C=0.5, max_iter=300))])
+    params = loggable_params(pipe, {}, "my.pipeline")
+    assert params["C"] == "0.5" and params["max_iter"] == "300"
+    assert params["model"] == "sklearn.linear_model._logistic.LogisticRegression"
+    assert params["preprocessing"] == "scale: StandardScaler"
+    assert not {"memory", "transform_input"} & set(params)  # the Pipeline's own parameters

@@ -337,6 +337,7 @@ def compare_and_set_alias(
     current = aliases.get(alias)
     if current == new_version:
         # already done (a retry after success, or a rerun): change nothing, whatever was expected
+        _clear_won_challenger(client, name, alias, new_version, aliases)
         return {"name": name, "alias": alias, "version": new_version, "previous_version": current,
                 "changed": False, "history_entry": None}
     if check and current != expected:
@@ -361,6 +362,7 @@ def compare_and_set_alias(
         raise
     if previous_alias and current is not None:
         registry_client(client).set_registered_model_alias(name, previous_alias, current)
+    _clear_won_challenger(client, name, alias, new_version, aliases)
     entry = {
         "action": action,
         "alias": alias,
@@ -374,6 +376,12 @@ def compare_and_set_alias(
     registry_client(client).set_registered_model_tag(name, HISTORY_TAG, _encode_history(history))
     result["history_entry"] = entry
     return result
+
+
+def _clear_won_challenger(client: Any, name: str, alias: str, version: str, aliases: dict[str, str]) -> None:
+    """A challenger promoted to champion is no longer a challenger: drop the ``challenger`` alias from it."""
+    if alias == CHAMPION and aliases.get(CHALLENGER) == version:
+        registry_client(client).delete_registered_model_alias(name, CHALLENGER)
 
 
 def rollback_alias(

@@ -101,10 +101,21 @@ def build_estimator(estimator: str | Callable[..., Any], params: Any = None) -> 
 
 
 def loggable_params(estimator: Any, user_params: dict[str, Any], label: str) -> dict[str, str]:
-    """Params worth logging: the estimator path, the user's params, and the top-level sklearn params."""
+    """
+    Params worth logging: the estimator path, the user's params, and the model's hyperparameters.
+
+    For a ``Pipeline`` those are the last step's (not the Pipeline's ``memory``/``verbose``), plus
+    ``model`` (the last step's class) and ``preprocessing`` (the steps before it).
+    """
     out = {"estimator": label[:500]}
+    steps = getattr(estimator, "steps", None)
+    model = estimator
+    if isinstance(steps, list) and steps:
+        model = steps[-1][1]
+        out["model"] = f"{type(model).__module__}.{type(model).__qualname__}"[:500]
+        out["preprocessing"] = ", ".join(f"{name}: {type(step).__name__}" for name, step in steps[:-1])[:500]
     try:
-        top = estimator.get_params(deep=False)
+        top = model.get_params(deep=False)
     except Exception:  # noqa: BLE001 - not an sklearn estimator
         top = {}
     for key, value in {**top, **user_params}.items():

@@ -32,6 +32,9 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 AUTH_MODES = ("none", "basic", "bearer")
+#: MLflow 3's experiment kind: the provider's experiments are model development, not GenAI (whose UI
+#: shows traces and token usage and files runs under "Evaluations").
+EXPERIMENT_KIND_TAG = ("mlflow.experimentKind", "custom_model_development")
 
 #: Environment variables MLflow reads at request time.  The hook sets them only inside
 #: :meth:`MlflowHook.mlflow_env` and restores the previous values on exit.
@@ -45,6 +48,7 @@ _MLFLOW_ENV_KEYS = (
     "MLFLOW_HTTP_REQUEST_MAX_RETRIES",
     "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR",
     "MLFLOW_HTTP_REQUEST_TIMEOUT",
+    "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR",
 )
 
 # MLflow's fluent API keeps the tracking URI in a module global; the env scope is process-wide, so
@@ -218,6 +222,8 @@ class MlflowHook(BaseHook):
             "MLFLOW_HTTP_REQUEST_MAX_RETRIES": str(self._extra_int("max_retries", 3)),
             "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": str(self._extra_int("backoff_factor", 1)),
             "MLFLOW_HTTP_REQUEST_TIMEOUT": str(self._extra_int("timeout", 60)),
+            # the download progress bar goes to stderr, which task logs show as ERROR lines
+            "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false",
         }
         mode = self.auth_mode
         if mode == "basic":
@@ -334,6 +340,12 @@ class MlflowHook(BaseHook):
             client = MlflowClient(tracking_uri=self.tracking_uri, registry_uri=self.registry_uri)
         return _ScopedClient(client, self)  # type: ignore[return-value]
 
+    def mark_experiment_kind(self, experiment: Any) -> None:
+        """Tag an experiment made by MLflow's fluent ``set_experiment`` as model development (once)."""
+        key, value = EXPERIMENT_KIND_TAG
+        if key not in (getattr(experiment, "tags", None) or {}):
+            self.get_client().set_experiment_tag(experiment.experiment_id, key, value)
+
     def get_conn(self) -> MlflowClient:
         """Alias of :meth:`get_client` (the BaseHook convention)."""
         return self.get_client()
@@ -352,24 +364,46 @@ class MlflowHook(BaseHook):
 
     # ------------------------------------------------------------------ links
 
-    def run_url(self, run_id: str, experiment_id: str | None = None) -> str | None:
-        """URL of a run in the MLflow UI, or ``None`` when the connection has no UI."""
+    def run_url(self, run_id: str, experiment_id: str | None = None) -> str:
+        """URL of a run: its page in the MLflow UI, or in the MLOps view of Airflow without an MLflow UI."""
         if not self.ui_url:
-            return None
+            return plugin_url(f"/runs/{quote(run_id, safe='')}")
         if experiment_id is None:
             experiment_id = self.get_client().get_run(run_id).info.experiment_id
         return f"{self.ui_url}/#/experiments/{experiment_id}/runs/{run_id}"
 
-    def model_version_url(self, name: str, version: str | int) -> str | None:
-        """URL of a registered model version in the MLflow UI, or ``None`` when there is no UI."""
+    def model_version_url(self, name: str, version: str | int) -> str:
+        """URL of a registered model version in the MLflow UI, or in the MLOps view without an MLflow UI."""
         if not self.ui_url:
-            return None
+            return plugin_url(f"/models/{quote(name, safe='')}/versions/{version}")
         return f"{self.ui_url}/#/models/{quote(name, safe='')}/versions/{version}"
 
-    def artifact_url(self, run_id: str, path: str, experiment_id: str | None = None) -> str | None:
-        """URL of an artifact of a run in the MLflow UI."""
-        base = self.run_url(run_id, experiment_id)
-        return f"{base}/artifacts/{path}" if base else None
+    def artifact_url(self, run_id: str, path: str, experiment_id: str | None = None) -> str:
+        """URL of an artifact of a run: the MLflow UI's artifact view, or the file served by the MLOps view."""
+        if not self.ui_url:
+            return plugin_url(f"/runs/{quote(run_id, safe='')}/artifacts/{quote(path)}")
+        return f"{self.run_url(run_id, experiment_id)}/artifacts/{path}"
+
+    def gate_report_url(self, run_id: str, experiment_id: str | None = None, chart: str = "gate/gate_report.png") -> str:
+        """URL of a gate run's readable report: its chart in the MLflow UI, or the MLOps view's report page."""
+        if not self.ui_url:
+            return plugin_url(f"/runs/{quote(run_id, safe='')}/gate")
+        return self.artifact_url(run_id, chart, experiment_id)
+
+
+def plugin_url(path: str) -> str:
+    """
+    Absolute URL of a page of the provider's MLOps view (the plugin the API server mounts at ``/mlops``).
+
+    Built from ``[api] base_url``; a relative ``/mlops/...`` URL when it is not set (the Airflow UI
+    resolves it against its own address).
+    """
+    from airflow.configuration import conf
+
+    from mlops_provider.plugins import URL_PREFIX
+
+    base = (conf.get("api", "base_url", fallback="") or "").rstrip("/")
+    return f"{base}{URL_PREFIX}{path}"
 
 
 class _ScopedClient:
@@ -378,6 +412,12 @@ class _ScopedClient:
     def __init__(self, client: MlflowClient, hook: MlflowHook) -> None:
         self._client = client
         self._hook = hook
+
+    def create_experiment(self, name: str, artifact_location: str | None = None, tags: dict | None = None) -> str:
+        """``MlflowClient.create_experiment``; the experiment is tagged as model development (not GenAI)."""
+        key, value = EXPERIMENT_KIND_TAG
+        with self._hook.mlflow_env():
+            return self._client.create_experiment(name, artifact_location, {key: value, **(tags or {})})
 
     def __getattr__(self, name: str) -> Any:
         attr = getattr(self._client, name)

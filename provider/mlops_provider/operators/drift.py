@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 from airflow.sdk import Asset, AssetAlias, BaseOperator
 from airflow.sdk.bases.skipmixin import SkipMixin
 
+from mlops_provider._names import batch_label, run_name
 from mlops_provider.hooks.mlflow import MlflowHook
 from mlops_provider.lineage import LineageMixin, records
 from mlops_provider.links.mlflow import DriftReportLink, MlflowRunLink, record_link
@@ -425,7 +426,6 @@ class DriftCheckOperator(LineageMixin, BaseOperator, SkipMixin):
                 "share_of_drifted_columns",
                 "number_of_drifted_columns",
                 "number_of_columns",
-                "drift_share",
                 "current_rows",
                 "reference_rows",
                 "model_version",
@@ -435,6 +435,20 @@ class DriftCheckOperator(LineageMixin, BaseOperator, SkipMixin):
         }
         extra["drifted_columns"] = summary["drifted_columns"][:50]
         extra["current_uri"] = summary["current"].get("uri")
+        # one unambiguous shape with the decay event: what, which model, the verdict and its threshold, who
+        ti = context.get("ti")
+        extra.update({
+            "reason": "drift",
+            "model_name": self.event_model,
+            "drift_share_threshold": summary.get("drift_share"),
+            "summary": (
+                f"{summary.get('number_of_drifted_columns')} of {summary.get('number_of_columns')} columns drifted "
+                f"(share {summary.get('share_of_drifted_columns', 0):.2f} >= threshold {summary.get('drift_share')}) "
+                f"in {extra['current_uri']} against {self.event_model} v{summary.get('model_version')}"
+            ),
+            "producer": {"dag_id": getattr(ti, "dag_id", None), "run_id": context.get("run_id"),
+                         "task_id": getattr(ti, "task_id", self.task_id)},
+        })
         context["outlet_events"][AssetAlias(drift_asset_alias(self.event_model))].add(Asset(uri), extra=extra)
         self.log.info("Emitted an Asset event on %s", uri)
         return {"asset": uri, "alias": drift_asset_alias(self.event_model)}
@@ -483,12 +497,15 @@ class DriftCheckOperator(LineageMixin, BaseOperator, SkipMixin):
         run_id = (
             found[0].info.run_id
             if found
-            else client.create_run(exp_id, run_name=f"drift-{self.task_id}").info.run_id
+            else client.create_run(exp_id, run_name=run_name(
+                "drift", f"{ref.model_name or self.event_model or ''} {batch_label(summary['current'].get('uri'))}",
+                context)).info.run_id
         )
         now = int(time.time() * 1000)
         metrics = [
             Metric("drift.dataset_drift", float(result.dataset_drift), now, 0),
             Metric("drift.share_of_drifted_columns", result.share_of_drifted_columns, now, 0),
+            Metric("drift.drift_share_threshold", float(result.drift_share), now, 0),
             Metric("drift.number_of_drifted_columns", float(result.number_of_drifted_columns), now, 0),
             Metric("drift.current_rows", float(result.current_rows), now, 0),
         ]
@@ -499,6 +516,9 @@ class DriftCheckOperator(LineageMixin, BaseOperator, SkipMixin):
         tags = {
             "mlops.kind": "drift_check",
             "mlops.airflow_ti": ti_key,
+            "airflow.dag_id": str(getattr(ti, "dag_id", None) or "manual"),
+            "airflow.run_id": str(context.get("run_id") or "manual"),
+            "airflow.task_id": str(getattr(ti, "task_id", self.task_id)),
             "mlops.reference": ref.description[:500],
             "mlops.current_uri": str(summary["current"].get("uri"))[:500],
             "mlops.current_digest": str(summary["current"].get("digest")),
@@ -526,9 +546,11 @@ class DriftCheckOperator(LineageMixin, BaseOperator, SkipMixin):
                 str(result.dataset_drift).lower(),
             )
         url = self.hook.run_url(run_id, exp_id)
-        if url:
-            out["monitoring_run_url"] = url
-            record_link(self, MlflowRunLink.name, url)
+        out["monitoring_run_url"] = url
+        record_link(self, MlflowRunLink.name, url)
+        if not out.get("report_url"):
+            # no HTML report (html_report=False): the run's page shows the per-column scores and verdicts
+            record_link(self, DriftReportLink.name, url)
         return out
 
     def _log_report(
@@ -551,9 +573,8 @@ class DriftCheckOperator(LineageMixin, BaseOperator, SkipMixin):
             shutil.rmtree(os.path.dirname(path), ignore_errors=True)
         out: dict[str, Any] = {"report": f"runs:/{run_id}/{REPORT_ARTIFACT_PATH}"}
         url = self.hook.artifact_url(run_id, REPORT_ARTIFACT_PATH, exp_id)
-        if url:
-            out["report_url"] = url
-            record_link(self, DriftReportLink.name, url)
+        out["report_url"] = url
+        record_link(self, DriftReportLink.name, url)
         return out
 
     @staticmethod

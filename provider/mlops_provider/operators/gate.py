@@ -495,7 +495,7 @@ class PromotionGateOperator(LineageMixin, BaseOperator):
                 artifacts.log_artifact(os.path.join(tmp, REPORT_JSON), "gate")
                 report_uri = f"{run.info.artifact_uri.rstrip('/')}/gate/{REPORT_JSON}"
                 self._tag_version(client, decision, challenger_version, champion_version, report_uri, run_id)
-                url = self.hook.artifact_url(run_id, f"gate/{REPORT_JSON}", experiment_id) or report_uri
+                url = self.hook.gate_report_url(run_id, experiment_id, chart=f"gate/{REPORT_PNG}")
                 record_link(self, GateReportLink.name, url)
                 self.log.info("Gate report: %s", url)
                 yield run_id, report_uri
@@ -740,10 +740,12 @@ def _json_safe(value: Any) -> Any:
 
 
 def render_chart(report: dict[str, Any], path: str) -> None:
-    """Champion vs challenger per metric (one panel each) and slice (bar pairs), as a PNG.
+    """The gate at a glance, as a PNG at least 1200 px wide.
 
-    matplotlib is imported here, with the Agg canvas and no pyplot (no global backend switch).  The
-    layout is fixed (no ``tight_layout``), which keeps drawing to a single pass.
+    One panel per metric: champion and challenger side by side per slice, the value on every bar, the
+    bound of each check drawn as a line over the slice it applies to (red when the check failed); one
+    panel of fairness gaps against their ``max_gap``; budgets as a line of text.  matplotlib is imported
+    here, with the Agg canvas and no pyplot (no global backend switch); the layout is fixed (one pass).
     """
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
@@ -751,6 +753,7 @@ def render_chart(report: dict[str, Any], path: str) -> None:
     challenger = report["metrics"]["challenger"] or {}
     champion = report["metrics"]["champion"] or {}
     overall = challenger.get("overall") or {}
+    checks = report["decision"].get("checks") or []
     # budgets (model size, latency) are measured overall only: one line of text, not a panel each
     metric_names = [m for m in overall if m != "n_rows" and m not in _BUDGET_KEYS]
     budgets = "   ".join(
@@ -758,30 +761,96 @@ def render_chart(report: dict[str, Any], path: str) -> None:
         for key in _BUDGET_KEYS
         if key in overall
     )
+    fairness = [c for c in checks if c.get("kind") == "fairness"]
     slice_keys = list(challenger)[:25]
-    n = max(len(metric_names), 1)
-    width_in = max(6.0, 0.5 * len(slice_keys) + 2)
-    fig = Figure(figsize=(width_in, 1.9 * n + 0.9), dpi=72)
+    panel_in, head_in, foot_in = 2.4, 0.8, 1.1
+    n = max(len(metric_names), 1) + (1 if fairness else 0)
+    height_in = panel_in * n + head_in + foot_in
+    fig = Figure(figsize=(max(12.5, 0.9 * len(slice_keys) + 3), height_in), dpi=100)
     FigureCanvasAgg(fig)
-    axes = fig.subplots(n, 1, squeeze=False, sharex=True)[:, 0]
-    fig.subplots_adjust(left=0.08, right=0.98, top=1 - 0.55 / (1.9 * n + 0.9), bottom=0.9 / (1.9 * n + 0.9), hspace=0.45)
+    axes = fig.subplots(n, 1, squeeze=False)[:, 0]
+    fig.subplots_adjust(left=0.06, right=0.98, top=1 - head_in / height_in, bottom=foot_in / height_in, hspace=0.75)
     xs = list(range(len(slice_keys)))
-    bar = 0.4
+    bar = 0.38
+    champion_label = f"champion v{report['champion_version']}" if report.get("champion_version") else "no champion"
     for ax, metric in zip(axes, metric_names, strict=False):
         cp = [_num(champion.get(s, {}).get(metric)) for s in slice_keys]
         ch = [_num(challenger.get(s, {}).get(metric)) for s in slice_keys]
-        ax.bar([x - bar / 2 for x in xs], cp, bar, color="#8da0cb", label=f"champion v{report['champion_version'] or '-'}")
-        ax.bar([x + bar / 2 for x in xs], ch, bar, color="#66c2a5", label=f"challenger v{report['challenger_version']}")
-        ax.set_title(metric, fontsize=9, loc="left")
-        ax.tick_params(labelsize=7)
+        bars_cp = ax.bar([x - bar / 2 for x in xs], cp, bar, color="#8da0cb", label=champion_label)
+        bars_ch = ax.bar([x + bar / 2 for x in xs], ch, bar, color="#66c2a5",
+                         label=f"challenger v{report['challenger_version']}")
+        if champion:
+            ax.bar_label(bars_cp, fmt="%.3f", fontsize=9, padding=2)
+        ax.bar_label(bars_ch, fmt="%.3f", fontsize=9, padding=2)
+        top = max(cp + ch + [0.0])
+        notes = []
+        for check in checks:
+            if check.get("metric") != metric or check.get("slice") not in slice_keys:
+                continue
+            x = slice_keys.index(check["slice"])
+            bound = _drawn_bound(check)
+            for key in ("lower_bound", "upper_bound"):
+                value = bound.get(key)
+                if value is None:
+                    continue
+                colour = "#2f855a" if check.get("passed") else "#c53030"
+                ax.hlines(value, x - 0.48, x + 0.48, colors=colour, linestyles="--", linewidth=2)
+                notes.append((f"{check['slice']}: {check['kind']} {'>=' if key == 'lower_bound' else '<='} "
+                              f"{value:.3f} {'pass' if check.get('passed') else 'FAIL'}", colour))
+                top = max(top, float(value))
+        for i, (note, colour) in enumerate(reversed(notes)):  # the bounds, named, above the panel's right end
+            ax.text(1.0, 1.03 + 0.13 * i, note, transform=ax.transAxes, fontsize=9, color=colour, ha="right")
+        ax.set_ylim(0, top * 1.25 if top > 0 else 1)
+        ax.set_xlim(-0.6, max(len(slice_keys), 3) - 0.4)
+        ax.set_title(metric, fontsize=12, loc="left", fontweight="bold")
+        ax.set_xticks(xs, slice_keys, fontsize=10)
+        ax.tick_params(axis="y", labelsize=9)
+    if fairness:
+        ax = axes[-1]
+        labels = [f"{c['metric']} across {c['slice']}" for c in fairness]
+        gaps = [_num(c.get("observed")) for c in fairness]
+        base = [_num(c.get("baseline")) for c in fairness]
+        fx = list(range(len(fairness)))
+        if champion:
+            ax.bar_label(ax.bar([x - bar / 2 for x in fx], base, bar, color="#8da0cb"), fmt="%.3f", fontsize=9)
+        ax.bar_label(ax.bar([x + bar / 2 for x in fx], gaps, bar, color="#66c2a5"), fmt="%.3f", fontsize=9)
+        for x, check in zip(fx, fairness, strict=True):
+            limit = (check.get("bound") or {}).get("max_gap")
+            if limit is not None:
+                colour = "#2f855a" if check.get("passed") else "#c53030"
+                ax.hlines(limit, x - 0.48, x + 0.48, colors=colour, linestyles="--", linewidth=2)
+                ax.text(x + 0.5, limit, f"max gap {limit:.3f}", fontsize=9, color=colour, ha="left", va="center")
+        ax.set_xlim(-0.6, max(len(fairness), 3) - 0.4)
+        ax.set_ylim(0, max(gaps + base + [float((c.get("bound") or {}).get("max_gap") or 0) for c in fairness]) * 1.3 or 1)
+        ax.set_title("fairness gaps (max - min across slices)", fontsize=12, loc="left", fontweight="bold")
+        ax.set_xticks(fx, labels, fontsize=10)
     handles, labels = axes[0].get_legend_handles_labels()
-    fig.legend(handles, labels, fontsize=7, loc="upper right", ncols=2, frameon=False)
-    axes[-1].set_xticks(xs, slice_keys, rotation=30, ha="right", fontsize=7)
+    fig.legend(handles, labels, fontsize=11, loc="upper right", ncols=2, frameon=False)
     verdict = report["decision"]["verdict"].replace("_", " ")
-    fig.suptitle(f"{report['model_name']}: {verdict}", fontsize=10, x=0.08, ha="left")
+    failed = [c for c in checks if not c.get("passed")]
+    fig.suptitle(
+        f"{report['model_name']} v{report['challenger_version']}: {verdict}"
+        + (f" ({len(failed)} of {len(checks)} checks failed)" if failed else f" ({len(checks)} checks passed)"),
+        fontsize=15, x=0.06, ha="left", fontweight="bold",
+    )
     if budgets:
-        fig.text(0.08, 0.005, budgets, fontsize=7, ha="left", va="bottom")
+        fig.text(0.06, 0.01, budgets, fontsize=10, ha="left", va="bottom")
     fig.savefig(path)
+
+
+def _drawn_bound(check: dict[str, Any]) -> dict[str, Any]:
+    """A check's bound as lower/upper values; a change check's tolerance is applied to the champion's value."""
+    bound = dict(check.get("bound") or {})
+    baseline = check.get("baseline")
+    if check.get("kind") != "change" or baseline is None or "direction" not in bound:
+        return bound
+    allowed = [abs(float(bound["absolute"]))] if bound.get("absolute") is not None else []
+    if bound.get("relative") is not None:
+        allowed.append(abs(float(bound["relative"]) * float(baseline)))
+    slack = min(allowed) if allowed else 0.0
+    if bound["direction"] == "higher_is_better":
+        return {"lower_bound": float(baseline) - slack}
+    return {"upper_bound": float(baseline) + slack}
 
 
 #: Overall-only measurements, written under the chart rather than drawn as panels.

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
@@ -149,10 +150,9 @@ class ModelPerformanceOperator(LineageMixin, BaseOperator):
             core_metrics.validate_metric_names(list(self.metrics))
 
         version, run_id, champion_metrics = self._champion()
-        if self.hook.ui_url:
-            from mlops_provider.links.mlflow import record_link
+        from mlops_provider.links.mlflow import record_link
 
-            record_link(self, MlflowRunLink.name, self.hook.run_url(run_id))
+        record_link(self, MlflowRunLink.name, self.hook.run_url(run_id))
         labels = load_dataset(self.labels).frame
         preds = load_dataset(self.predictions).frame
         joined = join_labels(
@@ -245,10 +245,50 @@ class ModelPerformanceOperator(LineageMixin, BaseOperator):
                 ),
                 "n_joined": joined.n_joined,
                 "decayed_metrics": [c.metric for c in decayed],
+                # the drift event's shape: model, version, verdict with its threshold, producer
+                "model_version": version,
+                "tolerance": self.tolerance,
+                "producer": {"dag_id": getattr(context.get("ti"), "dag_id", None), "run_id": context.get("run_id"),
+                             "task_id": getattr(context.get("ti"), "task_id", self.task_id)},
             }
             context["outlet_events"][AssetAlias(performance_decay_alias(self.model_name))].add(
                 Asset(performance_decay_uri(self.model_name)), extra=extra
             )
             self.log.warning("Performance decay of %s: %s", self.model_name, extra["summary"])
             result["event"] = {"asset": performance_decay_uri(self.model_name), "extra": extra}
+        result["monitoring_run_id"] = self._log_run(context, result, live, comparisons)
         return result
+
+    def _log_run(self, context: Context, result: dict[str, Any], live: dict[str, float], comparisons: list) -> str:
+        """One MLflow run per check (the MLOps view's timeline reads it); reused by a retry of the same try."""
+        from mlflow.entities import Metric, RunTag
+
+        from mlops_provider.links.mlflow import record_link
+
+        client = self.hook.get_client()
+        experiment = f"{self.model_name}-monitoring"
+        exp = client.get_experiment_by_name(experiment)
+        exp_id = exp.experiment_id if exp else client.create_experiment(experiment)
+        ti = context.get("ti")
+        lineage = {
+            "airflow.dag_id": str(getattr(ti, "dag_id", None) or "manual"),
+            "airflow.run_id": str(context.get("run_id") or "manual"),
+            "airflow.task_id": str(getattr(ti, "task_id", self.task_id)),
+        }
+        ti_key = "/".join(lineage.values())
+        found = client.search_runs([exp_id], filter_string=f"tags.`mlops.airflow_ti` = '{ti_key}'", max_results=1)
+        run_id = found[0].info.run_id if found else client.create_run(
+            exp_id, run_name=f"performance {self.model_name} v{result['champion_version']}").info.run_id
+        now = int(time.time() * 1000)
+        metrics = [Metric(f"live.{k}", float(v), now, 0) for k, v in live.items()]
+        metrics += [Metric(f"champion.{c.metric}", float(c.champion), now, 0) for c in comparisons]
+        tags = {
+            **lineage, "mlops.airflow_ti": ti_key, "mlops.kind": "performance_check",
+            "mlops.model_name": self.model_name, "mlops.model_version": str(result["champion_version"]),
+            "mlops.verdict": str(result["verdict"]), "mlops.predictions_uri": str(self.predictions)[:500],
+            "mlops.labels_uri": str(self.labels)[:500],
+        }
+        client.log_batch(run_id, metrics=metrics, tags=[RunTag(k, v) for k, v in tags.items()])
+        client.set_terminated(run_id, "FINISHED")
+        record_link(self, MlflowRunLink.name, self.hook.run_url(run_id, exp_id))
+        return run_id

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseOperator
 
+from mlops_provider._names import batch_label, run_name
 from mlops_provider.hooks.mlflow import MlflowHook
 from mlops_provider.lineage import LineageMixin, records
 from mlops_provider.links.mlflow import MlflowModelVersionLink, MlflowRunLink, record_link
@@ -255,8 +256,10 @@ class BatchPredictOperator(LineageMixin, BaseOperator):
             tags["mlops.model_version"] = str(version)
         with self.hook.mlflow_env():
             exp = mlflow.set_experiment(str(experiment))
+            self.hook.mark_experiment_kind(exp)
             with mlflow.start_run(
-                experiment_id=exp.experiment_id, run_name=f"{self.task_id}-{context.get('run_id') or 'manual'}"[:250],
+                experiment_id=exp.experiment_id,
+                run_name=run_name("score", f"{name or self.task_id} {batch_label(tags.get('mlops.input'))}", context),
                 tags=tags,
             ) as run:
                 mlflow.log_metrics(metrics)

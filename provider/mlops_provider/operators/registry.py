@@ -92,7 +92,7 @@ class RegisterModelOperator(_RegistryOperator):
         )
         self._lineage = records.register(self.hook.tracking_uri, str(self.model_uri), registered.to_dict())
         record_link(self, MlflowModelVersionLink.name, self.hook.model_version_url(registered.name, registered.version))
-        if registered.run_id and self.hook.ui_url:
+        if registered.run_id:
             record_link(self, MlflowRunLink.name, self.hook.run_url(registered.run_id))
         return registered.to_dict()
 

@@ -281,7 +281,9 @@ class TrainModelOperator(LineageMixin, BaseOperator):
     def _run_name(self, context: Context) -> str:
         if self.run_name:
             return str(self.run_name)
-        return f"{self.task_id}-{context.get('run_id') or 'manual'}"[:250]
+        from mlops_provider._names import run_name
+
+        return run_name("train", self._experiment(context).removesuffix("-training"), context)
 
     def _log_run(
         self, context, result, params, all_metrics, tags, train_ds, eval_ds, train_ref, eval_ref, sample_rows
@@ -293,6 +295,7 @@ class TrainModelOperator(LineageMixin, BaseOperator):
         from mlops_provider.core.training import reference_sample
 
         experiment = mlflow.set_experiment(self._experiment(context))
+        self.hook.mark_experiment_kind(experiment)
         with mlflow.start_run(experiment_id=experiment.experiment_id, run_name=self._run_name(context), tags=tags) as run:
             run_id = run.info.run_id
             mlflow.log_params(params)

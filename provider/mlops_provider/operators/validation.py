@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 from airflow.sdk import BaseOperator
 
 from mlops_provider._args import FAIL, QUARANTINE, WARN, check_choice
+from mlops_provider._names import batch_label, run_name
 from mlops_provider.exceptions import DatasetError, DataValidationFailed, MlopsConfigurationError
 from mlops_provider.lineage import LineageMixin, records
 from mlops_provider.links.mlflow import MlflowRunLink, ValidationReportLink, record_link
@@ -392,7 +393,7 @@ class DataValidationOperator(LineageMixin, BaseOperator):
             "airflow.dag_id": self.dag_id,
             "airflow.task_id": self.task_id,
             "airflow.run_id": run_id_airflow,
-            "mlflow.runName": f"validate {self.task_id}",
+            "mlflow.runName": run_name("validate", batch_label(data.uri), context),
         }
         existing = client.search_runs(
             [experiment_id], filter_string=f"tags.`mlops.airflow_ti` = '{_quote(ti_key)}'", max_results=1
@@ -418,10 +419,7 @@ class DataValidationOperator(LineageMixin, BaseOperator):
         artifact_uri = client.get_run(run_id).info.artifact_uri.rstrip("/")
         result_uri = f"{artifact_uri}/{RESULT_ARTIFACT}"
         run_url = self.hook.run_url(run_id, experiment_id)
-        report_url = (
-            self.hook.artifact_url(run_id, REPORT_ARTIFACT, experiment_id)
-            or f"{artifact_uri}/{REPORT_ARTIFACT}"
-        )
+        report_url = self.hook.artifact_url(run_id, REPORT_ARTIFACT, experiment_id)
         record_link(self, MlflowRunLink.name, run_url)
         record_link(self, ValidationReportLink.name, report_url)
         self.log.info("Validation report: %s", report_url)
