@@ -91,6 +91,8 @@ def run_story(workdir: Path, keep: bool = False, quiet: bool = False) -> dict[st
     mlflow_dir.mkdir(parents=True)
     data.mkdir(parents=True)
     demo_data.land(demo_data.training_set(), data / "training", "base.parquet")
+    for folder in ("batches", "labels"):  # the watchers fail visibly on a missing landing folder
+        (data / "landing" / folder).mkdir(parents=True)
     stack = AirflowLocal(
         home=workdir / "airflow",
         dags_folder=ROOT / "dags",
