@@ -8,11 +8,12 @@ and the retraining policy.  The DAG files call one builder each:
   the training window -> validate -> train -> register challenger -> gate -> promote -> batch score.
   Scheduled by a cron expression *or* by the ``training_data``, ``drift`` and ``performance_decay``
   assets of the model.
-* :func:`build_drift_monitor` (``drift_monitor__<model>``): one run per landed batch
-  (``AssetWatcher`` + ``NewBatchTrigger``): validate (quarantine on failure) -> score with the champion ->
+* :func:`build_drift_monitor` (``drift_monitor__<model>``): runs on landed batches (``AssetWatcher`` +
+  ``NewBatchTrigger``); Airflow may merge several arrivals into one run, and every batch of the run is
+  checked on its own (a mapped task group): validate (quarantine on failure) -> score with the champion ->
   drift check against the champion's profile -> drift Asset event.
-* :func:`build_performance_monitor` (``performance_monitor__<model>``): one run per landed label file:
-  join the labels with the stored predictions -> performance-decay Asset event.
+* :func:`build_performance_monitor` (``performance_monitor__<model>``): runs on landed label files, each
+  checked on its own (a mapped task group): join the labels with the stored predictions -> performance-decay Asset event.
 * :func:`build_cicd` (``cicd_pipeline__<model>``, level 2): see ``dags/cicd_pipeline.py``.
 
 Nothing heavy is imported here: pandas, scikit-learn, MLflow and GX load inside the tasks.
@@ -27,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 import pendulum
-from airflow.sdk import DAG, Asset, AssetWatcher, Param, task
+from airflow.sdk import DAG, Asset, AssetWatcher, Param, task, task_group
 
 from mlops_provider.operators.drift import DriftCheckOperator, drift_asset_uri
 from mlops_provider.operators.gate import PromotionGateOperator
@@ -113,15 +114,34 @@ def assemble_window(spec: PipelineSpec, run_id: str, seed: int = 42) -> dict[str
     }
 
 
+def triggering_payloads(context: dict[str, Any]) -> list[dict[str, Any]]:
+    """
+    The ``NewBatchTrigger`` payloads behind an asset-triggered run, oldest first.
+
+    An event from a watcher whose payload is not a success with a ``batch_uri`` is malformed: it fails
+    the task with ``AirflowFailException`` (a retry would read the same event).
+    """
+    payloads: list[dict[str, Any]] = []
+    for asset, events in (context.get("triggering_asset_events") or {}).items():
+        for event in events:
+            extra = event.extra or {}
+            if not extra.get("from_trigger"):
+                continue  # an event posted through the API or by a task: not a landed file
+            payload = extra.get("payload")
+            if not isinstance(payload, dict) or payload.get("status") != "success" or not payload.get("batch_uri"):
+                from airflow.sdk.exceptions import AirflowFailException
+
+                raise AirflowFailException(
+                    f"malformed watcher event on {getattr(asset, 'uri', asset)}: expected a payload "
+                    f"{{'status': 'success', 'batch_uri': ...}}, got {str(payload)[:300]}"
+                )
+            payloads.append(payload)
+    return payloads
+
+
 def triggering_files(context: dict[str, Any]) -> list[str]:
     """The landed files behind an asset-triggered run (``NewBatchTrigger`` payloads), oldest first."""
-    uris: list[str] = []
-    for events in (context.get("triggering_asset_events") or {}).values():
-        for event in events:
-            payload = (event.extra or {}).get("payload") or {}
-            if payload.get("status") == "success" and payload.get("batch_uri"):
-                uris.append(payload["batch_uri"])
-    return uris
+    return [payload["batch_uri"] for payload in triggering_payloads(context)]
 
 
 def _local(uri: str) -> str:
@@ -249,8 +269,40 @@ def build_continuous_training(spec: PipelineSpec) -> DAG:
 # ---------------------------------------------------------------------- monitoring
 
 
+def pending_batches(ledger_path: str, consumer: str, triggered: list[dict[str, Any]], run_id: str) -> list[dict[str, Any]]:
+    """
+    Take every batch of a drift-monitor run: the run's triggering batches, plus every batch the watcher
+    claimed (``consumer`` in the ledger) that no run has taken yet, oldest first, each once.
+
+    Airflow merges arrivals that come close together into one run, and 3.3.2 can leave an event of a
+    burst unscheduled (docs/drift-fires-retraining.md): the ledger, not the event list, decides what a run
+    checks.  A batch is recorded as taken (``<consumer>.taken``) by the run that checks it.
+    """
+    from mlops_provider.core.batches import Batch, BatchLedger
+
+    ledger = BatchLedger(ledger_path)
+    taken = ledger.seen_ids(f"{consumer}.taken")
+    candidates: dict[str, str] = {}  # batch_id -> uri, oldest first
+    for row in ledger.history(consumer):
+        candidates.setdefault(row["batch_id"], row["uri"])
+    for payload in triggered:
+        candidates.setdefault(payload.get("batch_id") or payload["batch_uri"], payload["batch_uri"])
+    batches: list[dict[str, Any]] = []
+    for batch_id, uri in candidates.items():
+        if batch_id in taken:
+            continue
+        ledger.claim(f"{consumer}.taken", Batch(uri=uri, batch_id=batch_id, is_dir=False, size_bytes=0, mtime=0.0),
+                     {"run_id": run_id})
+        path = _local(uri)
+        batches = [b for b in batches if b["batch_uri"] != path]  # the same file re-landed: its latest content
+        batches.append({"batch_uri": path, "name": os.path.basename(path), "batch_id": batch_id})
+    return batches
+
+
 def build_drift_monitor(spec: PipelineSpec) -> DAG:
     model = spec.name
+    ledger_path = os.path.join(spec.data_path("work"), "batch_ledger.sqlite3")
+    watcher = f"drift_monitor__{model}"
     # [START howto_drift_monitor]
     batches = Asset(
         name=f"{model}_batches",
@@ -260,8 +312,8 @@ def build_drift_monitor(spec: PipelineSpec) -> DAG:
                 name=f"{model}_batch_watcher",
                 trigger=NewBatchTrigger(
                     location=spec.data_path("batches"),
-                    consumer=f"drift_monitor__{model}",
-                    ledger_path=os.path.join(spec.data_path("work"), "batch_ledger.sqlite3"),
+                    consumer=watcher,
+                    ledger_path=ledger_path,
                     poll_interval=1.0,
                 ),
             )
@@ -278,42 +330,54 @@ def build_drift_monitor(spec: PipelineSpec) -> DAG:
     ) as dag:
 
         @task
-        def resolve_batch(params: dict | None = None, **context) -> dict:
-            """The landed batch behind this run (several merged arrivals: the newest; the rest are logged)."""
-            uris = triggering_files(context) or [params["batch_uri"]]
-            if len(uris) > 1:
-                print(f"{len(uris)} batches merged into this run; checking the newest, not checked: {uris[:-1]}")
-            path = _local(uris[-1])
-            return {"batch_uri": path, "name": os.path.basename(path)}
+        def resolve_batches(params: dict | None = None, run_id: str | None = None, **context) -> list[dict]:
+            """Every batch of this run: Airflow merges arrivals into one run; each one is checked on its own."""
+            if params and params.get("batch_uri"):  # a manual run checks the batch it names
+                path = _local(params["batch_uri"])
+                return [{"batch_uri": path, "name": os.path.basename(path), "batch_id": "manual"}]
+            found = pending_batches(ledger_path, watcher, triggering_payloads(context), run_id or "manual")
+            print(f"{len(found)} batch(es) to check in this run: {[b['name'] for b in found]}")
+            return found
 
-        batch = "{{ ti.xcom_pull(task_ids='resolve_batch')['batch_uri'] }}"
-        validate = DataValidationOperator(
-            task_id="validate_batch",
-            dataset=batch,
-            suite_path=spec.contract_path("batch_contract"),
-            on_failure="quarantine",  # a bad batch is copied aside and not scored or drift-checked
-            quarantine_location=spec.data_path("quarantine"),
-            experiment_name=f"{model}-validation",
-        )
-        score = BatchPredictOperator(
-            task_id="score_batch",
-            input_data=batch,
-            registered_model_name=model,
-            alias="champion",
-            id_columns=[spec.raw["features"]["id"]],
-            output_uri=os.path.join(spec.data_path("predictions"), "{{ ti.xcom_pull(task_ids='resolve_batch')['name'] }}"),
-            experiment_name=f"{model}-scoring",
-        )
-        drift = DriftCheckOperator(
-            task_id="check_drift",
-            reference=f"models:/{model}@champion",  # the champion's training profile
-            current=batch,
-            model_name=model,  # emits mlops://<model>/drift only when the batch drifted
-            columns=spec.raw["drift"]["columns"] or spec.feature_columns,
-            drift_share=float(spec.raw["drift"]["drift_share"]),
-            monitoring_experiment=f"{model}-monitoring",
-        )
-        resolve_batch() >> validate >> score >> drift
+        this = "ti.xcom_pull(task_ids='check_batch.batch', map_indexes=ti.map_index)"
+
+        @task_group(group_id="check_batch")
+        def check_batch(batch: dict) -> None:
+            """One mapped instance per batch: a quarantined batch skips only its own score and drift check."""
+
+            @task(task_id="batch")
+            def batch_of(batch: dict) -> dict:
+                return batch
+
+            validate = DataValidationOperator(
+                task_id="validate_batch",
+                dataset=f"{{{{ {this}['batch_uri'] }}}}",
+                suite_path=spec.contract_path("batch_contract"),
+                on_failure="quarantine",  # a bad batch is copied aside and not scored or drift-checked
+                quarantine_location=spec.data_path("quarantine"),
+                experiment_name=f"{model}-validation",
+            )
+            score = BatchPredictOperator(
+                task_id="score_batch",
+                input_data=f"{{{{ {this}['batch_uri'] }}}}",
+                registered_model_name=model,
+                alias="champion",
+                id_columns=[spec.raw["features"]["id"]],
+                output_uri=os.path.join(spec.data_path("predictions"), f"{{{{ {this}['name'] }}}}"),
+                experiment_name=f"{model}-scoring",
+            )
+            drift = DriftCheckOperator(
+                task_id="check_drift",
+                reference=f"models:/{model}@champion",  # the champion's training profile
+                current=f"{{{{ {this}['batch_uri'] }}}}",
+                model_name=model,  # emits mlops://<model>/drift only when the batch drifted
+                columns=spec.raw["drift"]["columns"] or spec.feature_columns,
+                drift_share=float(spec.raw["drift"]["drift_share"]),
+                monitoring_experiment=f"{model}-monitoring",
+            )
+            batch_of(batch) >> validate >> score >> drift
+
+        check_batch.expand(batch=resolve_batches())
     # [END howto_drift_monitor]
     return dag
 
@@ -321,6 +385,8 @@ def build_drift_monitor(spec: PipelineSpec) -> DAG:
 def build_performance_monitor(spec: PipelineSpec) -> DAG:
     model = spec.name
     perf = spec.raw["performance"]
+    ledger_path = os.path.join(spec.data_path("work"), "batch_ledger.sqlite3")
+    watcher = f"performance_monitor__{model}"
     labels = Asset(
         name=f"{model}_labels",
         uri=f"file://{spec.data_path('labels')}",
@@ -329,8 +395,8 @@ def build_performance_monitor(spec: PipelineSpec) -> DAG:
                 name=f"{model}_label_watcher",
                 trigger=NewBatchTrigger(
                     location=os.path.join(spec.data_path("labels"), "*.parquet"),
-                    consumer=f"performance_monitor__{model}",
-                    ledger_path=os.path.join(spec.data_path("work"), "batch_ledger.sqlite3"),
+                    consumer=watcher,
+                    ledger_path=ledger_path,
                     poll_interval=1.0,
                 ),
             )
@@ -347,29 +413,42 @@ def build_performance_monitor(spec: PipelineSpec) -> DAG:
     ) as dag:
 
         @task
-        def match_predictions(params: dict | None = None, **context) -> dict:
-            """Labels arrive later: find the predictions of the same batch (none: it was quarantined)."""
-            from airflow.sdk.exceptions import AirflowSkipException
+        def resolve_labels(params: dict | None = None, run_id: str | None = None, **context) -> list[dict]:
+            """Every label file of this run (arrivals merged by Airflow included), each checked on its own."""
+            if params and params.get("labels_uri"):
+                path = _local(params["labels_uri"])
+                return [{"batch_uri": path, "name": os.path.basename(path), "batch_id": "manual"}]
+            found = pending_batches(ledger_path, watcher, triggering_payloads(context), run_id or "manual")
+            print(f"{len(found)} label file(s) to check in this run: {[b['name'] for b in found]}")
+            return found
 
-            path = _local((triggering_files(context) or [params["labels_uri"]])[-1])
-            predictions = os.path.join(spec.data_path("predictions"), os.path.basename(path))
-            if not os.path.exists(predictions):
-                raise AirflowSkipException(f"{os.path.basename(path)} was never scored (quarantined): no decay check")
-            return {"labels": path, "predictions": predictions}
+        @task_group(group_id="check_labels")
+        def check_labels(labels: dict) -> None:
+            @task
+            def match_predictions(labels: dict) -> dict:
+                """Labels arrive later: find the predictions of the same batch (none: it was quarantined)."""
+                from airflow.sdk.exceptions import AirflowSkipException
 
-        matched = match_predictions()
-        decay = ModelPerformanceOperator(
-            task_id="check_decay",
-            model_name=model,  # emits mlops://<model>/performance_decay only on decay
-            labels="{{ ti.xcom_pull(task_ids='match_predictions')['labels'] }}",
-            predictions="{{ ti.xcom_pull(task_ids='match_predictions')['predictions'] }}",
-            id_columns=[spec.raw["features"]["id"]],
-            label_column=spec.raw["target"],
-            metrics=[perf["metric"]],
-            tolerance=float(perf["tolerance"]),
-            min_rows=int(perf["min_rows"]),
-        )
-        matched >> decay
+                predictions = os.path.join(spec.data_path("predictions"), labels["name"])
+                if not os.path.exists(predictions):
+                    raise AirflowSkipException(f"{labels['name']} was never scored (quarantined): no decay check")
+                return {"labels": labels["batch_uri"], "predictions": predictions}
+
+            matched = "ti.xcom_pull(task_ids='check_labels.match_predictions', map_indexes=ti.map_index)"
+            decay = ModelPerformanceOperator(
+                task_id="check_decay",
+                model_name=model,  # emits mlops://<model>/performance_decay only on decay
+                labels=f"{{{{ {matched}['labels'] }}}}",
+                predictions=f"{{{{ {matched}['predictions'] }}}}",
+                id_columns=[spec.raw["features"]["id"]],
+                label_column=spec.raw["target"],
+                metrics=[perf["metric"]],
+                tolerance=float(perf["tolerance"]),
+                min_rows=int(perf["min_rows"]),
+            )
+            match_predictions(labels) >> decay
+
+        check_labels.expand(labels=resolve_labels())
     return dag
 
 

@@ -105,14 +105,15 @@ def test_level1_training_then_monitoring_of_good_and_broken_batches(world):
         label_file = demo_data.land(labels, data / "landing" / "labels", name)
         perf = performance.test(run_conf={"labels_uri": str(label_file)})
         if day == 1:
-            assert run.state == "success" and states["check_drift"] == "success", states
+            assert run.state == "success" and states["check_batch.check_drift"] == "success", states
             assert (data / "predictions" / name).exists()
-            assert _states(perf)["check_decay"] == "success"
+            assert _states(perf)["check_labels.check_decay"] == "success"
         else:  # the broken batch: quarantined, never scored nor drift-checked
-            assert states["validate_batch"] == "skipped" and states["score_batch"] == "skipped", states
+            assert states["check_batch.validate_batch"] == "skipped", states
+            assert states["check_batch.score_batch"] == "skipped", states
             assert not (data / "predictions" / name).exists()
             assert list((data / "quarantine").rglob("*.parquet"))
-            assert _states(perf)["match_predictions"] == "skipped"
+            assert _states(perf)["check_labels.match_predictions"] == "skipped"
 
 
 def _propose(world, old: str, new: str) -> Path:
