@@ -464,19 +464,36 @@ def live_definition(spec: PipelineSpec) -> Path:
     return Path(os.environ.get("MLOPS_PIPELINES_DIR", PIPELINES_DIR)) / f"{spec.name}.yaml"
 
 
+def worker_subprocess_env(scratch: str, **extra: str) -> dict[str, str]:
+    """
+    The environment of a CI subprocess, as a worker can run it.
+
+    Airflow 3's task supervisor blocks the metadata DB in the task process by setting
+    ``AIRFLOW__DATABASE__SQL_ALCHEMY_CONN`` (and ``AIRFLOW__CORE__...``) to ``airflow-db-not-allowed:///``;
+    a child interpreter that imports Airflow would fail on it ("Could not parse SQLAlchemy URL").  The
+    checks need no metadata DB, so the child gets a throwaway SQLite URL in ``scratch`` instead.
+    """
+    env = {k: v for k, v in os.environ.items() if "SQL_ALCHEMY_CONN" not in k}
+    env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"] = f"sqlite:///{os.path.join(scratch, 'ci-airflow.db')}"
+    env.update(extra)
+    return env
+
+
 def run_component_tests(candidate: PipelineSpec, repo_root: Path) -> dict[str, Any]:
     """CI: the pipeline's own component tests (``tests:`` in the YAML), in a fresh interpreter."""
     import subprocess
     import sys
+    import tempfile
 
     tests = list(candidate.raw["tests"])
     if not tests:
         return {"tests": [], "outcome": "no tests declared"}
-    proc = subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-x", "-p", "no:cacheprovider", *tests],
-        cwd=repo_root, capture_output=True, text=True, timeout=900,
-        env={**os.environ, "MLOPS_CANDIDATE_PIPELINE": candidate.path},
-    )
+    with tempfile.TemporaryDirectory(prefix="mlops-ci-") as scratch:
+        proc = subprocess.run(
+            [sys.executable, "-m", "pytest", "-q", "-x", "-p", "no:cacheprovider", *tests],
+            cwd=repo_root, capture_output=True, text=True, timeout=900,
+            env=worker_subprocess_env(scratch, MLOPS_CANDIDATE_PIPELINE=candidate.path),
+        )
     tail = (proc.stdout + proc.stderr).strip().splitlines()[-15:]
     if proc.returncode != 0:
         from airflow.sdk.exceptions import AirflowFailException
@@ -492,12 +509,16 @@ def check_dag_integrity(candidate: PipelineSpec) -> dict[str, Any]:
     import sys
     import tempfile
 
+    contracts = candidate.check_contracts()
     with tempfile.TemporaryDirectory(prefix="mlops-ci-") as tmp:
         shutil.copy(candidate.path, Path(tmp) / f"{candidate.name}.yaml")
-        for contract in ("batch_contract", "training_contract"):
-            target = Path(tmp) / candidate.raw["validation"][contract]
+        for contract, source in contracts.items():
+            named = candidate.raw["validation"][contract]
+            if os.path.isabs(named):
+                continue  # read from where it is
+            target = Path(tmp) / named
             target.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy(candidate.contract_path(contract), target)
+            shutil.copy(source, target)
         probe = (
             "import json, sys\n"
             "from airflow.dag_processing.dagbag import DagBag\n"
@@ -511,7 +532,7 @@ def check_dag_integrity(candidate: PipelineSpec) -> dict[str, Any]:
         for f in files:
             proc = subprocess.run(
                 [sys.executable, "-c", probe, str(f)], capture_output=True, text=True, timeout=300,
-                env={**os.environ, "MLOPS_PIPELINES_DIR": tmp},
+                env=worker_subprocess_env(tmp, MLOPS_PIPELINES_DIR=tmp),
             )
             out = json.loads(proc.stdout.strip().splitlines()[-1]) if proc.returncode == 0 else {
                 "errors": {str(f): proc.stderr[-500:]}, "dags": []}
@@ -530,6 +551,7 @@ def check_data_contract(candidate: PipelineSpec) -> dict[str, Any]:
 
     from mlops_provider.core.validation import compare_schema, describe_schema_changes, load_suite_file
 
+    candidate.check_contracts()
     checks = {"training_contract": candidate.data_path("training")}
     batches = sorted(Path(candidate.data_path("batches")).parent.glob("*.parquet"))
     if batches:
@@ -629,7 +651,10 @@ def build_cicd(spec: PipelineSpec) -> DAG:
                 path = _local((triggering_files(context) or [params["pipeline_path"]])[-1])
                 candidate = load_pipeline(path)
                 if candidate.name != model:
-                    raise ValueError(f"{path} defines {candidate.name!r}, this DAG deploys {model!r}")
+                    from airflow.sdk.exceptions import AirflowFailException
+
+                    raise AirflowFailException(f"{path} defines {candidate.name!r}, this DAG deploys {model!r}")
+                candidate.check_contracts()  # a proposal holds its YAML and the contracts it names
                 return {
                     "path": path, "version": candidate.version, "estimator_params": candidate.estimator_params(),
                     "gate_spec": candidate.gate_spec(), "approval": bool(candidate.raw["gate"]["approval"]),
