@@ -206,3 +206,46 @@ def test_level2_deploys_a_changed_pipeline_and_rolls_back_a_bad_one(world):
     assert states["cd.rollback"] == "success" and states["cd.restore_definition"] == "failed", states
     assert _champion(world) == deployed  # the previous champion is back
     assert live.read_text() == good_text  # and so is the previous definition
+
+
+def _watcher_event(payload, from_trigger=True):
+    from types import SimpleNamespace
+
+    return SimpleNamespace(extra={"from_trigger": from_trigger, "payload": payload})
+
+
+def test_a_run_takes_every_pending_batch_once(tmp_path):
+    """Merged arrivals and events Airflow left unscheduled: the ledger decides, each batch in one run."""
+    import pipeline_factory as factory
+
+    from mlops_provider.core.batches import BatchLedger, discover_batches
+
+    landing = tmp_path / "landing"
+    landing.mkdir()
+    for i in range(4):
+        (landing / f"b{i}.parquet").write_bytes(b"x" * (i + 1))
+    ledger_path = str(tmp_path / "ledger.sqlite3")
+    ledger = BatchLedger(ledger_path)
+    batches = discover_batches(str(landing / "*.parquet"))
+    for batch in batches:  # what NewBatchTrigger does before yielding each event
+        assert ledger.claim("watcher", batch)
+    # run 1 was handed the events of b0 and b1 only; b2 and b3 were claimed by the watcher too
+    triggered = [{"status": "success", "batch_uri": b.uri, "batch_id": b.batch_id} for b in batches[:2]]
+    first = factory.pending_batches(ledger_path, "watcher", triggered, "run-1")
+    assert [b["name"] for b in first] == ["b0.parquet", "b1.parquet", "b2.parquet", "b3.parquet"]
+    # run 2, created for the events of b2 and b3, finds them taken: it checks nothing
+    triggered = [{"status": "success", "batch_uri": b.uri, "batch_id": b.batch_id} for b in batches[2:]]
+    assert factory.pending_batches(ledger_path, "watcher", triggered, "run-2") == []
+    assert {row["info"]["run_id"] for row in ledger.history("watcher.taken")} == {"run-1"}
+
+
+def test_a_malformed_watcher_event_fails_the_task():
+    import pipeline_factory as factory
+    from airflow.sdk.exceptions import AirflowFailException
+
+    good = _watcher_event({"status": "success", "batch_uri": "/l/b.parquet", "batch_id": "x"})
+    api = _watcher_event(None, from_trigger=False)  # posted through the API: not a landed file, ignored
+    assert factory.triggering_files({"triggering_asset_events": {"a": [good, api]}}) == ["/l/b.parquet"]
+    for payload in ({"status": "error", "message": "boom"}, {"status": "success"}, "not a dict", None):
+        with pytest.raises(AirflowFailException, match="malformed watcher event"):
+            factory.triggering_payloads({"triggering_asset_events": {"a": [good, _watcher_event(payload)]}})
