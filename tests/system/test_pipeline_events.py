@@ -32,7 +32,9 @@ TRAINING = f"continuous_training__{MODEL}"
 MONITOR = f"drift_monitor__{MODEL}"
 PERFORMANCE = f"performance_monitor__{MODEL}"
 CICD = f"cicd_pipeline__{MODEL}"
-GOOD = [f"burst-{i}.parquet" for i in range(5)]
+#: seeds of stable batches that pass the derived batch contract (seed 2 has an income above its max)
+SEEDS = (0, 1, 3, 4, 5)
+GOOD = [f"burst-{i}.parquet" for i in SEEDS]
 BROKEN = "burst-broken.parquet"
 
 
@@ -99,7 +101,7 @@ def test_every_batch_of_a_merged_run_is_validated_scored_and_drift_checked(stack
 
     data = stack.world["data"]
     known = stack.run_ids(MONITOR)
-    frames = {name: stable_batch(i)[0] for i, name in enumerate(GOOD)}
+    frames = {name: stable_batch(i)[0] for i, name in zip(SEEDS, GOOD, strict=True)}
     frames[BROKEN] = demo_data.batch(3)[0]  # the export bug: fails the batch contract
     for name, frame in frames.items():  # written first, so that landing (the renames) takes milliseconds
         frame.to_parquet(data / "landing" / "batches" / f".{name}.tmp", index=False)
@@ -164,7 +166,7 @@ def test_a_changed_proposal_runs_cicd_by_itself_and_deploys_it(stack):
     accepted = sorted(p.name for p in (data / "predictions").glob("*.parquet"))
     assert accepted == GOOD, "run the merged-batch test first: CD trains on the accepted, labelled batches"
     # the labels of the accepted batches arrive: the CD training window of the proposal is ready
-    for i, name in enumerate(GOOD):
+    for i, name in zip(SEEDS, GOOD, strict=True):
         demo_data.land(stable_batch(i)[1], data / "landing" / "labels", name)
     assert stack.runs(CICD) == []  # never triggered by hand
 
