@@ -198,7 +198,7 @@ def test_a_changed_proposal_runs_cicd_by_itself_and_deploys_it(stack):
     deployed = stack.xcom(CICD, run_id, "cd.deploy_definition")
     assert (pipelines / f"{MODEL}.yaml").read_text() == (proposed / f"{MODEL}.yaml").read_text()
     client = MlflowClient(tracking_uri=stack.mlflow_uri, registry_uri=stack.mlflow_uri)
-    assert client.get_model_version_by_alias(MODEL, "champion").version == deployed["version"]
+    assert str(client.get_model_version_by_alias(MODEL, "champion").version) == str(deployed["version"])
     tags = client.get_model_version(MODEL, deployed["version"]).tags
     assert tags["mlops.pipeline_version"] == proposal_version and tags["mlops.deployed_by"] == run_id
 
