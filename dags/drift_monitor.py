@@ -12,16 +12,8 @@ Asset event when live quality falls below the champion's.  Both events schedule
 ``continuous_training__<model>``.
 """
 
-from __future__ import annotations
+from pathlib import Path
 
-import os
-import sys
+from mlops_provider.pipelines import build_dags
 
-if os.path.dirname(os.path.abspath(__file__)) not in sys.path:  # the factory lives beside the DAG files
-    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-
-from pipeline_factory import build_drift_monitor, build_performance_monitor, pipelines  # noqa: E402
-
-for _spec in pipelines():
-    globals()[f"drift_monitor__{_spec.dag_suffix}"] = build_drift_monitor(_spec)
-    globals()[f"performance_monitor__{_spec.dag_suffix}"] = build_performance_monitor(_spec)
+build_dags(Path(__file__).parent / "pipelines", globals(), kinds=["drift_monitor", "performance_monitor"])

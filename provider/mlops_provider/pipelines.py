@@ -376,6 +376,23 @@ def _line(node: yaml.MappingNode, key: str) -> int:
     return next((k.start_mark.line + 1 for k, _ in node.value if k.value == key), 1)
 
 
+def build_dags(
+    folder: str | os.PathLike[str],
+    namespace: dict[str, Any] | None = None,
+    *,
+    kinds: tuple[str, ...] | list[str] = ("continuous_training", "drift_monitor", "performance_monitor", "cicd_pipeline"),
+    tests_root: str | os.PathLike[str] | None = None,
+) -> dict[str, Any]:
+    """
+    Build the MLOps DAGs of every pipeline YAML in ``folder`` into ``namespace`` (a DAG file's ``globals()``).
+
+    Parse-safe (no heavy import); see :func:`mlops_provider.pipeline_dags.build_dags` for the parameters.
+    """
+    from mlops_provider.pipeline_dags import build_dags as _build_dags
+
+    return _build_dags(folder, namespace, kinds=kinds, tests_root=tests_root)
+
+
 def discover_pipelines(folder: str | os.PathLike[str]) -> list[PipelineSpec]:
     """Every valid ``*.yaml`` pipeline in ``folder`` (sorted); an invalid file raises (an import error)."""
     return [load_pipeline(p) for p in sorted(Path(folder).glob("*.yaml"))]

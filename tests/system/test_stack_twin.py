@@ -74,7 +74,7 @@ def stack(tmp_path_factory):
     dags = base / "dags"
     dags.mkdir()
     for name in ("example_mlflow_hook.py", "example_train_register_promote.py", "continuous_training.py",
-                 "drift_monitor.py", "pipeline_factory.py"):
+                 "drift_monitor.py"):
         shutil.copy(ROOT / "dags" / name, dags / name)
     shutil.copytree(ROOT / "dags" / "pipelines", dags / "pipelines")
     # Events only (no cron) in the twin's copy: unpausing a cron DAG also starts its latest interval,

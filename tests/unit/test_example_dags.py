@@ -63,8 +63,7 @@ def world(tmp_path_factory, airflow_db, mlflow_sqlite_uri, session_dir):
     mp.setenv("AIRFLOW_CONN_MLFLOW_DEFAULT", f'{{"conn_type": "mlflow", "host": "{mlflow_sqlite_uri}"}}')
     cwd = os.getcwd()
     os.chdir(session_dir / "mlflow-local")
-    import pipeline_factory
-
+    from mlops_provider import pipeline_dags as pipeline_factory
     from mlops_provider.pipelines import load_pipeline
 
     spec = load_pipeline(pipelines / f"{model}.yaml")
@@ -122,7 +121,7 @@ def test_ci_checks_run_as_a_worker_runs_them(world, monkeypatch):
     blocked = "airflow-db-not-allowed:///"  # what airflow.sdk.execution_time.supervisor.block_orm_access sets
     monkeypatch.setenv("AIRFLOW__DATABASE__SQL_ALCHEMY_CONN", blocked)
     monkeypatch.setenv("AIRFLOW__CORE__SQL_ALCHEMY_CONN", blocked)
-    found = factory.check_dag_integrity(world["spec"])
+    found = factory.check_dag_integrity(world["spec"], ROOT)
     assert found["errors"] == {}
     assert f"drift_monitor__{world['model']}" in found["dags"]
 
@@ -170,7 +169,7 @@ def test_level2_deploys_a_changed_pipeline_and_rolls_back_a_bad_one(world):
     # train candidates on the base set (as before any batch was accepted), so the gate compares like with like
     shutil.rmtree(world["data"] / "predictions", ignore_errors=True)
     before = _champion(world)
-    cicd = factory.build_cicd(spec)
+    cicd = factory.build_cicd(spec, tests_root=ROOT)
 
     # a bad YAML: CI fails at load_candidate, nothing is trained or deployed
     _propose(world, "  min_value: 0.70", "  min_value: high")
@@ -216,8 +215,7 @@ def _watcher_event(payload, from_trigger=True):
 
 def test_a_run_takes_every_pending_batch_once(tmp_path):
     """Merged arrivals and events Airflow left unscheduled: the ledger decides, each batch in one run."""
-    import pipeline_factory as factory
-
+    from mlops_provider import pipeline_dags as factory
     from mlops_provider.core.batches import BatchLedger, discover_batches
 
     landing = tmp_path / "landing"
@@ -240,8 +238,9 @@ def test_a_run_takes_every_pending_batch_once(tmp_path):
 
 
 def test_a_malformed_watcher_event_fails_the_task():
-    import pipeline_factory as factory
     from airflow.sdk.exceptions import AirflowFailException
+
+    from mlops_provider import pipeline_dags as factory
 
     good = _watcher_event({"status": "success", "batch_uri": "/l/b.parquet", "batch_id": "x"})
     api = _watcher_event(None, from_trigger=False)  # posted through the API: not a landed file, ignored

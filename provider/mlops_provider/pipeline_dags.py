@@ -1,8 +1,17 @@
-"""DAG factory: build the level-1 and level-2 MLOps DAGs of a model from its pipeline YAML.
+"""DAG factory: build the level-1, monitoring and level-2 MLOps DAGs of a model from its pipeline YAML.
 
-``dags/pipelines/<model>.yaml`` (validated by :func:`mlops_provider.pipelines.load_pipeline`) holds the
+``<pipelines folder>/<model>.yaml`` (validated by :func:`mlops_provider.pipelines.load_pipeline`) holds the
 data locations, features, estimator, validation contracts, gate thresholds, drift and decay settings
-and the retraining policy.  The DAG files call one builder each:
+and the retraining policy.  A DAG file builds every pipeline of a folder in one line
+(:func:`mlops_provider.pipelines.build_dags`)::
+
+    from pathlib import Path
+
+    from mlops_provider.pipelines import build_dags
+
+    build_dags(Path(__file__).parent / "pipelines", globals())
+
+The builders, one per DAG:
 
 * :func:`build_continuous_training` (``continuous_training__<model>``, level 1): policy -> assemble
   the training window -> validate -> train -> register challenger -> gate -> promote -> batch score.
@@ -14,7 +23,8 @@ and the retraining policy.  The DAG files call one builder each:
   drift check against the champion's profile -> drift Asset event.
 * :func:`build_performance_monitor` (``performance_monitor__<model>``): runs on landed label files, each
   checked on its own (a mapped task group): join the labels with the stored predictions -> performance-decay Asset event.
-* :func:`build_cicd` (``cicd_pipeline__<model>``, level 2): see ``dags/cicd_pipeline.py``.
+* :func:`build_cicd` (``cicd_pipeline__<model>``, level 2): a changed definition written to
+  ``<pipelines folder>/proposed/<model>.yaml`` is tested (CI) and deployed (CD); see ``dags/cicd_pipeline.py``.
 
 Nothing heavy is imported here: pandas, scikit-learn, MLflow and GX load inside the tasks.
 """
@@ -41,14 +51,54 @@ from mlops_provider.operators.validation import DataValidationOperator
 from mlops_provider.pipelines import PipelineSpec, discover_pipelines, expand_env
 from mlops_provider.triggers.batch import NewBatchTrigger
 
-PIPELINES_DIR = Path(__file__).parent / "pipelines"
+KINDS = ("continuous_training", "drift_monitor", "performance_monitor", "cicd_pipeline")
 START = pendulum.datetime(2026, 1, 1, tz="UTC")
 ESTIMATOR_FACTORY = "mlops_provider.pipelines.tabular_classifier"
 
 
-def pipelines() -> list[PipelineSpec]:
-    """The pipeline definitions of ``dags/pipelines`` (``MLOPS_PIPELINES_DIR`` overrides the folder)."""
-    return discover_pipelines(os.environ.get("MLOPS_PIPELINES_DIR", PIPELINES_DIR))
+def pipelines(folder: str | os.PathLike[str]) -> list[PipelineSpec]:
+    """The pipeline definitions of ``folder`` (``MLOPS_PIPELINES_DIR`` overrides the folder)."""
+    return discover_pipelines(os.environ.get("MLOPS_PIPELINES_DIR") or folder)
+
+
+def build_dags(
+    folder: str | os.PathLike[str],
+    namespace: dict[str, Any] | None = None,
+    *,
+    kinds: tuple[str, ...] | list[str] = KINDS,
+    tests_root: str | os.PathLike[str] | None = None,
+) -> dict[str, DAG]:
+    """
+    Build the DAGs of every pipeline YAML in ``folder``; put them in ``namespace`` (a DAG file's ``globals()``).
+
+    :param folder: the folder of ``<model>.yaml`` files (``MLOPS_PIPELINES_DIR`` overrides it).  Level 2
+        watches ``<folder>/proposed/<model>.yaml`` (``MLOPS_PROPOSALS_DIR`` overrides the folder).
+    :param namespace: where to bind each DAG under its ``dag_id`` (the DAG processor finds them there).
+    :param kinds: which DAGs to build, of ``continuous_training``, ``drift_monitor``, ``performance_monitor``,
+        ``cicd_pipeline`` (default: all four).
+    :param tests_root: the folder that the component tests of a pipeline (``tests:`` in the YAML) are
+        relative to, and where level 2's CI runs pytest (default: ``folder``).
+    :returns: ``dag_id -> DAG``.
+    """
+    unknown = sorted(set(kinds) - set(KINDS))
+    if unknown:
+        raise ValueError(f"unknown kinds {unknown}: expected some of {list(KINDS)}")
+    root = Path(tests_root) if tests_root is not None else Path(folder)
+    built: dict[str, DAG] = {}
+    for spec in pipelines(folder):
+        for kind in kinds:
+            if kind == "continuous_training":
+                dag = build_continuous_training(spec)
+            elif kind == "drift_monitor":
+                dag = build_drift_monitor(spec)
+            elif kind == "performance_monitor":
+                dag = build_performance_monitor(spec)
+            else:
+                dag = build_cicd(spec, tests_root=root)
+            built[dag.dag_id] = dag
+    if namespace is not None:
+        namespace.update(built)
+    return built
 
 
 def training_data_uri(model: str) -> str:
@@ -455,13 +505,14 @@ def build_performance_monitor(spec: PipelineSpec) -> DAG:
 # ---------------------------------------------------------------------- level 2: CI/CD of the pipeline
 
 
-def proposals_dir() -> Path:
-    """Where changed pipeline definitions are proposed (``MLOPS_PROPOSALS_DIR``, default ``pipelines/proposed``)."""
-    return Path(os.environ.get("MLOPS_PROPOSALS_DIR", PIPELINES_DIR / "proposed"))
+def proposals_dir(spec: PipelineSpec) -> Path:
+    """Where changed definitions are proposed (``MLOPS_PROPOSALS_DIR``, default ``proposed/`` beside the live YAML)."""
+    return Path(os.environ.get("MLOPS_PROPOSALS_DIR") or Path(spec.path).resolve().parent / "proposed")
 
 
 def live_definition(spec: PipelineSpec) -> Path:
-    return Path(os.environ.get("MLOPS_PIPELINES_DIR", PIPELINES_DIR)) / f"{spec.name}.yaml"
+    folder = os.environ.get("MLOPS_PIPELINES_DIR") or Path(spec.path).resolve().parent
+    return Path(folder) / f"{spec.name}.yaml"
 
 
 def worker_subprocess_env(scratch: str, **extra: str) -> dict[str, str]:
@@ -502,8 +553,8 @@ def run_component_tests(candidate: PipelineSpec, repo_root: Path) -> dict[str, A
     return {"tests": tests, "outcome": tail[-1] if tail else "passed"}
 
 
-def check_dag_integrity(candidate: PipelineSpec) -> dict[str, Any]:
-    """CI: the DAG files build from the candidate definition with no import error and no cycle."""
+def check_dag_integrity(candidate: PipelineSpec, tests_root: str | os.PathLike[str] | None = None) -> dict[str, Any]:
+    """CI: every DAG builds from the candidate definition (a DagBag in a fresh interpreter): no import error, no cycle."""
     import shutil
     import subprocess
     import sys
@@ -526,8 +577,13 @@ def check_dag_integrity(candidate: PipelineSpec) -> dict[str, Any]:
             "print(json.dumps({'errors': {k: v[-500:] for k, v in bag.import_errors.items()},"
             " 'dags': sorted(bag.dag_ids)}))\n"
         )
-        dags_dir = Path(__file__).parent
-        files = [dags_dir / f for f in ("continuous_training.py", "drift_monitor.py")]
+        dag_file = Path(tmp) / "_dags" / "candidate_dags.py"
+        dag_file.parent.mkdir()
+        dag_file.write_text(
+            "from mlops_provider.pipelines import build_dags\n"
+            f"build_dags({tmp!r}, globals(), tests_root={str(tests_root or tmp)!r})\n"
+        )
+        files = [dag_file]
         found: dict[str, Any] = {"errors": {}, "dags": []}
         for f in files:
             proc = subprocess.run(
@@ -601,16 +657,20 @@ def post_deployment_metric(spec: PipelineSpec, model_uri: str, after: float) -> 
     return {"batch": name, "metric": metric, "value": round(float(value), 4), "floor": floor, "ok": value >= floor}
 
 
-def build_cicd(spec: PipelineSpec) -> DAG:
-    """``cicd_pipeline__<model>`` (level 2): a changed definition is tested, trained, gated, deployed, watched."""
+def build_cicd(spec: PipelineSpec, tests_root: str | os.PathLike[str] | None = None) -> DAG:
+    """
+    ``cicd_pipeline__<model>`` (level 2): a changed definition is tested, trained, gated, deployed, watched.
+
+    :param tests_root: where the YAML's component tests (``tests:``) are found and run (default: the YAML's folder).
+    """
     from airflow.providers.standard.operators.hitl import ApprovalOperator
     from airflow.sdk import TaskGroup
 
     from mlops_provider.operators.registry import RollbackModelOperator
 
     model = spec.name
-    proposed = proposals_dir() / f"{model}.yaml"
-    repo_root = Path(__file__).resolve().parent.parent
+    proposed = proposals_dir(spec) / f"{model}.yaml"
+    repo_root = Path(tests_root) if tests_root is not None else Path(spec.path).resolve().parent
     candidate_path = "{{ ti.xcom_pull(task_ids='ci.load_candidate')['path'] }}"
     # [START howto_cicd_pipeline]
     definition_changed = Asset(
@@ -670,7 +730,7 @@ def build_cicd(spec: PipelineSpec) -> DAG:
             def dag_integrity(path: str) -> dict:
                 from mlops_provider.pipelines import load_pipeline
 
-                return check_dag_integrity(load_pipeline(path))
+                return check_dag_integrity(load_pipeline(path), repo_root)
 
             @task
             def data_contract(path: str) -> dict:
