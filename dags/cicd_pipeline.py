@@ -13,15 +13,9 @@ A data scientist proposes a changed definition by writing ``dags/pipelines/propo
   the next labelled live batch -> automatic rollback (champion alias and definition) below the floor.
 """
 
-from __future__ import annotations
+from pathlib import Path
 
-import os
-import sys
+from mlops_provider.pipelines import build_dags
 
-if os.path.dirname(os.path.abspath(__file__)) not in sys.path:  # the factory lives beside the DAG files
-    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-
-from pipeline_factory import build_cicd, pipelines  # noqa: E402
-
-for _spec in pipelines():
-    globals()[f"cicd_pipeline__{_spec.dag_suffix}"] = build_cicd(_spec)
+# tests_root: the component tests the YAML names (tests/unit/...) are paths of this repository
+build_dags(Path(__file__).parent / "pipelines", globals(), kinds=["cicd_pipeline"], tests_root=Path(__file__).parents[1])

@@ -375,11 +375,13 @@ class AirflowLocal:
             time.sleep(0.5)
         return None
 
-    def xcom(self, dag_id: str, run_id: str, task_id: str, key: str = "return_value") -> Any:
+    def xcom(self, dag_id: str, run_id: str, task_id: str, key: str = "return_value", map_index: int | None = None) -> Any:
         """An XCom value, deserialized (``None`` when the task pushed none, e.g. it was skipped)."""
+        index = "" if map_index is None else f"&map_index={map_index}"
         try:
             entry = self.api(
-                "GET", f"/dags/{dag_id}/dagRuns/{run_id}/taskInstances/{task_id}/xcomEntries/{key}?deserialize=true"
+                "GET",
+                f"/dags/{dag_id}/dagRuns/{run_id}/taskInstances/{task_id}/xcomEntries/{key}?deserialize=true{index}",
             )
         except AirflowApiError as err:
             if err.code == 404:

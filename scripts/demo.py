@@ -6,7 +6,8 @@ plays the loan-default story of :mod:`demo_data` day by day:
 1. ``continuous_training__loan_default`` is triggered once: the first model becomes champion v1.
 2. Each day a batch lands in ``landing/batches/`` (rename into place).  The triggerer's
    ``NewBatchTrigger`` turns it into an Asset event, which runs ``drift_monitor__loan_default``:
-   validate (quarantine) -> score with the champion -> drift check -> drift Asset event.
+   validate (quarantine) -> score with the champion -> drift check -> drift Asset event (one mapped
+   ``check_batch`` instance per batch of the run).
 3. The day's labels land in ``landing/labels/``: ``performance_monitor__loan_default`` joins them with
    the predictions and emits a performance-decay Asset event when accuracy falls.
 4. A drift or decay event runs ``continuous_training__loan_default`` on its own: policy -> training
@@ -102,6 +103,8 @@ def run_story(workdir: Path, keep: bool = False, quiet: bool = False, hold: bool
     if mlflow_ui_port:
         connection["extra"] = {"ui_url": f"http://127.0.0.1:{mlflow_ui_port}"}
     mlflow_ui = None
+    for folder in ("batches", "labels"):  # the watchers fail visibly on a missing landing folder
+        (data / "landing" / folder).mkdir(parents=True)
     stack = AirflowLocal(
         home=workdir / "airflow",
         dags_folder=ROOT / "dags",
@@ -152,19 +155,20 @@ def run_story(workdir: Path, keep: bool = False, quiet: bool = False, hold: bool
                 raise TimeoutError(f"no {MONITOR} run for {name}")
             # The labels "arrive later": once the batch was scored (or quarantined), so the performance check
             # of the day runs while the drift check is still going.
-            stack.wait_task(MONITOR, monitor_run, "score_batch", timeout=300)
+            stack.wait_task(MONITOR, monitor_run, "check_batch.score_batch", timeout=300)
             demo_data.land(labels, data / "landing" / "labels", name)
             stack.wait_run(MONITOR, monitor_run, timeout=300)
             states = stack.task_states(MONITOR, monitor_run)
-            validated = stack.xcom(MONITOR, monitor_run, "validate_batch") or {}
-            quarantined = states.get("validate_batch") == "skipped" or validated.get("success") is False
-            drift = stack.xcom(MONITOR, monitor_run, "check_drift") or {}
+            # one batch a day: the run's check_batch group has one mapped instance (map index 0)
+            validated = stack.xcom(MONITOR, monitor_run, "check_batch.validate_batch", map_index=0) or {}
+            validation = states.get("check_batch.validate_batch")
+            quarantined = validation == "skipped" or validated.get("success") is False
+            drift = stack.xcom(MONITOR, monitor_run, "check_batch.check_drift", map_index=0) or {}
             row: dict[str, Any] = {
                 "day": spec.day,
                 "batch": name,
                 "kind": spec.kind,
-                "validation": "QUARANTINED" if quarantined else ("passed" if states.get("validate_batch") == "success"
-                                                                  else states.get("validate_batch")),
+                "validation": "QUARANTINED" if quarantined else ("passed" if validation == "success" else validation),
                 "drift_share": drift.get("share_of_drifted_columns"),
                 "drift": bool(drift.get("dataset_drift")),
                 "decay": None,
@@ -174,7 +178,7 @@ def run_story(workdir: Path, keep: bool = False, quiet: bool = False, hold: bool
             if perf_run is None:
                 raise TimeoutError(f"no {PERFORMANCE} run for labels {name}")
             stack.wait_run(PERFORMANCE, perf_run, timeout=300)
-            perf = stack.xcom(PERFORMANCE, perf_run, "check_decay") or {}
+            perf = stack.xcom(PERFORMANCE, perf_run, "check_labels.check_decay", map_index=0) or {}
             if perf.get("verdict"):
                 live = perf.get("live_metrics", {})
                 comp = (perf.get("comparisons") or [{}])[0]

@@ -260,6 +260,47 @@ class PipelineSpec:
         value = self.raw["validation"][key]
         return value if os.path.isabs(value) else os.path.join(os.path.dirname(os.path.abspath(self.path)), value)
 
+    def check_contracts(self) -> dict[str, str]:
+        """
+        Each contract the definition names (``validation.*``) exists and is a valid suite; ``key -> path``.
+
+        :raises PipelineSpecError: naming, for each missing or invalid contract, the YAML line of its key,
+            the file that is missing and where it must go (a relative path is read from the YAML's folder).
+        """
+        from mlops_provider.core.validation import SuiteDefinitionError, load_suite_file
+
+        errors: list[tuple[str, int, str, str]] = []
+        found: dict[str, str] = {}
+        for key in self.raw["validation"]:
+            path = self.contract_path(key)
+            line = self._line_of("validation", key)
+            if not os.path.isfile(path):
+                named = self.raw["validation"][key]
+                where = "" if os.path.isabs(named) else f" (relative paths are read from the folder of {self.path})"
+                errors.append((self.path, line, f"validation.{key}",
+                               f"contract {named!r} is missing: put the suite file at {path}{where}"))
+                continue
+            try:
+                load_suite_file(path)
+            except SuiteDefinitionError as err:
+                errors.append((self.path, line, f"validation.{key}", f"contract {path} is not a valid suite: {err}"))
+                continue
+            found[key] = path
+        if errors:
+            raise PipelineSpecError(errors)
+        return found
+
+    def _line_of(self, section: str, key: str) -> int:
+        """The line of ``section.key`` in the YAML file (1 when the file cannot be read)."""
+        try:
+            node = yaml.compose(Path(self.path).read_text(), Loader=yaml.SafeLoader)
+        except (OSError, yaml.YAMLError):
+            return 1
+        for k, v in node.value if isinstance(node, yaml.MappingNode) else []:
+            if k.value == section and isinstance(v, yaml.MappingNode):
+                return next((kk.start_mark.line + 1 for kk, _ in v.value if kk.value == key), k.start_mark.line + 1)
+        return 1
+
     # model ----------------------------------------------------------------------
     @property
     def feature_columns(self) -> list[str]:
@@ -333,6 +374,23 @@ def parse_pipeline(text: str, path: str = "<string>") -> PipelineSpec:
 
 def _line(node: yaml.MappingNode, key: str) -> int:
     return next((k.start_mark.line + 1 for k, _ in node.value if k.value == key), 1)
+
+
+def build_dags(
+    folder: str | os.PathLike[str],
+    namespace: dict[str, Any] | None = None,
+    *,
+    kinds: tuple[str, ...] | list[str] = ("continuous_training", "drift_monitor", "performance_monitor", "cicd_pipeline"),
+    tests_root: str | os.PathLike[str] | None = None,
+) -> dict[str, Any]:
+    """
+    Build the MLOps DAGs of every pipeline YAML in ``folder`` into ``namespace`` (a DAG file's ``globals()``).
+
+    Parse-safe (no heavy import); see :func:`mlops_provider.pipeline_dags.build_dags` for the parameters.
+    """
+    from mlops_provider.pipeline_dags import build_dags as _build_dags
+
+    return _build_dags(folder, namespace, kinds=kinds, tests_root=tests_root)
 
 
 def discover_pipelines(folder: str | os.PathLike[str]) -> list[PipelineSpec]:

@@ -52,7 +52,7 @@ def system_data(session_dir: Path) -> Path:
     from mlops_provider.core.drift import build_profile
 
     data = session_dir / "system-data"
-    data.mkdir(parents=True, exist_ok=True)
+    (data / "landing").mkdir(parents=True, exist_ok=True)  # NewBatchTrigger fails on a missing folder
     ref = make_frame(0, n=1000)
     build_profile(ref[["x", "z", "c"]]).save(data / "reference_profile.json")
     ref.to_csv(data / "train.csv", index=False)

@@ -74,7 +74,7 @@ def stack(tmp_path_factory):
     dags = base / "dags"
     dags.mkdir()
     for name in ("example_mlflow_hook.py", "example_train_register_promote.py", "continuous_training.py",
-                 "drift_monitor.py", "pipeline_factory.py"):
+                 "drift_monitor.py"):
         shutil.copy(ROOT / "dags" / name, dags / name)
     shutil.copytree(ROOT / "dags" / "pipelines", dags / "pipelines")
     # Events only (no cron) in the twin's copy: unpausing a cron DAG also starts its latest interval,
@@ -92,6 +92,8 @@ def stack(tmp_path_factory):
 
     level1_data = base / "data" / "loan_default"
     demo_data.land(demo_data.training_set(), level1_data / "training", "base.parquet")
+    for folder in ("batches", "labels"):  # NewBatchTrigger fails visibly on a missing landing folder
+        (level1_data / "landing" / folder).mkdir(parents=True)
     twin = Stack(
         _write_env(base / "stack.env"), base / "state", dags,
         extra_env={  # test speed-ups only (detection of dead tasks, DAG parsing)
@@ -252,11 +254,12 @@ def _upstream_events(stack: Stack, dag_id: str, run_id: str) -> list[dict]:
     return stack.api("GET", f"/dags/{dag_id}/dagRuns/{quote(run_id, safe='')}/upstreamAssetEvents")["asset_events"]
 
 
-def _xcom(stack: Stack, dag_id: str, run_id: str, task_id: str):
+def _xcom(stack: Stack, dag_id: str, run_id: str, task_id: str, map_index: int | None = None):
     from urllib.parse import quote
 
+    index = "" if map_index is None else f"&map_index={map_index}"
     return stack.api("GET", f"/dags/{dag_id}/dagRuns/{quote(run_id, safe='')}/taskInstances/{task_id}/"
-                            "xcomEntries/return_value?deserialize=true")["value"]
+                            f"xcomEntries/return_value?deserialize=true{index}")["value"]
 
 
 def test_drift_event_starts_retraining_across_processes(stack, mlflow_client):
@@ -290,14 +293,15 @@ def test_drift_event_starts_retraining_across_processes(stack, mlflow_client):
     assert batch_event["extra"]["payload"]["batch_uri"].endswith(str(batch)), batch_event
     assert stack.wait_run(monitor, mon["dag_run_id"], timeout=300) == "success", stack.task_instances(
         monitor, mon["dag_run_id"])
-    verdict = _xcom(stack, monitor, mon["dag_run_id"], "check_drift")
+    # one batch: the run's check_batch group has one mapped instance
+    verdict = _xcom(stack, monitor, mon["dag_run_id"], "check_batch.check_drift", map_index=0)
     assert verdict["dataset_drift"] is True, verdict
 
     run = _wait_new_run(stack, training, known_training, timeout=180)
     assert run["run_type"] == "asset_triggered", run
     events = _upstream_events(stack, training, run["dag_run_id"])
     assert [(e["uri"], e["source_dag_id"], e["source_task_id"], e["source_run_id"]) for e in events] == [
-        (f"mlops://{model}/drift", monitor, "check_drift", mon["dag_run_id"])], events
+        (f"mlops://{model}/drift", monitor, "check_batch.check_drift", mon["dag_run_id"])], events
     state = stack.wait_run(training, run["dag_run_id"], timeout=600)
     tis = stack.task_instances(training, run["dag_run_id"])
     assert state == "success", {t["task_id"]: t["state"] for t in tis}

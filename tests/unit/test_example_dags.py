@@ -63,8 +63,7 @@ def world(tmp_path_factory, airflow_db, mlflow_sqlite_uri, session_dir):
     mp.setenv("AIRFLOW_CONN_MLFLOW_DEFAULT", f'{{"conn_type": "mlflow", "host": "{mlflow_sqlite_uri}"}}')
     cwd = os.getcwd()
     os.chdir(session_dir / "mlflow-local")
-    import pipeline_factory
-
+    from mlops_provider import pipeline_dags as pipeline_factory
     from mlops_provider.pipelines import load_pipeline
 
     spec = load_pipeline(pipelines / f"{model}.yaml")
@@ -105,14 +104,26 @@ def test_level1_training_then_monitoring_of_good_and_broken_batches(world):
         label_file = demo_data.land(labels, data / "landing" / "labels", name)
         perf = performance.test(run_conf={"labels_uri": str(label_file)})
         if day == 1:
-            assert run.state == "success" and states["check_drift"] == "success", states
+            assert run.state == "success" and states["check_batch.check_drift"] == "success", states
             assert (data / "predictions" / name).exists()
-            assert _states(perf)["check_decay"] == "success"
+            assert _states(perf)["check_labels.check_decay"] == "success"
         else:  # the broken batch: quarantined, never scored nor drift-checked
-            assert states["validate_batch"] == "skipped" and states["score_batch"] == "skipped", states
+            assert states["check_batch.validate_batch"] == "skipped", states
+            assert states["check_batch.score_batch"] == "skipped", states
             assert not (data / "predictions" / name).exists()
             assert list((data / "quarantine").rglob("*.parquet"))
-            assert _states(perf)["match_predictions"] == "skipped"
+            assert _states(perf)["check_labels.match_predictions"] == "skipped"
+
+
+def test_ci_checks_run_as_a_worker_runs_them(world, monkeypatch):
+    """The task supervisor blocks the metadata DB in the task process; the CI subprocesses still work."""
+    factory = world["factory"]
+    blocked = "airflow-db-not-allowed:///"  # what airflow.sdk.execution_time.supervisor.block_orm_access sets
+    monkeypatch.setenv("AIRFLOW__DATABASE__SQL_ALCHEMY_CONN", blocked)
+    monkeypatch.setenv("AIRFLOW__CORE__SQL_ALCHEMY_CONN", blocked)
+    found = factory.check_dag_integrity(world["spec"], ROOT)
+    assert found["errors"] == {}
+    assert f"drift_monitor__{world['model']}" in found["dags"]
 
 
 def _propose(world, old: str, new: str) -> Path:
@@ -158,7 +169,7 @@ def test_level2_deploys_a_changed_pipeline_and_rolls_back_a_bad_one(world):
     # train candidates on the base set (as before any batch was accepted), so the gate compares like with like
     shutil.rmtree(world["data"] / "predictions", ignore_errors=True)
     before = _champion(world)
-    cicd = factory.build_cicd(spec)
+    cicd = factory.build_cicd(spec, tests_root=ROOT)
 
     # a bad YAML: CI fails at load_candidate, nothing is trained or deployed
     _propose(world, "  min_value: 0.70", "  min_value: high")
@@ -194,3 +205,46 @@ def test_level2_deploys_a_changed_pipeline_and_rolls_back_a_bad_one(world):
     assert states["cd.rollback"] == "success" and states["cd.restore_definition"] == "failed", states
     assert _champion(world) == deployed  # the previous champion is back
     assert live.read_text() == good_text  # and so is the previous definition
+
+
+def _watcher_event(payload, from_trigger=True):
+    from types import SimpleNamespace
+
+    return SimpleNamespace(extra={"from_trigger": from_trigger, "payload": payload})
+
+
+def test_a_run_takes_every_pending_batch_once(tmp_path):
+    """Merged arrivals and events Airflow left unscheduled: the ledger decides, each batch in one run."""
+    from mlops_provider import pipeline_dags as factory
+    from mlops_provider.core.batches import BatchLedger, discover_batches
+
+    landing = tmp_path / "landing"
+    landing.mkdir()
+    for i in range(4):
+        (landing / f"b{i}.parquet").write_bytes(b"x" * (i + 1))
+    ledger_path = str(tmp_path / "ledger.sqlite3")
+    ledger = BatchLedger(ledger_path)
+    batches = discover_batches(str(landing / "*.parquet"))
+    for batch in batches:  # what NewBatchTrigger does before yielding each event
+        assert ledger.claim("watcher", batch)
+    # run 1 was handed the events of b0 and b1 only; b2 and b3 were claimed by the watcher too
+    triggered = [{"status": "success", "batch_uri": b.uri, "batch_id": b.batch_id} for b in batches[:2]]
+    first = factory.pending_batches(ledger_path, "watcher", triggered, "run-1")
+    assert [b["name"] for b in first] == ["b0.parquet", "b1.parquet", "b2.parquet", "b3.parquet"]
+    # run 2, created for the events of b2 and b3, finds them taken: it checks nothing
+    triggered = [{"status": "success", "batch_uri": b.uri, "batch_id": b.batch_id} for b in batches[2:]]
+    assert factory.pending_batches(ledger_path, "watcher", triggered, "run-2") == []
+    assert {row["info"]["run_id"] for row in ledger.history("watcher.taken")} == {"run-1"}
+
+
+def test_a_malformed_watcher_event_fails_the_task():
+    from airflow.sdk.exceptions import AirflowFailException
+
+    from mlops_provider import pipeline_dags as factory
+
+    good = _watcher_event({"status": "success", "batch_uri": "/l/b.parquet", "batch_id": "x"})
+    api = _watcher_event(None, from_trigger=False)  # posted through the API: not a landed file, ignored
+    assert factory.triggering_files({"triggering_asset_events": {"a": [good, api]}}) == ["/l/b.parquet"]
+    for payload in ({"status": "error", "message": "boom"}, {"status": "success"}, "not a dict", None):
+        with pytest.raises(AirflowFailException, match="malformed watcher event"):
+            factory.triggering_payloads({"triggering_asset_events": {"a": [good, _watcher_event(payload)]}})

@@ -89,3 +89,30 @@ def test_yaml_syntax_error_has_a_line():
 def test_semantic_errors():
     assert _bad(_variant("target: defaulted", "target: age"))[0][2] == "target"
     assert _bad(_variant("  window_batches: 1", "  window_batches: 0"))[0][2] == "retraining.window_batches"
+
+
+def test_missing_or_invalid_contract_says_what_and_where(tmp_path):
+    """A proposal copied without its contracts: the error names the key, its line, the file and where it goes."""
+    text = LIVE.read_text()
+    proposal = tmp_path / "proposed" / "loan_default.yaml"
+    proposal.parent.mkdir()
+    proposal.write_text(text)
+    with pytest.raises(PipelineSpecError) as info:
+        load_pipeline(proposal).check_contracts()
+    message = str(info.value)
+    expected = tmp_path / "proposed" / "contracts" / "loan_default_batch.yaml"
+    assert f"{proposal}:{_line_of(text, 'batch_contract:')}: validation.batch_contract" in message
+    assert f"put the suite file at {expected}" in message and "validation.training_contract" in message
+    assert len(info.value.errors) == 2
+
+    (proposal.parent / "contracts").mkdir()
+    (proposal.parent / "contracts" / "loan_default_batch.yaml").write_text("expectations: [[[\n")
+    (proposal.parent / "contracts" / "loan_default_training.yaml").write_text(
+        (LIVE.parent / "contracts" / "loan_default_training.yaml").read_text())
+    with pytest.raises(PipelineSpecError, match="validation.batch_contract: contract .* is not a valid suite") as info:
+        load_pipeline(proposal).check_contracts()
+    assert len(info.value.errors) == 1
+
+
+def test_live_contracts_are_valid():
+    assert set(load_pipeline(CANDIDATE).check_contracts()) == {"batch_contract", "training_contract"}

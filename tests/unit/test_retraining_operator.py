@@ -141,3 +141,60 @@ def test_bad_arguments_fail_when_the_dag_is_parsed(kwargs, match):
 
     with pytest.raises(MlopsConfigurationError, match=match):
         RetrainingPolicyOperator(task_id="policy", model_name="churn", **kwargs)
+def _registry_with_champion(tracking_uri: str, n_versions: int, champion: int) -> str:
+    """A registered model with ``n_versions`` versions on a real MLflow server; ``champion`` holds the alias."""
+    import uuid
+
+    from mlflow import MlflowClient
+
+    client = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
+    name = f"stale-{uuid.uuid4().hex[:6]}"
+    client.create_registered_model(name)
+    exp = client.create_experiment(name)
+    for _ in range(n_versions):
+        run = client.create_run(exp)
+        client.create_model_version(name, f"{run.info.artifact_uri}/model", run_id=run.info.run_id)
+    client.set_registered_model_alias(name, "champion", str(champion))
+    return name
+
+
+def test_stale_decay_event_about_a_replaced_champion_is_dropped(tmp_path, mlflow_conn_server):
+    """The 17-week incident: decay measured on v1's predictions arrives after drift already promoted v2."""
+    model = _registry_with_champion(mlflow_conn_server, n_versions=2, champion=2)
+    decay_v1 = event(f"mlops://{model}/performance_decay", 1,
+                     {"reason": "performance_decay", "model_version": "1", "summary": "accuracy 0.61 vs 0.74"})
+    op = RetrainingPolicyOperator(task_id="policy", model_name=model, cooldown=0,
+                                  ledger_path=str(tmp_path / "l.sqlite3"))
+    ctx = context("run-stale", [decay_v1])
+    with pytest.raises(AirflowSkipException, match="older than the champion v2"):
+        op.execute(ctx)
+    decision = ctx["ti"].pushed["decision"]
+    assert decision["verdict"] == "stale" and decision["retrain"] is False
+    (dropped,) = decision["dropped"]
+    assert dropped["kind"] == "performance_decay" and "v1" in dropped["why"] and "v2" in dropped["why"]
+    assert json.loads(json.dumps(decision)) == decision
+
+    # a run mixing the stale decay with a drift event about the champion retrains for the drift only
+    drift_v2 = event(f"mlops://{model}/drift", 2, {"model_version": "2", "summary": "b7 drifted"})
+    decay_v1_again = event(f"mlops://{model}/performance_decay", 3, {"reason": "performance_decay", "model_version": 1})
+    result = op.execute(context("run-mixed", [drift_v2, decay_v1_again]))
+    assert result["retrain"] and result["kinds"] == ["drift"]
+    assert [d["kind"] for d in result["dropped"]] == ["performance_decay"]
+    assert "dropped 1 stale event" in result["message"]
+
+    # a decay about the current champion is not stale
+    decay_v2 = event(f"mlops://{model}/performance_decay", 4, {"reason": "performance_decay", "model_version": "2"})
+    result = op.execute(context("run-current", [decay_v2]))
+    assert result["retrain"] and result["kinds"] == ["performance_decay"] and result["dropped"] == []
+
+
+def test_events_are_kept_while_the_model_has_no_champion(tmp_path, mlflow_conn_server):
+    model = _registry_with_champion(mlflow_conn_server, n_versions=1, champion=1)
+    from mlflow import MlflowClient
+
+    MlflowClient(tracking_uri=mlflow_conn_server, registry_uri=mlflow_conn_server).delete_registered_model_alias(
+        model, "champion")
+    op = RetrainingPolicyOperator(task_id="policy", model_name=model, cooldown=0,
+                                  ledger_path=str(tmp_path / "l.sqlite3"))
+    result = op.execute(context("run-1", [event(f"mlops://{model}/drift", 1, {"model_version": "1"})]))
+    assert result["retrain"] and result["dropped"] == []

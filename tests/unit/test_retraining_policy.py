@@ -95,3 +95,33 @@ def test_retry_gets_the_same_decision_and_counts_nothing_twice(tmp_path):
     # the same events handed again to a later run (e.g. recovered through inlet_events) are not new
     later = ledger.decide("churn", "r2", events, cooldown_seconds=0, now=T0 + 100)
     assert not later.retrain and later.verdict == "nothing_new"
+
+
+def _versioned(kind: str, i: int, at: float, version) -> object:
+    uri = f"mlops://churn/{kind}"
+    return reason_from_event(asset_uri=uri, asset_name=uri, extra={"model_version": version, "summary": f"e{i}"},
+                             timestamp=datetime.fromtimestamp(at, tz=UTC), source_dag_id="m",
+                             source_run_id=f"r{i}", source_task_id="t", source_map_index=-1)
+
+
+def test_events_about_a_replaced_version_are_dropped_and_recorded(tmp_path):
+    ledger = RetrainingLedger(str(tmp_path / "l.sqlite3"))
+    stale = _versioned("performance_decay", 1, T0, "3")
+    current = _versioned("drift", 2, T0 + 1, 4)
+    unversioned = drift_event(3, T0 + 2)
+    d = ledger.decide("churn", "run-a", [stale, current, unversioned], cooldown_seconds=0, now=T0 + 10,
+                      champion_version="4")
+    assert d.retrain and [r.event_key for r in d.reasons] == [current.event_key, unversioned.event_key]
+    assert [x["event_key"] for x in d.dropped] == [stale.event_key] and "v3" in d.dropped[0]["why"]
+    assert {c["how"] for c in ledger.consumed("churn")} == {"stale", "retrained"}
+    # the stale event seen again by a later run is already consumed: nothing new, not a second drop
+    again = ledger.decide("churn", "run-b", [stale], cooldown_seconds=0, now=T0 + 20, champion_version=4)
+    assert again.verdict == "nothing_new" and again.dropped == []
+    # only stale events: no retraining, and the decision says why
+    only = ledger.decide("churn", "run-c", [_versioned("performance_decay", 9, T0 + 30, 2)], cooldown_seconds=0,
+                         now=T0 + 40, champion_version=4)
+    assert not only.retrain and only.verdict == "stale" and "older than the champion v4" in only.message
+    assert json.loads(json.dumps(only.to_dict()))["dropped"][0]["kind"] == "performance_decay"
+    # without a champion version, versions are not compared
+    keep = ledger.decide("churn", "run-d", [_versioned("drift", 11, T0 + 50, 1)], cooldown_seconds=0, now=T0 + 60)
+    assert keep.retrain and keep.dropped == []

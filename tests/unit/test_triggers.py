@@ -87,7 +87,8 @@ def test_event_trigger_hash_is_stable(tmp_path):
 
 
 def test_new_batch_trigger_fires_once_per_batch_and_survives_restart(tmp_path):
-    landing = tmp_path / "landing"  # does not exist yet: the trigger waits, it does not crash
+    landing = tmp_path / "landing"
+    landing.mkdir()  # a landing folder that is missing fails visibly (test_missing_location_fails_visibly)
 
     async def scenario():
         trigger = NewBatchTrigger(location=f"{landing}/*.csv", consumer="monitoring", poll_interval=0.05)
@@ -269,5 +270,56 @@ def test_arrival_trigger_waits_until_not_before(tmp_path):
         assert await run.no_event(0.6)
         event = await run.next_event(3)
         assert event.payload["status"] == "success"
+
+    asyncio.run(scenario())
+
+
+def test_file_location_fires_once_per_new_content(tmp_path):
+    """A location naming one file watches that file (level 2's proposed pipeline YAML): each content, once."""
+    proposed = tmp_path / "proposed" / "model.yaml"
+    proposed.parent.mkdir()
+
+    async def scenario():
+        trigger = NewBatchTrigger(location=str(proposed), consumer="cicd", poll_interval=0.05)
+        run = Driver(trigger)
+        assert await run.no_event()  # not written yet: waits in its existing folder
+        land_file(proposed.parent, "model.yaml", "name: model\nversion: 1\n")
+        event = await run.next_event()
+        assert event.payload["batch_uri"] == str(proposed) and event.payload["n_files"] == 1
+        assert await run.no_event()  # same content: no second event
+        land_file(proposed.parent, "model.yaml", "name: model\nversion: 2\n")
+        assert (await run.next_event()).payload["batch_uri"] == str(proposed)
+        land_file(proposed.parent, "other.yaml")  # a sibling is not the watched file
+        assert await run.no_event()
+        await run.close()
+        # the ledger sits beside the file, and a restarted trigger does not fire the same content again
+        assert (proposed.parent / ".mlops_batch_ledger.sqlite3").is_file()
+        run2 = Driver(rebuild(trigger))
+        assert await run2.no_event()
+        await run2.close()
+
+    asyncio.run(scenario())
+
+
+@pytest.mark.parametrize(
+    "location",
+    [
+        "{tmp}/no_such_folder/*.csv",  # a glob whose folder is missing
+        "{tmp}/no_such_folder/batches",  # a file or folder whose folder is missing
+        "{tmp}/a_file.csv/*.csv",  # a glob whose "folder" is a file
+        "{tmp}/fifo",  # neither a file nor a folder
+    ],
+)
+def test_missing_location_fails_visibly(tmp_path, location):
+    from mlops_provider.core.batches import LocationError
+
+    os.mkfifo(tmp_path / "fifo")
+    (tmp_path / "a_file.csv").write_text("a\n1\n")
+    location = location.format(tmp=tmp_path)
+
+    async def scenario():
+        run = Driver(NewBatchTrigger(location=location, consumer="m", poll_interval=0.05))
+        with pytest.raises(LocationError, match="does not exist|neither a file nor a folder|is not a folder"):
+            await run.next_event()
 
     asyncio.run(scenario())

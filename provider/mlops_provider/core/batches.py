@@ -20,7 +20,10 @@ batch, and it is picked up only when it is **complete**:
 * ``min_age_seconds`` (default 0) additionally skips matches modified less than that long ago, for
   writers that can do neither (an upload tool that writes in place).
 
-A landing location that does not exist yet yields no batch (the caller waits; nothing crashes).
+A location can also name **one file**: each new content of that file (new size or mtime) is one
+batch, which is how a watcher on a configuration file works.  Discovery itself never fails on a missing
+location (it finds nothing); :func:`check_location` is the check a watcher runs first, so a location
+whose folder is missing, or that is neither a file nor a folder, fails visibly instead of waiting for ever.
 
 Batch identity
 --------------
@@ -110,9 +113,45 @@ def landing_root(location: str) -> str:
     return root or "."
 
 
-def _candidate_pattern(location: str) -> str:
-    """A plain folder means "every child of the folder"."""
-    return location if _has_glob(location) else location.rstrip("/") + "/*"
+def _candidate_pattern(location: str, isdir: Any = os.path.isdir) -> str:
+    """A glob is itself; a plain folder means "every child of the folder"; any other path is one file."""
+    if _has_glob(location):
+        return location
+    return location.rstrip("/") + "/*" if isdir(location) else location.rstrip("/")
+
+
+class LocationError(ValueError):
+    """A landing location that cannot hold batches: its folder is missing, or it is not a file or folder."""
+
+
+def check_location(location: str) -> str:
+    """
+    Check a local landing location before watching it; return what is watched (``folder``, ``file``, ``glob``).
+
+    * a glob (``/data/landing/*.parquet``): its folder (``/data/landing``) must exist and be a folder;
+    * a folder: each child is a batch; a regular file: each new content of the file is a batch;
+    * a path that does not exist yet is watched as a file to come, and its folder must exist;
+    * anything else (a missing folder, a socket, a FIFO, a device) raises :class:`LocationError`.
+    """
+    path = os.path.expanduser(location.removeprefix("file://"))
+    if _has_glob(path):
+        root = landing_root(path)
+        if not os.path.isdir(root):
+            what = "is not a folder" if os.path.exists(root) else "does not exist"
+            raise LocationError(f"landing location {location!r}: its folder {root!r} {what}")
+        return "glob"
+    if os.path.isdir(path):
+        return "folder"
+    if os.path.isfile(path):
+        return "file"
+    if os.path.exists(path):
+        raise LocationError(f"landing location {location!r} is neither a file nor a folder")
+    parent = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(parent):
+        raise LocationError(
+            f"landing location {location!r} does not exist, and neither does its folder {parent!r}"
+        )
+    return "file"
 
 
 # ---------------------------------------------------------------- local file system
@@ -189,7 +228,7 @@ def _fs_batches(fs: Any, location: str, marker: str | None, min_age_seconds: flo
     protocol = fs.protocol[0] if isinstance(fs.protocol, (tuple, list)) else fs.protocol
     prefix = f"{protocol}://" if "://" in location else ""
     stripped = location.split("://", 1)[-1]
-    pattern = _candidate_pattern(stripped)
+    pattern = _candidate_pattern(stripped, isdir=fs.isdir)
     try:
         infos = fs.glob(pattern, detail=True)
     except FileNotFoundError:
@@ -307,8 +346,10 @@ def default_ledger_path(location: str) -> str:
             f"location {location!r} is not local: pass ledger_path (a local file shared by the "
             "triggerer and the workers that consume the batches)"
         )
-    root = landing_root(location.removeprefix("file://"))
-    return os.path.join(os.path.abspath(os.path.expanduser(root)), LEDGER_FILENAME)
+    root = os.path.abspath(os.path.expanduser(landing_root(location.removeprefix("file://"))))
+    if not _has_glob(location) and not os.path.isdir(root):
+        root = os.path.dirname(root)  # a watched file: the ledger sits beside it
+    return os.path.join(root, LEDGER_FILENAME)
 
 
 class BatchLedger:

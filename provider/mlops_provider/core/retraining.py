@@ -22,6 +22,9 @@ What this policy makes explicit
   does not retrain: its events that are older than the running retraining's start are recorded as
   *merged into* that retraining (they are covered by it); newer events are *deferred* and merged into
   the next retraining after the cooldown.  ``manual`` runs bypass the cooldown.
+* **Stale events**: drift and decay events name the model version they measured (``model_version`` in
+  ``extra``).  Given the current champion's version, an event about an older version (the champion was
+  replaced since) is dropped, recorded as consumed with why, and listed in ``decision.dropped``.
 * **Idempotent**: the decision of a run is stored; a retried task gets the same decision back.
 """
 
@@ -173,7 +176,7 @@ class RetrainingDecision:
     model: str
     run_id: str
     retrain: bool
-    verdict: str  # "retrain" | "cooldown" | "covered" | "nothing_new"
+    verdict: str  # "retrain" | "cooldown" | "covered" | "nothing_new" | "stale"
     message: str
     reasons: list[RetrainingReason]
     merged_event_count: int
@@ -181,12 +184,43 @@ class RetrainingDecision:
     last_retraining_run_id: str | None = None
     last_retraining_at: float | None = None
     cooldown_until: float | None = None
+    #: events dropped because they are about a model version older than the champion, with why
+    dropped: list[dict[str, Any]] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
         data["reasons"] = [r.to_dict() for r in self.reasons[:MAX_REASONS_IN_XCOM]]
         data["kinds"] = sorted({r.kind for r in self.reasons})
         return data
+
+
+def reason_model_version(reason: RetrainingReason) -> int | None:
+    """The model version an event is about (``extra["model_version"]``), or ``None`` when it names none."""
+    for key in ("model_version", "payload.model_version"):
+        value = reason.details.get(key)
+        if value is None or isinstance(value, bool):
+            continue
+        try:
+            return int(str(value))
+        except ValueError:
+            continue
+    return None
+
+
+def stale_reasons(reasons: Iterable[RetrainingReason], champion_version: int | str | None) -> dict[str, str]:
+    """``event_key -> why`` for the reasons about a model version older than ``champion_version``."""
+    if champion_version is None:
+        return {}
+    current = int(str(champion_version))
+    stale: dict[str, str] = {}
+    for reason in reasons:
+        version = reason_model_version(reason)
+        if version is not None and version < current:
+            stale[reason.event_key] = (
+                f"{reason.kind} event about v{version}, older than the champion v{current}: "
+                f"a newer model already replaced the one it measured"
+            )
+    return stale
 
 
 def default_ledger_path() -> str:
@@ -253,8 +287,15 @@ class RetrainingLedger:
         *,
         cooldown_seconds: float,
         now: float | None = None,
+        champion_version: int | str | None = None,
     ) -> RetrainingDecision:
-        """Decide (and record) whether run ``run_id`` retrains ``model``; see the module docstring."""
+        """
+        Decide (and record) whether run ``run_id`` retrains ``model``; see the module docstring.
+
+        With ``champion_version``, an event about an older model version (a decay measured on the
+        predictions of a champion that was replaced since) is dropped: recorded as consumed (``stale``)
+        and listed with why in ``decision.dropped``; it never starts a retraining on its own.
+        """
         now = time.time() if now is None else now
         conn = self._connect()
         try:
@@ -277,6 +318,18 @@ class RetrainingLedger:
                 for row in conn.execute("SELECT reason FROM deferred WHERE model = ?", (model,))
             ]
             candidates = merge_reasons(fresh + pending)
+            stale = stale_reasons(candidates, champion_version)
+            dropped = []
+            for r in candidates:
+                if r.event_key in stale:
+                    dropped.append({"event_key": r.event_key, "kind": r.kind, "asset": r.asset,
+                                    "timestamp": r.timestamp, "why": stale[r.event_key]})
+                    conn.execute(
+                        "INSERT OR IGNORE INTO consumed VALUES (?, ?, ?, 'stale', ?)",
+                        (model, r.event_key, run_id, json.dumps(r.to_dict() | {"why": stale[r.event_key]})),
+                    )
+                    conn.execute("DELETE FROM deferred WHERE model = ? AND event_key = ?", (model, r.event_key))
+            candidates = [r for r in candidates if r.event_key not in stale]
             last = conn.execute(
                 "SELECT run_id, decided_at FROM decision WHERE model = ? AND retrain = 1 "
                 "ORDER BY decided_at DESC LIMIT 1",
@@ -285,7 +338,18 @@ class RetrainingLedger:
             manual = any(r.kind == "manual" for r in candidates)
             in_cooldown = last is not None and now - last[1] < cooldown_seconds and not manual
 
-            if not candidates:
+            if not candidates and dropped:
+                decision = RetrainingDecision(
+                    model=model, run_id=run_id, retrain=False, verdict="stale",
+                    message=(
+                        f"No retraining of {model!r}: all {len(dropped)} new event(s) are about versions older "
+                        f"than the champion v{champion_version} ({'; '.join(d['why'] for d in dropped[:3])})"
+                    ),
+                    reasons=incoming, merged_event_count=0,
+                    last_retraining_run_id=last[0] if last else None,
+                    last_retraining_at=last[1] if last else None,
+                )
+            elif not candidates:
                 decision = RetrainingDecision(
                     model=model, run_id=run_id, retrain=False, verdict="nothing_new",
                     message=(
@@ -343,6 +407,9 @@ class RetrainingLedger:
                     last_retraining_at=last[1] if last else None,
                     cooldown_until=now + cooldown_seconds,
                 )
+            decision.dropped = dropped
+            if dropped and decision.verdict != "stale":
+                decision.message += f"; dropped {len(dropped)} stale event(s) about versions older than v{champion_version}"
             conn.execute(
                 "INSERT INTO decision VALUES (?, ?, ?, ?, ?)",
                 (model, run_id, now, int(decision.retrain), json.dumps(decision.to_dict() | {"all": True})),

@@ -235,6 +235,7 @@ class ModelPerformanceOperator(LineageMixin, BaseOperator):
                 "reason": "performance_decay",
                 "model_name": self.model_name,
                 "champion_version": version,
+                "model_version": version,  # the version this decay is about (the policy drops it once replaced)
                 "metric": worst.metric,
                 "champion": round(worst.champion, 6),
                 "live": round(worst.live, 6),

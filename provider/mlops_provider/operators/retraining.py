@@ -98,6 +98,12 @@ class RetrainingPolicyOperator(BaseOperator):
         ``inlet_events`` (recovers events the scheduler merged away or ignored; see apache/airflow#56749).
         They are added to the task's inlets.
     :param ledger_path: SQLite ledger shared by the workers (default ``$AIRFLOW_HOME/mlops/retraining_ledger.sqlite3``).
+    :param champion_alias: alias of the serving model version (default ``champion``).  When an event names
+        the model version it is about (``extra["model_version"]``, as drift and decay events do), the
+        policy reads this alias from the MLflow registry and drops the events about older versions (a decay
+        measured on a champion that was replaced since); they are listed, with why, in ``dropped``.
+        ``None`` keeps every event.
+    :param mlflow_conn_id: the MLflow connection used for that look-up.
     """
 
     template_fields: Sequence[str] = ("model_name", "ledger_path")
@@ -110,6 +116,8 @@ class RetrainingPolicyOperator(BaseOperator):
         cooldown: timedelta | float = timedelta(hours=6),
         watch: Sequence[Asset] = (),
         ledger_path: str | None = None,
+        champion_alias: str | None = "champion",
+        mlflow_conn_id: str = "mlflow_default",
         **kwargs: Any,
     ) -> None:
         where = f"RetrainingPolicyOperator {kwargs.get('task_id')!r}"
@@ -124,6 +132,8 @@ class RetrainingPolicyOperator(BaseOperator):
         self.cooldown = cooldown
         self.watch = list(watch)
         self.ledger_path = ledger_path
+        self.champion_alias = champion_alias
+        self.mlflow_conn_id = mlflow_conn_id
         if self.watch:
             self.inlets = [*self.inlets, *self.watch]
 
@@ -146,12 +156,38 @@ class RetrainingPolicyOperator(BaseOperator):
 
             lookback = datetime.fromtimestamp(last[1], tz=UTC).isoformat()
         reasons = reasons_from_context(context, self.watch, lookback)
-        decision = ledger.decide(self.model_name, context["run_id"], reasons, cooldown_seconds=cooldown)
+        decision = ledger.decide(
+            self.model_name, context["run_id"], reasons, cooldown_seconds=cooldown,
+            champion_version=self._champion_version(reasons),
+        )
         for r in decision.reasons:
             self.log.info("reason: %-17s %s at %s from %s: %s", r.kind, r.asset, r.timestamp, r.source, r.summary)
+        for d in decision.dropped:
+            self.log.warning("dropped: %-17s %s at %s: %s", d["kind"], d["asset"], d["timestamp"], d["why"])
         self.log.info("%s", decision.message)
         result = decision.to_dict()
         context["ti"].xcom_push(key="decision", value=result)
         if not decision.retrain:
             raise AirflowSkipException(decision.message)
         return result
+
+    def _champion_version(self, reasons: list[RetrainingReason]) -> int | None:
+        """The version behind ``champion_alias``; looked up only when an event names a model version."""
+        from mlops_provider.core.retraining import reason_model_version
+
+        if not self.champion_alias or all(reason_model_version(r) is None for r in reasons):
+            return None
+        from mlflow.exceptions import MlflowException
+
+        from mlops_provider.hooks.mlflow import MlflowHook
+
+        client = MlflowHook(mlflow_conn_id=self.mlflow_conn_id).get_client()
+        try:
+            version = client.get_model_version_by_alias(self.model_name, self.champion_alias)
+        except MlflowException as err:
+            if getattr(err, "error_code", "") not in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE"):
+                raise  # the registry could not answer: retryable
+            self.log.info("%s has no %r version yet: no event is stale", self.model_name, self.champion_alias)
+            return None
+        self.log.info("champion: %s@%s is v%s", self.model_name, self.champion_alias, version.version)
+        return int(version.version)

@@ -27,11 +27,12 @@ from mlops_provider.core.batches import (
     DEFAULT_MARKER,
     Batch,
     BatchLedger,
+    check_location,
     default_ledger_path,
     discover_batches,
 )
 
-#: Errors that mean the configuration is wrong (retrying will not help).
+#: Errors that mean the configuration is wrong (retrying will not help); ``LocationError`` is a ValueError.
 _PERMANENT_ERRORS = (PermissionError, NotADirectoryError, ValueError)
 
 
@@ -134,7 +135,13 @@ class NewBatchTrigger(_BatchScanner, BaseEventTrigger):
     "consumer", "size_bytes", "n_files", "files" (first 50), "batch_mtime", "detected_at"}``; it becomes
     the Asset event's ``extra["payload"]``.
 
-    :param location: folder or glob of batches (local path, or an object-store URL with ``conn_id``).
+    A local ``location`` is checked at every listing (:func:`~mlops_provider.core.batches.check_location`):
+    a glob whose folder is missing, a path whose folder is missing, or a path that is neither a file nor a
+    folder raises ``LocationError`` in the triggerer (its log shows it at every restart of the watcher),
+    instead of waiting for ever on a typo.  A location naming one file (``/repo/proposed/model.yaml``)
+    watches that file: each new content is one batch; it may be absent until first written.
+
+    :param location: a folder, a glob or one file (local path), or an object-store URL with ``conn_id``.
     :param consumer: name of this consumer in the ledger; each consumer sees each batch once.
     :param conn_id: Airflow connection of the object store (``ObjectStoragePath``); unused for local paths.
     :param ledger_path: SQLite ledger file; default ``<landing folder>/.mlops_batch_ledger.sqlite3``
@@ -147,6 +154,11 @@ class NewBatchTrigger(_BatchScanner, BaseEventTrigger):
     def serialize(self) -> tuple[str, dict[str, Any]]:
         return ("mlops_provider.triggers.batch.NewBatchTrigger", self._common_kwargs())
 
+    def _scan(self) -> list[Batch]:
+        if _is_local(self.location):
+            check_location(self.location)
+        return super()._scan()
+
     def _claim(self, batch: Batch) -> bool:
         """Blocking: claim one batch in the ledger (atomic; ``False`` when already taken)."""
         return self.ledger.claim(self.consumer, batch, {"by": "NewBatchTrigger"})
@@ -156,7 +168,8 @@ class NewBatchTrigger(_BatchScanner, BaseEventTrigger):
         while True:
             try:
                 new = await asyncio.to_thread(self._scan)
-            except _PERMANENT_ERRORS:
+            except _PERMANENT_ERRORS as err:
+                self.log.error("Cannot watch %s (consumer %r): %s", self.location, self.consumer, err)
                 raise  # misconfiguration: let the trigger fail visibly
             except OSError as err:  # transient (NFS hiccup, throttling): try again next poll
                 self.log.warning("Listing %s failed, retrying in %ss: %s", self.location, self.poll_interval, err)

@@ -1,19 +1,30 @@
-"""DAG factory: build the level-1 and level-2 MLOps DAGs of a model from its pipeline YAML.
+"""DAG factory: build the level-1, monitoring and level-2 MLOps DAGs of a model from its pipeline YAML.
 
-``dags/pipelines/<model>.yaml`` (validated by :func:`mlops_provider.pipelines.load_pipeline`) holds the
+``<pipelines folder>/<model>.yaml`` (validated by :func:`mlops_provider.pipelines.load_pipeline`) holds the
 data locations, features, estimator, validation contracts, gate thresholds, drift and decay settings
-and the retraining policy.  The DAG files call one builder each:
+and the retraining policy.  A DAG file builds every pipeline of a folder in one line
+(:func:`mlops_provider.pipelines.build_dags`)::
+
+    from pathlib import Path
+
+    from mlops_provider.pipelines import build_dags
+
+    build_dags(Path(__file__).parent / "pipelines", globals())
+
+The builders, one per DAG:
 
 * :func:`build_continuous_training` (``continuous_training__<model>``, level 1): policy -> assemble
   the training window -> validate -> train -> register challenger -> gate -> promote -> batch score.
   Scheduled by a cron expression *or* by the ``training_data``, ``drift`` and ``performance_decay``
   assets of the model.
-* :func:`build_drift_monitor` (``drift_monitor__<model>``): one run per landed batch
-  (``AssetWatcher`` + ``NewBatchTrigger``): validate (quarantine on failure) -> score with the champion ->
+* :func:`build_drift_monitor` (``drift_monitor__<model>``): runs on landed batches (``AssetWatcher`` +
+  ``NewBatchTrigger``); Airflow may merge several arrivals into one run, and every batch of the run is
+  checked on its own (a mapped task group): validate (quarantine on failure) -> score with the champion ->
   drift check against the champion's profile -> drift Asset event.
-* :func:`build_performance_monitor` (``performance_monitor__<model>``): one run per landed label file:
-  join the labels with the stored predictions -> performance-decay Asset event.
-* :func:`build_cicd` (``cicd_pipeline__<model>``, level 2): see ``dags/cicd_pipeline.py``.
+* :func:`build_performance_monitor` (``performance_monitor__<model>``): runs on landed label files, each
+  checked on its own (a mapped task group): join the labels with the stored predictions -> performance-decay Asset event.
+* :func:`build_cicd` (``cicd_pipeline__<model>``, level 2): a changed definition written to
+  ``<pipelines folder>/proposed/<model>.yaml`` is tested (CI) and deployed (CD); see ``dags/cicd_pipeline.py``.
 
 Nothing heavy is imported here: pandas, scikit-learn, MLflow and GX load inside the tasks.
 """
@@ -27,7 +38,7 @@ from pathlib import Path
 from typing import Any
 
 import pendulum
-from airflow.sdk import DAG, Asset, AssetWatcher, Param, task
+from airflow.sdk import DAG, Asset, AssetWatcher, Param, task, task_group
 
 from mlops_provider.operators.drift import DriftCheckOperator, drift_asset_uri
 from mlops_provider.operators.gate import PromotionGateOperator
@@ -40,14 +51,54 @@ from mlops_provider.operators.validation import DataValidationOperator
 from mlops_provider.pipelines import PipelineSpec, discover_pipelines, expand_env
 from mlops_provider.triggers.batch import NewBatchTrigger
 
-PIPELINES_DIR = Path(__file__).parent / "pipelines"
+KINDS = ("continuous_training", "drift_monitor", "performance_monitor", "cicd_pipeline")
 START = pendulum.datetime(2026, 1, 1, tz="UTC")
 ESTIMATOR_FACTORY = "mlops_provider.pipelines.tabular_classifier"
 
 
-def pipelines() -> list[PipelineSpec]:
-    """The pipeline definitions of ``dags/pipelines`` (``MLOPS_PIPELINES_DIR`` overrides the folder)."""
-    return discover_pipelines(os.environ.get("MLOPS_PIPELINES_DIR", PIPELINES_DIR))
+def pipelines(folder: str | os.PathLike[str]) -> list[PipelineSpec]:
+    """The pipeline definitions of ``folder`` (``MLOPS_PIPELINES_DIR`` overrides the folder)."""
+    return discover_pipelines(os.environ.get("MLOPS_PIPELINES_DIR") or folder)
+
+
+def build_dags(
+    folder: str | os.PathLike[str],
+    namespace: dict[str, Any] | None = None,
+    *,
+    kinds: tuple[str, ...] | list[str] = KINDS,
+    tests_root: str | os.PathLike[str] | None = None,
+) -> dict[str, DAG]:
+    """
+    Build the DAGs of every pipeline YAML in ``folder``; put them in ``namespace`` (a DAG file's ``globals()``).
+
+    :param folder: the folder of ``<model>.yaml`` files (``MLOPS_PIPELINES_DIR`` overrides it).  Level 2
+        watches ``<folder>/proposed/<model>.yaml`` (``MLOPS_PROPOSALS_DIR`` overrides the folder).
+    :param namespace: where to bind each DAG under its ``dag_id`` (the DAG processor finds them there).
+    :param kinds: which DAGs to build, of ``continuous_training``, ``drift_monitor``, ``performance_monitor``,
+        ``cicd_pipeline`` (default: all four).
+    :param tests_root: the folder that the component tests of a pipeline (``tests:`` in the YAML) are
+        relative to, and where level 2's CI runs pytest (default: ``folder``).
+    :returns: ``dag_id -> DAG``.
+    """
+    unknown = sorted(set(kinds) - set(KINDS))
+    if unknown:
+        raise ValueError(f"unknown kinds {unknown}: expected some of {list(KINDS)}")
+    root = Path(tests_root) if tests_root is not None else Path(folder)
+    built: dict[str, DAG] = {}
+    for spec in pipelines(folder):
+        for kind in kinds:
+            if kind == "continuous_training":
+                dag = build_continuous_training(spec)
+            elif kind == "drift_monitor":
+                dag = build_drift_monitor(spec)
+            elif kind == "performance_monitor":
+                dag = build_performance_monitor(spec)
+            else:
+                dag = build_cicd(spec, tests_root=root)
+            built[dag.dag_id] = dag
+    if namespace is not None:
+        namespace.update(built)
+    return built
 
 
 def training_data_uri(model: str) -> str:
@@ -113,15 +164,34 @@ def assemble_window(spec: PipelineSpec, run_id: str, seed: int = 42) -> dict[str
     }
 
 
+def triggering_payloads(context: dict[str, Any]) -> list[dict[str, Any]]:
+    """
+    The ``NewBatchTrigger`` payloads behind an asset-triggered run, oldest first.
+
+    An event from a watcher whose payload is not a success with a ``batch_uri`` is malformed: it fails
+    the task with ``AirflowFailException`` (a retry would read the same event).
+    """
+    payloads: list[dict[str, Any]] = []
+    for asset, events in (context.get("triggering_asset_events") or {}).items():
+        for event in events:
+            extra = event.extra or {}
+            if not extra.get("from_trigger"):
+                continue  # an event posted through the API or by a task: not a landed file
+            payload = extra.get("payload")
+            if not isinstance(payload, dict) or payload.get("status") != "success" or not payload.get("batch_uri"):
+                from airflow.sdk.exceptions import AirflowFailException
+
+                raise AirflowFailException(
+                    f"malformed watcher event on {getattr(asset, 'uri', asset)}: expected a payload "
+                    f"{{'status': 'success', 'batch_uri': ...}}, got {str(payload)[:300]}"
+                )
+            payloads.append(payload)
+    return payloads
+
+
 def triggering_files(context: dict[str, Any]) -> list[str]:
     """The landed files behind an asset-triggered run (``NewBatchTrigger`` payloads), oldest first."""
-    uris: list[str] = []
-    for events in (context.get("triggering_asset_events") or {}).values():
-        for event in events:
-            payload = (event.extra or {}).get("payload") or {}
-            if payload.get("status") == "success" and payload.get("batch_uri"):
-                uris.append(payload["batch_uri"])
-    return uris
+    return [payload["batch_uri"] for payload in triggering_payloads(context)]
 
 
 def _local(uri: str) -> str:
@@ -249,8 +319,40 @@ def build_continuous_training(spec: PipelineSpec) -> DAG:
 # ---------------------------------------------------------------------- monitoring
 
 
+def pending_batches(ledger_path: str, consumer: str, triggered: list[dict[str, Any]], run_id: str) -> list[dict[str, Any]]:
+    """
+    Take every batch of a drift-monitor run: the run's triggering batches, plus every batch the watcher
+    claimed (``consumer`` in the ledger) that no run has taken yet, oldest first, each once.
+
+    Airflow merges arrivals that come close together into one run, and 3.3.2 can leave an event of a
+    burst unscheduled (docs/drift-fires-retraining.md): the ledger, not the event list, decides what a run
+    checks.  A batch is recorded as taken (``<consumer>.taken``) by the run that checks it.
+    """
+    from mlops_provider.core.batches import Batch, BatchLedger
+
+    ledger = BatchLedger(ledger_path)
+    taken = ledger.seen_ids(f"{consumer}.taken")
+    candidates: dict[str, str] = {}  # batch_id -> uri, oldest first
+    for row in ledger.history(consumer):
+        candidates.setdefault(row["batch_id"], row["uri"])
+    for payload in triggered:
+        candidates.setdefault(payload.get("batch_id") or payload["batch_uri"], payload["batch_uri"])
+    batches: list[dict[str, Any]] = []
+    for batch_id, uri in candidates.items():
+        if batch_id in taken:
+            continue
+        ledger.claim(f"{consumer}.taken", Batch(uri=uri, batch_id=batch_id, is_dir=False, size_bytes=0, mtime=0.0),
+                     {"run_id": run_id})
+        path = _local(uri)
+        batches = [b for b in batches if b["batch_uri"] != path]  # the same file re-landed: its latest content
+        batches.append({"batch_uri": path, "name": os.path.basename(path), "batch_id": batch_id})
+    return batches
+
+
 def build_drift_monitor(spec: PipelineSpec) -> DAG:
     model = spec.name
+    ledger_path = os.path.join(spec.data_path("work"), "batch_ledger.sqlite3")
+    watcher = f"drift_monitor__{model}"
     # [START howto_drift_monitor]
     batches = Asset(
         name=f"{model}_batches",
@@ -260,8 +362,8 @@ def build_drift_monitor(spec: PipelineSpec) -> DAG:
                 name=f"{model}_batch_watcher",
                 trigger=NewBatchTrigger(
                     location=spec.data_path("batches"),
-                    consumer=f"drift_monitor__{model}",
-                    ledger_path=os.path.join(spec.data_path("work"), "batch_ledger.sqlite3"),
+                    consumer=watcher,
+                    ledger_path=ledger_path,
                     poll_interval=1.0,
                 ),
             )
@@ -278,42 +380,54 @@ def build_drift_monitor(spec: PipelineSpec) -> DAG:
     ) as dag:
 
         @task
-        def resolve_batch(params: dict | None = None, **context) -> dict:
-            """The landed batch behind this run (several merged arrivals: the newest; the rest are logged)."""
-            uris = triggering_files(context) or [params["batch_uri"]]
-            if len(uris) > 1:
-                print(f"{len(uris)} batches merged into this run; checking the newest, not checked: {uris[:-1]}")
-            path = _local(uris[-1])
-            return {"batch_uri": path, "name": os.path.basename(path)}
+        def resolve_batches(params: dict | None = None, run_id: str | None = None, **context) -> list[dict]:
+            """Every batch of this run: Airflow merges arrivals into one run; each one is checked on its own."""
+            if params and params.get("batch_uri"):  # a manual run checks the batch it names
+                path = _local(params["batch_uri"])
+                return [{"batch_uri": path, "name": os.path.basename(path), "batch_id": "manual"}]
+            found = pending_batches(ledger_path, watcher, triggering_payloads(context), run_id or "manual")
+            print(f"{len(found)} batch(es) to check in this run: {[b['name'] for b in found]}")
+            return found
 
-        batch = "{{ ti.xcom_pull(task_ids='resolve_batch')['batch_uri'] }}"
-        validate = DataValidationOperator(
-            task_id="validate_batch",
-            dataset=batch,
-            suite_path=spec.contract_path("batch_contract"),
-            on_failure="quarantine",  # a bad batch is copied aside and not scored or drift-checked
-            quarantine_location=spec.data_path("quarantine"),
-            experiment_name=f"{model}-validation",
-        )
-        score = BatchPredictOperator(
-            task_id="score_batch",
-            input_data=batch,
-            registered_model_name=model,
-            alias="champion",
-            id_columns=[spec.raw["features"]["id"]],
-            output_uri=os.path.join(spec.data_path("predictions"), "{{ ti.xcom_pull(task_ids='resolve_batch')['name'] }}"),
-            experiment_name=f"{model}-scoring",
-        )
-        drift = DriftCheckOperator(
-            task_id="check_drift",
-            reference=f"models:/{model}@champion",  # the champion's training profile
-            current=batch,
-            model_name=model,  # emits mlops://<model>/drift only when the batch drifted
-            columns=spec.raw["drift"]["columns"] or spec.feature_columns,
-            drift_share=float(spec.raw["drift"]["drift_share"]),
-            monitoring_experiment=f"{model}-monitoring",
-        )
-        resolve_batch() >> validate >> score >> drift
+        this = "ti.xcom_pull(task_ids='check_batch.batch', map_indexes=ti.map_index)"
+
+        @task_group(group_id="check_batch")
+        def check_batch(batch: dict) -> None:
+            """One mapped instance per batch: a quarantined batch skips only its own score and drift check."""
+
+            @task(task_id="batch")
+            def batch_of(batch: dict) -> dict:
+                return batch
+
+            validate = DataValidationOperator(
+                task_id="validate_batch",
+                dataset=f"{{{{ {this}['batch_uri'] }}}}",
+                suite_path=spec.contract_path("batch_contract"),
+                on_failure="quarantine",  # a bad batch is copied aside and not scored or drift-checked
+                quarantine_location=spec.data_path("quarantine"),
+                experiment_name=f"{model}-validation",
+            )
+            score = BatchPredictOperator(
+                task_id="score_batch",
+                input_data=f"{{{{ {this}['batch_uri'] }}}}",
+                registered_model_name=model,
+                alias="champion",
+                id_columns=[spec.raw["features"]["id"]],
+                output_uri=os.path.join(spec.data_path("predictions"), f"{{{{ {this}['name'] }}}}"),
+                experiment_name=f"{model}-scoring",
+            )
+            drift = DriftCheckOperator(
+                task_id="check_drift",
+                reference=f"models:/{model}@champion",  # the champion's training profile
+                current=f"{{{{ {this}['batch_uri'] }}}}",
+                model_name=model,  # emits mlops://<model>/drift only when the batch drifted
+                columns=spec.raw["drift"]["columns"] or spec.feature_columns,
+                drift_share=float(spec.raw["drift"]["drift_share"]),
+                monitoring_experiment=f"{model}-monitoring",
+            )
+            batch_of(batch) >> validate >> score >> drift
+
+        check_batch.expand(batch=resolve_batches())
     # [END howto_drift_monitor]
     return dag
 
@@ -321,6 +435,8 @@ def build_drift_monitor(spec: PipelineSpec) -> DAG:
 def build_performance_monitor(spec: PipelineSpec) -> DAG:
     model = spec.name
     perf = spec.raw["performance"]
+    ledger_path = os.path.join(spec.data_path("work"), "batch_ledger.sqlite3")
+    watcher = f"performance_monitor__{model}"
     labels = Asset(
         name=f"{model}_labels",
         uri=f"file://{spec.data_path('labels')}",
@@ -329,8 +445,8 @@ def build_performance_monitor(spec: PipelineSpec) -> DAG:
                 name=f"{model}_label_watcher",
                 trigger=NewBatchTrigger(
                     location=os.path.join(spec.data_path("labels"), "*.parquet"),
-                    consumer=f"performance_monitor__{model}",
-                    ledger_path=os.path.join(spec.data_path("work"), "batch_ledger.sqlite3"),
+                    consumer=watcher,
+                    ledger_path=ledger_path,
                     poll_interval=1.0,
                 ),
             )
@@ -347,57 +463,88 @@ def build_performance_monitor(spec: PipelineSpec) -> DAG:
     ) as dag:
 
         @task
-        def match_predictions(params: dict | None = None, **context) -> dict:
-            """Labels arrive later: find the predictions of the same batch (none: it was quarantined)."""
-            from airflow.sdk.exceptions import AirflowSkipException
+        def resolve_labels(params: dict | None = None, run_id: str | None = None, **context) -> list[dict]:
+            """Every label file of this run (arrivals merged by Airflow included), each checked on its own."""
+            if params and params.get("labels_uri"):
+                path = _local(params["labels_uri"])
+                return [{"batch_uri": path, "name": os.path.basename(path), "batch_id": "manual"}]
+            found = pending_batches(ledger_path, watcher, triggering_payloads(context), run_id or "manual")
+            print(f"{len(found)} label file(s) to check in this run: {[b['name'] for b in found]}")
+            return found
 
-            path = _local((triggering_files(context) or [params["labels_uri"]])[-1])
-            predictions = os.path.join(spec.data_path("predictions"), os.path.basename(path))
-            if not os.path.exists(predictions):
-                raise AirflowSkipException(f"{os.path.basename(path)} was never scored (quarantined): no decay check")
-            return {"labels": path, "predictions": predictions}
+        @task_group(group_id="check_labels")
+        def check_labels(labels: dict) -> None:
+            @task
+            def match_predictions(labels: dict) -> dict:
+                """Labels arrive later: find the predictions of the same batch (none: it was quarantined)."""
+                from airflow.sdk.exceptions import AirflowSkipException
 
-        matched = match_predictions()
-        decay = ModelPerformanceOperator(
-            task_id="check_decay",
-            model_name=model,  # emits mlops://<model>/performance_decay only on decay
-            labels="{{ ti.xcom_pull(task_ids='match_predictions')['labels'] }}",
-            predictions="{{ ti.xcom_pull(task_ids='match_predictions')['predictions'] }}",
-            id_columns=[spec.raw["features"]["id"]],
-            label_column=spec.raw["target"],
-            metrics=[perf["metric"]],
-            tolerance=float(perf["tolerance"]),
-            min_rows=int(perf["min_rows"]),
-        )
-        matched >> decay
+                predictions = os.path.join(spec.data_path("predictions"), labels["name"])
+                if not os.path.exists(predictions):
+                    raise AirflowSkipException(f"{labels['name']} was never scored (quarantined): no decay check")
+                return {"labels": labels["batch_uri"], "predictions": predictions}
+
+            matched = "ti.xcom_pull(task_ids='check_labels.match_predictions', map_indexes=ti.map_index)"
+            decay = ModelPerformanceOperator(
+                task_id="check_decay",
+                model_name=model,  # emits mlops://<model>/performance_decay only on decay
+                labels=f"{{{{ {matched}['labels'] }}}}",
+                predictions=f"{{{{ {matched}['predictions'] }}}}",
+                id_columns=[spec.raw["features"]["id"]],
+                label_column=spec.raw["target"],
+                metrics=[perf["metric"]],
+                tolerance=float(perf["tolerance"]),
+                min_rows=int(perf["min_rows"]),
+            )
+            match_predictions(labels) >> decay
+
+        check_labels.expand(labels=resolve_labels())
     return dag
 
 
 # ---------------------------------------------------------------------- level 2: CI/CD of the pipeline
 
 
-def proposals_dir() -> Path:
-    """Where changed pipeline definitions are proposed (``MLOPS_PROPOSALS_DIR``, default ``pipelines/proposed``)."""
-    return Path(os.environ.get("MLOPS_PROPOSALS_DIR", PIPELINES_DIR / "proposed"))
+def proposals_dir(spec: PipelineSpec) -> Path:
+    """Where changed definitions are proposed (``MLOPS_PROPOSALS_DIR``, default ``proposed/`` beside the live YAML)."""
+    return Path(os.environ.get("MLOPS_PROPOSALS_DIR") or Path(spec.path).resolve().parent / "proposed")
 
 
 def live_definition(spec: PipelineSpec) -> Path:
-    return Path(os.environ.get("MLOPS_PIPELINES_DIR", PIPELINES_DIR)) / f"{spec.name}.yaml"
+    folder = os.environ.get("MLOPS_PIPELINES_DIR") or Path(spec.path).resolve().parent
+    return Path(folder) / f"{spec.name}.yaml"
+
+
+def worker_subprocess_env(scratch: str, **extra: str) -> dict[str, str]:
+    """
+    The environment of a CI subprocess, as a worker can run it.
+
+    Airflow 3's task supervisor blocks the metadata DB in the task process by setting
+    ``AIRFLOW__DATABASE__SQL_ALCHEMY_CONN`` (and ``AIRFLOW__CORE__...``) to ``airflow-db-not-allowed:///``;
+    a child interpreter that imports Airflow would fail on it ("Could not parse SQLAlchemy URL").  The
+    checks need no metadata DB, so the child gets a throwaway SQLite URL in ``scratch`` instead.
+    """
+    env = {k: v for k, v in os.environ.items() if "SQL_ALCHEMY_CONN" not in k}
+    env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"] = f"sqlite:///{os.path.join(scratch, 'ci-airflow.db')}"
+    env.update(extra)
+    return env
 
 
 def run_component_tests(candidate: PipelineSpec, repo_root: Path) -> dict[str, Any]:
     """CI: the pipeline's own component tests (``tests:`` in the YAML), in a fresh interpreter."""
     import subprocess
     import sys
+    import tempfile
 
     tests = list(candidate.raw["tests"])
     if not tests:
         return {"tests": [], "outcome": "no tests declared"}
-    proc = subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-x", "-p", "no:cacheprovider", *tests],
-        cwd=repo_root, capture_output=True, text=True, timeout=900,
-        env={**os.environ, "MLOPS_CANDIDATE_PIPELINE": candidate.path},
-    )
+    with tempfile.TemporaryDirectory(prefix="mlops-ci-") as scratch:
+        proc = subprocess.run(
+            [sys.executable, "-m", "pytest", "-q", "-x", "-p", "no:cacheprovider", *tests],
+            cwd=repo_root, capture_output=True, text=True, timeout=900,
+            env=worker_subprocess_env(scratch, MLOPS_CANDIDATE_PIPELINE=candidate.path),
+        )
     tail = (proc.stdout + proc.stderr).strip().splitlines()[-15:]
     if proc.returncode != 0:
         from airflow.sdk.exceptions import AirflowFailException
@@ -406,19 +553,23 @@ def run_component_tests(candidate: PipelineSpec, repo_root: Path) -> dict[str, A
     return {"tests": tests, "outcome": tail[-1] if tail else "passed"}
 
 
-def check_dag_integrity(candidate: PipelineSpec) -> dict[str, Any]:
-    """CI: the DAG files build from the candidate definition with no import error and no cycle."""
+def check_dag_integrity(candidate: PipelineSpec, tests_root: str | os.PathLike[str] | None = None) -> dict[str, Any]:
+    """CI: every DAG builds from the candidate definition (a DagBag in a fresh interpreter): no import error, no cycle."""
     import shutil
     import subprocess
     import sys
     import tempfile
 
+    contracts = candidate.check_contracts()
     with tempfile.TemporaryDirectory(prefix="mlops-ci-") as tmp:
         shutil.copy(candidate.path, Path(tmp) / f"{candidate.name}.yaml")
-        for contract in ("batch_contract", "training_contract"):
-            target = Path(tmp) / candidate.raw["validation"][contract]
+        for contract, source in contracts.items():
+            named = candidate.raw["validation"][contract]
+            if os.path.isabs(named):
+                continue  # read from where it is
+            target = Path(tmp) / named
             target.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy(candidate.contract_path(contract), target)
+            shutil.copy(source, target)
         probe = (
             "import json, sys\n"
             "from airflow.dag_processing.dagbag import DagBag\n"
@@ -426,13 +577,18 @@ def check_dag_integrity(candidate: PipelineSpec) -> dict[str, Any]:
             "print(json.dumps({'errors': {k: v[-500:] for k, v in bag.import_errors.items()},"
             " 'dags': sorted(bag.dag_ids)}))\n"
         )
-        dags_dir = Path(__file__).parent
-        files = [dags_dir / f for f in ("continuous_training.py", "drift_monitor.py")]
+        dag_file = Path(tmp) / "_dags" / "candidate_dags.py"
+        dag_file.parent.mkdir()
+        dag_file.write_text(
+            "from mlops_provider.pipelines import build_dags\n"
+            f"build_dags({tmp!r}, globals(), tests_root={str(tests_root or tmp)!r})\n"
+        )
+        files = [dag_file]
         found: dict[str, Any] = {"errors": {}, "dags": []}
         for f in files:
             proc = subprocess.run(
                 [sys.executable, "-c", probe, str(f)], capture_output=True, text=True, timeout=300,
-                env={**os.environ, "MLOPS_PIPELINES_DIR": tmp},
+                env=worker_subprocess_env(tmp, MLOPS_PIPELINES_DIR=tmp),
             )
             out = json.loads(proc.stdout.strip().splitlines()[-1]) if proc.returncode == 0 else {
                 "errors": {str(f): proc.stderr[-500:]}, "dags": []}
@@ -451,6 +607,7 @@ def check_data_contract(candidate: PipelineSpec) -> dict[str, Any]:
 
     from mlops_provider.core.validation import compare_schema, describe_schema_changes, load_suite_file
 
+    candidate.check_contracts()
     checks = {"training_contract": candidate.data_path("training")}
     batches = sorted(Path(candidate.data_path("batches")).parent.glob("*.parquet"))
     if batches:
@@ -500,16 +657,20 @@ def post_deployment_metric(spec: PipelineSpec, model_uri: str, after: float) -> 
     return {"batch": name, "metric": metric, "value": round(float(value), 4), "floor": floor, "ok": value >= floor}
 
 
-def build_cicd(spec: PipelineSpec) -> DAG:
-    """``cicd_pipeline__<model>`` (level 2): a changed definition is tested, trained, gated, deployed, watched."""
+def build_cicd(spec: PipelineSpec, tests_root: str | os.PathLike[str] | None = None) -> DAG:
+    """
+    ``cicd_pipeline__<model>`` (level 2): a changed definition is tested, trained, gated, deployed, watched.
+
+    :param tests_root: where the YAML's component tests (``tests:``) are found and run (default: the YAML's folder).
+    """
     from airflow.providers.standard.operators.hitl import ApprovalOperator
     from airflow.sdk import TaskGroup
 
     from mlops_provider.operators.registry import RollbackModelOperator
 
     model = spec.name
-    proposed = proposals_dir() / f"{model}.yaml"
-    repo_root = Path(__file__).resolve().parent.parent
+    proposed = proposals_dir(spec) / f"{model}.yaml"
+    repo_root = Path(tests_root) if tests_root is not None else Path(spec.path).resolve().parent
     candidate_path = "{{ ti.xcom_pull(task_ids='ci.load_candidate')['path'] }}"
     # [START howto_cicd_pipeline]
     definition_changed = Asset(
@@ -550,7 +711,10 @@ def build_cicd(spec: PipelineSpec) -> DAG:
                 path = _local((triggering_files(context) or [params["pipeline_path"]])[-1])
                 candidate = load_pipeline(path)
                 if candidate.name != model:
-                    raise ValueError(f"{path} defines {candidate.name!r}, this DAG deploys {model!r}")
+                    from airflow.sdk.exceptions import AirflowFailException
+
+                    raise AirflowFailException(f"{path} defines {candidate.name!r}, this DAG deploys {model!r}")
+                candidate.check_contracts()  # a proposal holds its YAML and the contracts it names
                 return {
                     "path": path, "version": candidate.version, "estimator_params": candidate.estimator_params(),
                     "gate_spec": candidate.gate_spec(), "approval": bool(candidate.raw["gate"]["approval"]),
@@ -566,7 +730,7 @@ def build_cicd(spec: PipelineSpec) -> DAG:
             def dag_integrity(path: str) -> dict:
                 from mlops_provider.pipelines import load_pipeline
 
-                return check_dag_integrity(load_pipeline(path))
+                return check_dag_integrity(load_pipeline(path), repo_root)
 
             @task
             def data_contract(path: str) -> dict:
