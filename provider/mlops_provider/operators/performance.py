@@ -247,7 +247,6 @@ class ModelPerformanceOperator(LineageMixin, BaseOperator):
                 "n_joined": joined.n_joined,
                 "decayed_metrics": [c.metric for c in decayed],
                 # the drift event's shape: model, version, verdict with its threshold, producer
-                "model_version": version,
                 "tolerance": self.tolerance,
                 "producer": {"dag_id": getattr(context.get("ti"), "dag_id", None), "run_id": context.get("run_id"),
                              "task_id": getattr(context.get("ti"), "task_id", self.task_id)},
