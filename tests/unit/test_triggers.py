@@ -308,6 +308,8 @@ def test_file_location_fires_once_per_new_content(tmp_path):
         "{tmp}/no_such_folder/batches",  # a file or folder whose folder is missing
         "{tmp}/a_file.csv/*.csv",  # a glob whose "folder" is a file
         "{tmp}/fifo",  # neither a file nor a folder
+        "{tmp}/landnig",  # a typo of an existing folder's name: a missing folder, not a file to come
+        "{tmp}/landing_new/",  # a trailing slash names a folder
     ],
 )
 def test_missing_location_fails_visibly(tmp_path, location):

@@ -130,8 +130,10 @@ def check_location(location: str) -> str:
 
     * a glob (``/data/landing/*.parquet``): its folder (``/data/landing``) must exist and be a folder;
     * a folder: each child is a batch; a regular file: each new content of the file is a batch;
-    * a path that does not exist yet is watched as a file to come, and its folder must exist;
-    * anything else (a missing folder, a socket, a FIFO, a device) raises :class:`LocationError`.
+    * a path that does not exist yet is watched as a file to come when its name has an extension
+      (``proposed/model.yaml``) and its folder exists;
+    * anything else raises :class:`LocationError`: a missing folder (``/data/landnig``, or any path
+      ending in ``/``), a socket, a FIFO, a device.  A typo never waits silently.
     """
     path = os.path.expanduser(location.removeprefix("file://"))
     if _has_glob(path):
@@ -147,6 +149,12 @@ def check_location(location: str) -> str:
     if os.path.exists(path):
         raise LocationError(f"landing location {location!r} is neither a file nor a folder")
     parent = os.path.dirname(os.path.abspath(path))
+    name = os.path.basename(path.rstrip("/"))
+    if path.endswith("/") or not os.path.splitext(name)[1]:
+        raise LocationError(
+            f"landing location {location!r} does not exist: create the folder before the watcher starts "
+            "(a single file that is still to come is watched only when its name has an extension, e.g. .yaml)"
+        )
     if not os.path.isdir(parent):
         raise LocationError(
             f"landing location {location!r} does not exist, and neither does its folder {parent!r}"
