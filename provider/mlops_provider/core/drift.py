@@ -1040,6 +1040,7 @@ def check_drift(
     max_rows: int | None = None,
     seed: int = 0,
     workers: int | None = None,
+    columns: Iterable[Any] | None = None,
 ) -> DriftResult:
     """
     Compare ``current_df`` with a reference profile (or reference DataFrame) column by column.
@@ -1062,6 +1063,7 @@ def check_drift(
     :param max_rows: sampling cap when ``reference`` is a DataFrame (see :func:`build_profile`).
     :param seed: seed of that sample.
     :param workers: threads used over columns (default ``min(2, cpu_count)``).
+    :param columns: check only these reference columns (default: all); one the reference lacks raises.
     """
     import pandas as pd
 
@@ -1086,6 +1088,8 @@ def check_drift(
         raise DriftInputError(
             f"reference must be a ReferenceProfile or a pandas DataFrame, got {type(reference).__name__}"
         )
+    if columns is not None:
+        ref_names = _select_columns(dict.fromkeys(ref_names), columns)
     cur_get = {n: (lambda n=n: _column_stats(current_df[cur_labels[n]], n)) for n in cur_labels}
     result = DriftResult(
         columns={},
