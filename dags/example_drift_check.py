@@ -5,8 +5,9 @@
 training-feature sample ``reference/features.parquet`` on first use).  Drift metrics go to an MLflow
 monitoring run; when drift is found the task logs a warning (``on_failure="warn"``), succeeds and emits
 an Asset event on ``mlops://<model>/drift``, which schedules ``example_retrain_on_drift``.  The
-``drift_found`` short-circuit lets ``notify_drift`` run only when there is drift.  The docs include the
-code between the ``[START ...]``/``[END ...]`` markers.
+``drift_found`` short-circuit lets ``notify_drift`` run only when there is drift.  ``example_drift_gate``
+shows ``on_failure="skip"``: a drifted batch goes no further.  The docs include the code between the
+``[START ...]``/``[END ...]`` markers.
 
 The model name comes from ``EXAMPLE_DRIFT_MODEL`` (default ``example-churn``, the model of
 ``example_train_register_promote``): it names the Asset, so it is fixed when the DAG is parsed.
@@ -58,6 +59,33 @@ with DAG(
 
     drift_found(check.output) >> notify_drift(check.output)
     # [END howto_run_only_on_drift]
+
+
+with DAG(
+    dag_id="example_drift_gate",
+    schedule=None,
+    start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
+    catchup=False,
+    params={
+        "current": Param("/tmp/mlops-example/score.parquet", type="string", description="Batch to check")
+    },
+    tags=["mlops", "example", "drift"],
+) as gate_dag:
+    # [START howto_drift_skip]
+    gate = DriftCheckOperator(
+        task_id="check_drift",
+        reference=f"models:/{MODEL_NAME}@champion",
+        current="{{ params.current }}",
+        on_failure="skip",  # a drifted batch is recorded and emits the event, but goes no further
+    )
+
+    @task
+    def use_batch(summary: dict) -> int:
+        """Runs only on a batch without drift."""
+        return summary["current_rows"]
+
+    use_batch(gate.output)
+    # [END howto_drift_skip]
 
 
 # [START howto_drift_asset_schedule]
