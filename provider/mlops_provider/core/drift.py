@@ -218,6 +218,10 @@ class ColumnStats:
                 stats.values = _decode_array(data["values"])
                 stats.counts = None if data.get("counts") is None else _decode_array(data["counts"])
                 stats._std = None if data.get("std") is None else float(data["std"])
+                if stats.values.dtype.kind == "f" and not np.isfinite(stats.values).all():
+                    raise ValueError("numeric values must be finite (NaN and inf are dropped when profiling)")
+                if stats._std is not None and not math.isfinite(stats._std):
+                    stats._std = None  # recomputed (stably) from the values
             else:
                 stats.keys = list(data["keys"])
                 stats.counts = np.asarray(data["counts"], dtype=np.int64)
@@ -884,8 +888,23 @@ def _ks(ref: ColumnStats, cur: ColumnStats) -> float:
 
 
 def _std(stats: ColumnStats) -> float:
+    """Population standard deviation; values beyond ``2**500`` are scaled by a power of two first.
+
+    The standard deviation never exceeds the largest absolute value, so it is finite when the values
+    are, while ``(v - mean) ** 2`` overflows near +/-1e308.
+    """
+    big = _magnitude(stats) if stats.is_numeric else 0.0
+    if big > _RESCALE_ABOVE:
+        exponent = math.frexp(big)[1]
+        return math.ldexp(_std(_rescaled(stats, exponent)), exponent)
+    return _plain_std(stats)
+
+
+def _plain_std(stats: ColumnStats) -> float:
     import numpy as np
 
+    if len(stats.values) == 0:
+        return 0.0  # an empty column (never tested: it is drifted or skipped before any score)
     if stats.counts is None:
         return float(np.std(stats.values, dtype=np.float64))
     values = stats.values.astype(np.float64, copy=False)
@@ -1169,6 +1188,13 @@ def _map(fn: Any, items: list[Any], workers: int | None) -> Iterator[Any]:
         yield from pool.map(fn, items)
 
 
+def _quiet_floats() -> Any:
+    """numpy's float warnings off: a non-finite score is checked explicitly after the test."""
+    import numpy as np
+
+    return np.errstate(over="ignore", invalid="ignore", divide="ignore")
+
+
 def _check_column(
     result: DriftResult,
     name: str,
@@ -1241,7 +1267,13 @@ def _check_column(
         )
     if threshold is None:
         threshold = METHODS[method][0]
-    score = run_test(method, ref, cur, column_type)
+    try:
+        with _quiet_floats():
+            score = run_test(method, ref, cur, column_type)
+    except (ValueError, ArithmeticError) as err:
+        raise DriftInputError(
+            f"Drift score of column {name!r} with method {method!r} could not be computed: {err}"
+        ) from None
     if math.isnan(score):
         raise DriftInputError(
             f"Drift score of column {name!r} with method {method!r} is NaN "
