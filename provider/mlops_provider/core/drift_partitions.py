@@ -170,13 +170,15 @@ def check_drift_merged(
         sampled=reference.sampled,
         reference_source_rows=reference.source_rows,
     )
-    return drift._check_columns(
+    drift._check_columns(
         result,
         list(reference.columns),
         {n: (lambda s=s: s) for n, s in reference.columns.items()},
-        list(current),
+        list(current),  # the columns with statistics; a reference column without them is missing
         {n: (lambda s=s: s) for n, s in current.items()},
         methods,
         thresholds,
         workers=1,
     )
+    result.extra_columns = [c for c in current_columns if c not in reference.columns]
+    return result
