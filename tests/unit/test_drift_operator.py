@@ -313,7 +313,7 @@ def test_default_warn_logs_emits_and_succeeds(tmp_path, capsys):
     assert op.on_failure == "warn"
     ctx = _context()
     summary = op.execute(ctx)
-    assert summary["dataset_drift"] is True and len(_alias_events(ctx)) == 1
+    assert summary["dataset_drift"] is True and len(_alias_events(ctx)) == 1 and summary["on_failure"] == "warn"
     assert "on_failure='warn'" in capsys.readouterr().out
 
 

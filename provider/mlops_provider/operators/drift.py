@@ -444,7 +444,7 @@ class DriftCheckOperator(BaseOperator, SkipMixin):
             max_rows=self.max_reference_rows,
         )
         result = outcome.result
-        summary = outcome.summary()
+        summary = {**outcome.summary(), "on_failure": self.on_failure}
         self.log.info(
             "Drift check of %s against %s: %s",
             summary["current"].get("uri"),
