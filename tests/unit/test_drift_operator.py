@@ -240,7 +240,7 @@ def test_operator_module_is_parse_safe():
         ({"on_failure": "quarantine"}, "on_failure must be one of 'warn', 'fail', 'skip'"),
         ({"drift_share": 0}, "drift_share must be a number in (0, 1]; got 0"),
         ({"drift_share": "half"}, "drift_share must be a number in (0, 1]"),
-        ({"column_methods": {"x": "KS"}}, "column_methods['x'] must be one of 'chisquare', 'jensenshannon', 'ks'"),
+        ({"column_methods": {"x": "KS"}}, "column_methods['x'] must be one of 'abs_text_content_drift', 'chisquare', 'jensenshannon', 'ks'"),
         ({"column_methods": ["ks"]}, "column_methods must be a mapping of column name to method"),
         ({"column_thresholds": {"x": float("inf")}}, "column_thresholds['x'] must be a number >= 0; got inf"),
         ({"report_sample_rows": 0}, "report_sample_rows must be an integer >= 1"),
@@ -272,21 +272,18 @@ def test_templated_arguments_are_checked_after_rendering(tmp_path):
 
 
 def test_log_line_names_every_column_left_out(tmp_path, capsys):
-    """'no drift' is said with what was not tested: a text column, an all-datetime column, an extra column."""
-    ref_frame = _features(600, 1).assign(
-        comment=[f"free text {i}" for i in range(600)], seen_at=pd.Timestamp("2026-01-01")
-    )
+    """'no drift' is said with what was not tested: a nullable-int column, a datetime column, an extra column."""
+    counts = pd.array(np.arange(600) % 4, dtype="Int64")
+    ref_frame = _features(600, 1).assign(comment=counts, seen_at=pd.Timestamp("2026-01-01"))
     ref = tmp_path / "ref.parquet"
     ref_frame.to_parquet(ref)
     cur = tmp_path / "cur.parquet"
-    _features(600, 2).assign(
-        comment=[f"other text {i}" for i in range(600)], seen_at=pd.Timestamp("2026-02-01"), extra=1
-    ).to_parquet(cur)
+    _features(600, 2).assign(comment=counts, seen_at=pd.Timestamp("2026-02-01"), extra=1).to_parquet(cur)
     summary = DriftCheckOperator(
         task_id="d", reference=str(ref), current=str(cur), log_to_mlflow=False
     ).execute(_context())
     assert summary["dataset_drift"] is False and summary["number_of_columns"] == 4
-    expected = "2 of 6 columns not tested: comment (text column"
+    expected = "2 of 6 columns not tested: comment (dtype Int64"
     assert summary["not_tested"].startswith(expected) and "seen_at (dtype datetime64" in summary["not_tested"]
     line = next(x for x in capsys.readouterr().out.splitlines() if "Drift check of" in x)
     assert "no drift (0 of 4 columns drifted" in line and expected in line and "seen_at" in line

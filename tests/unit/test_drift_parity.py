@@ -246,18 +246,19 @@ def test_empty_current_batch_raises_clear_error():
         D.check_drift(ref, ref.iloc[:0])
 
 
-def test_all_missing_column_drifts_and_text_column_is_named_as_not_tested():
+def test_all_missing_column_drifts_and_datetime_column_is_named_as_not_tested():
     rng = np.random.default_rng(8)
     ref = pd.DataFrame(
         {"x": rng.normal(size=300), "gone": rng.normal(size=300), "note": [f"t{i}" for i in range(300)]}
     )
     cur = ref.copy()
     cur["gone"] = np.nan
+    cur["when"] = ref["when"] = pd.Timestamp("2026-01-01")
     result = D.check_drift(ref, cur)
     assert result.columns["gone"].drifted and result.columns["gone"].note == D.NO_VALUES_IN_CURRENT
-    assert "text" in result.skipped_columns["note"]
-    assert list(result.columns) == ["x", "gone"]
-    assert result.not_tested().startswith("2 of 3 columns not tested: gone (no values in current")
+    assert "datetime64" in result.skipped_columns["when"]
+    assert list(result.columns) == ["x", "gone", "note"] and result.columns["note"].method == "perc_text_content_drift"
+    assert result.not_tested().startswith("2 of 4 columns not tested: gone (no values in current")
 
 
 def test_profile_from_other_model_or_version_is_refused(tmp_path):

@@ -285,7 +285,7 @@ def test_extra_batch_column_is_named_in_the_log_not_an_error(setup, capsys):
     [
         ({"drift_share": 0}, "drift_share must be a number in (0, 1]"),
         ({"drift_share": 1.5}, "drift_share must be a number in (0, 1]"),
-        ({"column_methods": {"x": "kolmogorov"}}, "column_methods['x'] must be one of 'chisquare', 'jensenshannon'"),
+        ({"column_methods": {"x": "kolmogorov"}}, "column_methods['x'] must be one of 'abs_text_content_drift', 'chisquare', 'jensenshannon'"),
         ({"column_thresholds": {"x": -0.1}}, "column_thresholds['x'] must be a number >= 0"),
         ({"column_thresholds": {"x": "high"}}, "column_thresholds['x'] must be a number"),
         ({"min_age_seconds": -1}, "min_age_seconds must be a number >= 0"),

@@ -13,9 +13,12 @@ computed once, stored as JSON next to the model, and reused for every batch.
 
 Differences from Evidently, on purpose and documented in ``docs/operators/drift.md``:
 
-* text columns (Evidently's ``perc``/``abs_text_content_drift``, which trains a classifier) and columns
-  of types Evidently does not test (datetime, nullable ``Int64``/``Float64``, unsigned ints, ...) are
-  listed in ``skipped_columns`` and left out of the drift share; :meth:`DriftResult.not_tested` names them;
+* text columns get Evidently's own text test (``perc``/``abs_text_content_drift``: a seeded domain
+  classifier, :func:`text_drift`), on the values in row order, which profiles store for text columns;
+  when the reference holds no texts (an older profile, a partitioned check) the column is skipped with
+  the reason.  Columns of types Evidently does not test (datetime, nullable ``Int64``/``Float64``,
+  unsigned ints, ...) are listed in ``skipped_columns`` and left out of the drift share;
+  :meth:`DriftResult.not_tested` names them;
 * the engine never says "no drift" about a column it could not look at: a reference column missing
   from the batch, or with no value left in the batch after dropping NaN/inf (Evidently raises), counts
   as a drifted column with the reason in ``note``; a batch sharing no column with the reference, or
@@ -66,6 +69,10 @@ METHODS: dict[str, tuple[float, str, str]] = {
     "wasserstein": (0.1, "ge", "distance"),
     "jensenshannon": (0.1, "ge", "distance"),
     "psi": (0.1, "ge", "distance"),
+    # text columns: ROC AUC of a domain classifier (TF-IDF + SGD) telling reference rows from current
+    # rows; "perc" compares it with a percentile of random classifiers' AUCs (p = 1 - threshold)
+    "perc_text_content_drift": (0.95, "gt", "roc_auc"),
+    "abs_text_content_drift": (0.55, "gt", "roc_auc"),
 }
 #: Evidently's display names of the methods (``ValueDrift.method`` in a report snapshot).
 EVIDENTLY_DISPLAY_NAMES = {
@@ -75,8 +82,12 @@ EVIDENTLY_DISPLAY_NAMES = {
     "wasserstein": "Wasserstein distance (normed)",
     "jensenshannon": "Jensen-Shannon distance",
     "psi": "PSI",
+    "perc_text_content_drift": "Percentile text content drift",
+    "abs_text_content_drift": "Absolute text content drift",
 }
 _NUMERIC_ONLY = {"ks", "wasserstein"}
+#: Evidently's methods for text columns (and the only ones it allows there).
+_TEXT_ONLY = {"perc_text_content_drift", "abs_text_content_drift"}
 #: Methods Evidently registers for categorical columns only (``allowed_feature_types``): an override
 #: on a numerical column raises ``StatTestInvalidFeatureTypeError`` there, and is refused here too.
 _CATEGORICAL_ONLY = {"chisquare", "z"}
@@ -157,6 +168,9 @@ class ColumnStats:
     keys: list[Any] | None = None
     n_unique: int = -1
     _std: float | None = field(default=None, repr=False)
+    #: string columns: the non-missing values in row order (a list, or the raw object array, filtered
+    #: when read); what Evidently's text drift test trains on.  Stored in a profile for text columns.
+    _texts: Any = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         if self.n_unique < 0:
@@ -176,6 +190,14 @@ class ColumnStats:
         if self._std is None:
             self._std = _std(self)
         return self._std
+
+    @property
+    def texts(self) -> list[Any] | None:
+        """The non-missing values in row order (string columns), or ``None`` when not kept."""
+        if self._texts is None or isinstance(self._texts, list):
+            return self._texts
+        self._texts = [v for v in self._texts if not _is_missing(v)]
+        return self._texts
 
     def category_counts(self) -> tuple[Any, Any]:
         """(unique keys, counts) for any column; numeric keys come back as a sorted array."""
@@ -200,6 +222,8 @@ class ColumnStats:
         else:
             out["keys"] = [_json_scalar(k) for k in self.keys or []]
             out["counts"] = [int(c) for c in self.counts]
+            if self.column_type == TEXT and self.texts is not None:
+                out["texts"] = [_json_scalar(v) for v in self.texts]
         return out
 
     @classmethod
@@ -225,6 +249,8 @@ class ColumnStats:
             else:
                 stats.keys = list(data["keys"])
                 stats.counts = np.asarray(data["counts"], dtype=np.int64)
+                if data.get("texts") is not None:
+                    stats._texts = list(data["texts"])
             stats.__post_init__()
         except (KeyError, TypeError, ValueError) as err:
             raise ProfileError(f"Column {name!r} of the profile is malformed: {err}") from None
@@ -308,7 +334,10 @@ def _column_stats(series: pd.Series, name: str, rows: np.ndarray | None = None) 
     counts = vc.to_numpy(dtype=np.int64)[keep]
     n_valid = int(counts.sum())
     col_type = _evidently_column_type(dtype_name, len(keys), n_valid, first_last_str)
-    return ColumnStats(name, dtype_name, n_rows, n_valid, col_type, keys=keys, counts=counts)
+    stats = ColumnStats(name, dtype_name, n_rows, n_valid, col_type, keys=keys, counts=counts)
+    if dtype_name in ("object", "string", "str"):
+        stats._texts = raw if dtype_name == "object" else series.to_numpy(dtype=object)  # filtered when read
+    return stats
 
 
 def _object_value_counts(raw: np.ndarray) -> pd.Series | None:
@@ -705,6 +734,8 @@ class DriftResult:
 
 def default_method(column_type: str, reference_rows: int, n_values: int) -> str:
     """``_get_default_stattest`` of Evidently 0.7 (``n_values``: unique values of both sides)."""
+    if column_type == TEXT:
+        return "perc_text_content_drift" if reference_rows <= SMALL_REFERENCE_ROWS else "abs_text_content_drift"
     if reference_rows <= SMALL_REFERENCE_ROWS:
         if column_type == NUM and n_values > 5:
             return "ks"
@@ -1239,13 +1270,16 @@ def _check_column(
                 note=f"dtype changed from {ref.dtype} to {cur.dtype}",
             )
             return
-    if column_type not in (NUM, CAT):
-        reason = (
-            "text column (Evidently uses a text-content classifier; not implemented here)"
-            if column_type == TEXT
-            else f"dtype {cur.dtype} is not checked by Evidently's defaults"
+    if column_type == TEXT:
+        _check_text_column(result, name, ref, cur, method, threshold)
+        return
+    if column_type != TEXT and method in _TEXT_ONLY:
+        raise DriftInputError(
+            f"Method {method!r} needs a text column; {name!r} is "
+            f"{ {NUM: 'numerical', CAT: 'categorical'}.get(column_type, column_type) } in the current batch"
         )
-        result.skipped_columns[name] = reason
+    if column_type not in (NUM, CAT):
+        result.skipped_columns[name] = f"dtype {cur.dtype} is not checked by Evidently's defaults"
         return
     if column_type == NUM and not (ref.is_numeric and cur.is_numeric):
         result.skipped_columns[name] = (
@@ -1293,3 +1327,113 @@ def _check_column(
         cur.n_valid,
         note=note,
     )
+
+
+# -------------------------------------------------------------------------------------------- text
+
+
+def _check_text_column(
+    result: DriftResult,
+    name: str,
+    ref: ColumnStats,
+    cur: ColumnStats,
+    method: str | None,
+    threshold: float | None,
+) -> None:
+    """Evidently 0.7's text drift (``perc``/``abs_text_content_drift``) on the values in row order."""
+    if method is not None and method not in _TEXT_ONLY:
+        raise DriftInputError(
+            f"Method {method!r} cannot test {name!r}: it is a text column in the current batch (more than "
+            f"half of its values unique); use {sorted(_TEXT_ONLY)} as Evidently does"
+        )
+    ref_texts, cur_texts = ref.texts, cur.texts
+    if ref_texts is None or cur_texts is None:
+        result.skipped_columns[name] = (
+            "text column, but the reference holds no texts for it (the profile was built when it was not a "
+            "text column, by an older version, or the check is partitioned); check against the reference data"
+        )
+        return
+    method = method or default_method(TEXT, ref.n_valid, 0)
+    if threshold is None:
+        threshold = METHODS[method][0]
+    try:
+        score, drifted, bar = text_drift(ref_texts, cur_texts, method, float(threshold))
+    except ValueError as err:  # e.g. an empty vocabulary (only stop words / punctuation)
+        raise DriftInputError(f"Text drift of column {name!r} with method {method!r} failed: {err}") from None
+    note = None if method == "abs_text_content_drift" else f"drift when AUC > {bar:.6g} (random-classifier percentile)"
+    result.columns[name] = ColumnDrift(
+        name, TEXT, method, score, float(threshold), drifted, ref.n_valid, cur.n_valid, note=note
+    )
+
+
+def text_drift(
+    reference: list[Any], current: list[Any], method: str, threshold: float
+) -> tuple[float, bool, float]:
+    """
+    ``calculate_text_drift_score`` of Evidently 0.7 (``legacy/utils/data_drift_utils.py``), step by step.
+
+    A domain classifier (TF-IDF with ``sublinear_tf``, ``max_df=0.5``, English stop words, then an L1
+    ``SGDClassifier`` with modified Huber loss, ``random_state=42``) learns to tell current rows
+    (label 1) from reference rows (label 0) on a shuffled half (``train_test_split``,
+    ``random_state=42``) and is scored by ROC AUC on the other half.  ``abs_text_content_drift``:
+    drift when AUC > ``threshold`` (0.55).  ``perc_text_content_drift``: drift when AUC exceeds the
+    ``100 * threshold``-th percentile of the AUCs of 1000 random classifiers on the same labels (seeded
+    as Evidently seeds them).  Every random choice is seeded as there, so the score is Evidently's.
+
+    :returns: (AUC, drifted, the bar the AUC was compared with).
+    """
+    import numpy as np
+    import pandas as pd
+    from sklearn.feature_extraction.text import TfidfVectorizer
+    from sklearn.linear_model import SGDClassifier
+    from sklearn.metrics import roc_auc_score
+    from sklearn.model_selection import train_test_split
+    from sklearn.pipeline import Pipeline
+
+    texts = pd.Series(list(reference) + list(current), dtype=object)
+    labels = pd.Series(np.r_[np.zeros(len(reference), dtype=np.int64), np.ones(len(current), dtype=np.int64)])
+    x_train, x_test, y_train, y_test = train_test_split(texts, labels, test_size=0.5, random_state=42, shuffle=True)
+    pipeline = Pipeline(
+        [
+            ("vectorization", TfidfVectorizer(sublinear_tf=True, max_df=0.5, stop_words="english")),
+            (
+                "classification",
+                SGDClassifier(alpha=0.0001, max_iter=50, penalty="l1", loss="modified_huber", random_state=42),
+            ),
+        ]
+    )
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # ConvergenceWarning at max_iter=50, as in Evidently
+        pipeline.fit(x_train, y_train)
+    auc = float(roc_auc_score(y_test, pipeline.predict_proba(x_test)[:, 1]))
+    if method == "abs_text_content_drift":
+        return auc, auc > threshold, threshold
+    bar = float(_random_auc_percentile(y_test.to_numpy(), p_value=1 - threshold))
+    return auc, auc > bar, bar
+
+
+def _random_auc_percentile(y_test: Any, p_value: float, iter_num: int = 1000, seed: int = 42) -> float:
+    """``roc_auc_random_classifier_percentile``: the same seeds, so the same 1000 random AUCs.
+
+    Evidently seeds numpy's global generator; this uses a private ``RandomState`` with the same seeds,
+    which draws the same numbers without touching the global state.  Each AUC is computed from ranks
+    (Mann-Whitney: ``(sum of the positives' ranks - n1 (n1 + 1) / 2) / (n1 n0)``), which equals
+    ``roc_auc_score`` on untied scores up to rounding and is several times faster than 1000 calls to it.
+    """
+    import numpy as np
+
+    y = np.asarray(y_test) == 1
+    n, n1 = len(y), int(y.sum())
+    n0 = n - n1
+    if n1 == 0 or n0 == 0:
+        raise ValueError("the held-out half holds rows of one side only; ROC AUC is undefined")
+    seeds = np.random.RandomState(seed).randint(0, iter_num * 10, size=iter_num)
+    ranks = np.empty(n, dtype=np.float64)
+    positions = np.arange(1, n + 1, dtype=np.float64)
+    values = np.empty(iter_num, dtype=np.float64)
+    for i, s in enumerate(seeds):
+        ranks[np.random.RandomState(s).rand(n).argsort()] = positions  # random floats: no ties
+        values[i] = (ranks[y].sum() - n1 * (n1 + 1) / 2.0) / (float(n1) * float(n0))
+    return float(np.percentile(values, 100 * (1 - p_value)))
