@@ -336,7 +336,7 @@ def _column_stats(series: pd.Series, name: str, rows: np.ndarray | None = None) 
     col_type = _evidently_column_type(dtype_name, len(keys), n_valid, first_last_str)
     stats = ColumnStats(name, dtype_name, n_rows, n_valid, col_type, keys=keys, counts=counts)
     if dtype_name in ("object", "string", "str"):
-        stats._texts = raw if dtype_name == "object" else series.to_numpy(dtype=object)  # filtered when read
+        stats._texts = raw if dtype_name == "object" else series  # no copy; filtered into a list when read
     return stats
 
 
