@@ -142,7 +142,7 @@ def gate(name: str, eval_path: str, latency: bool) -> dict:
     op = PromotionGateOperator(
         task_id="gate", model_name=name, eval_dataset=eval_path, target_column="label",
         feature_columns=FEATURES, slice_columns=["region"], metrics=METRICS, gate_spec=spec,
-        on_pass="none", on_fail="skip",
+        on_pass="none", on_failure="skip",
     )
     return op.execute({})
 

@@ -61,7 +61,7 @@ with DAG(
             "fail_on_empty_slice": False,
         },
         on_pass="none",  # a human decides below
-        on_fail="skip",  # a rejected challenger skips the approval and the promotion
+        on_failure="skip",  # a rejected challenger skips the approval and the promotion
     )
     # [END howto_operator_promotion_gate]
 

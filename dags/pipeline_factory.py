@@ -216,7 +216,7 @@ def build_continuous_training(spec: PipelineSpec) -> DAG:
             gate_spec=spec.gate_spec(),
             challenger="{{ ti.xcom_pull(task_ids='register_challenger')['version'] }}",
             on_pass="none",
-            on_fail="skip",  # a rejected challenger is not promoted; the run stays green
+            on_failure="skip",  # a rejected challenger is not promoted; the run stays green
             experiment_name=f"{model}-gate",
             latency_chunks=2,
         )
@@ -622,7 +622,7 @@ def build_cicd(spec: PipelineSpec) -> DAG:
                 challenger="{{ ti.xcom_pull(task_ids='cd.register_candidate')['version'] }}",
                 champion="champion",  # the production champion
                 on_pass="none",
-                on_fail="fail",  # a rejected candidate fails the run: nothing is deployed
+                on_failure="fail",  # a rejected candidate fails the run: nothing is deployed
                 experiment_name=f"{model}-gate",
                 latency_chunks=2,
             )

@@ -42,7 +42,7 @@ class DriftDetected(AirflowFailException):
 
 
 class PromotionRejected(AirflowFailException):
-    """The promotion gate did not bless the challenger under ``on_fail="fail"``."""
+    """The promotion gate did not bless the challenger under ``on_failure="fail"``."""
 
 
 class ChampionMovedError(AirflowFailException):

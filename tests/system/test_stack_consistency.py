@@ -9,6 +9,7 @@ values are refused with their name) and that no secret is baked into the images.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -53,8 +54,13 @@ def _compose_command(service: str) -> list[str]:
     return argv
 
 
+#: Services behind a compose profile (started only on request, e.g. ``--profile lineage``) are not part
+#: of the default stack and have no twin.
+PROFILE_SERVICES = {n for n, s in COMPOSE["services"].items() if s.get("profiles")}
+
+
 def test_same_services():
-    assert set(COMPOSE["services"]) == {c.name for c in COMPONENTS}
+    assert set(COMPOSE["services"]) - PROFILE_SERVICES == {c.name for c in COMPONENTS}
     assert {"airflow-init", "airflow-apiserver", "airflow-scheduler", "airflow-dag-processor",
             "airflow-triggerer", "airflow-worker", "postgres", "redis", "mlflow"} <= set(COMPOSE["services"])
 
@@ -197,3 +203,21 @@ def test_gen_env_writes_a_valid_private_env_file(tmp_path):
     cli = subprocess.run([str(ROOT / "scripts" / "stack"), "--env-file", str(path), "gen-env"],
                          capture_output=True, text=True, timeout=120)
     assert cli.returncode == 2 and "not overwriting" in cli.stderr
+
+
+def test_lineage_profile_is_optional_and_wired():
+    """Marquez (docs/lineage.md) only under ``--profile lineage``; the default stack does not depend on it."""
+    services = COMPOSE["services"]
+    assert PROFILE_SERVICES == {"marquez", "marquez-db", "marquez-web"}
+    assert all(services[n]["profiles"] == ["lineage"] for n in PROFILE_SERVICES)
+    for name, svc in services.items():
+        if name not in PROFILE_SERVICES:
+            assert not set(svc.get("depends_on") or {}) & PROFILE_SERVICES, name
+    config = yaml.safe_load((ROOT / "deploy" / "marquez" / "marquez.yml").read_text())
+    assert config["db"]["url"].endswith("//marquez-db:5432/marquez")
+    assert config["db"]["password"] == "${MARQUEZ_DB_PASSWORD}"  # from the environment, not the file
+    override = yaml.safe_load((ROOT / "deploy" / "marquez" / "docker-compose.lineage.yml").read_text())
+    for name in ("airflow-scheduler", "airflow-worker"):
+        transport = json.loads(override["services"][name]["environment"]["AIRFLOW__OPENLINEAGE__TRANSPORT"])
+        assert transport == {"type": "http", "url": "http://marquez:5000", "endpoint": "api/v1/lineage"}
+    assert "openlineage" in (ROOT / "Dockerfile").read_text()  # the image has the extra

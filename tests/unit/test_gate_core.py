@@ -219,3 +219,19 @@ def test_summary_is_small_with_many_failures():
     assert isinstance(d, GateDecision) and not d.passed
     assert d.to_summary()["n_failed"] == 500
     assert len(json.dumps(d.to_summary())) < 2000
+
+
+def test_a_metric_undefined_on_a_slice_says_why_in_its_check():
+    from mlops_provider.core.gate import UNDEFINED, evaluate_gate
+
+    why = "roc_auc is undefined: 'label' has one class in slice region=EU (0 in all 40 rows)"
+    candidate = {
+        "overall": {"roc_auc": 0.9, "n_rows": 100},
+        "region=EU": {"roc_auc": float("nan"), "n_rows": 40, UNDEFINED: {"roc_auc": why}},
+        "region=US": {"roc_auc": 0.8, "n_rows": 60},
+    }
+    spec = {"thresholds": [{"metric": "roc_auc", "value": {"lower_bound": 0.7}, "slices": ["overall", "region=*"]}]}
+    decision = evaluate_gate(candidate, None, spec)
+    [failed] = decision.failed_checks
+    assert failed.slice == "region=EU" and failed.message == f"metric is NaN ({why})"
+    assert decision.to_summary()["failed"] == [f"value:roc_auc[region=EU] metric is NaN ({why})"[:200]]

@@ -179,7 +179,7 @@ def test_worse_challenger_is_rejected_and_nothing_moves(mlflow_conn, eval_path):
     assert tags["gate.passed"] == "false" and "gate.promoted" not in tags
 
 
-def test_on_fail_skip(mlflow_conn_sqlite, eval_path):
+def test_on_failure_skip(mlflow_conn_sqlite, eval_path):
     from airflow.sdk.exceptions import AirflowSkipException
 
     uris = _logged_models(mlflow_conn_sqlite)
@@ -187,7 +187,7 @@ def test_on_fail_skip(mlflow_conn_sqlite, eval_path):
     _register(name, uris["strong"], "champion")
     _register(name, uris["weak"], "challenger")
     with pytest.raises(AirflowSkipException, match="NOT BLESSED"):
-        _gate(name, eval_path, on_fail="skip").execute({})
+        _gate(name, eval_path, on_failure="skip").execute({})
 
 
 def test_champion_moving_during_the_gate_promotes_nothing(mlflow_conn, eval_path):
@@ -281,15 +281,31 @@ def test_unknown_metric_lists_available_ones(mlflow_conn_sqlite, eval_path):
     ("kwargs", "match"),
     [
         ({"gate_spec": {}}, "no thresholds"),
-        ({"on_pass": "deploy"}, "on_pass must be one of"),
-        ({"on_fail": "warn"}, "on_fail must be one of"),
+        ({"on_pass": "deploy"}, "on_pass must be one of 'promote', 'none'; got 'deploy'"),
+        ({"on_failure": "quarantine"}, "on_failure must be one of 'fail', 'skip', 'warn'; got 'quarantine'"),
+        ({"on_fail": "skip"}, "argument 'on_fail' was renamed to 'on_failure'; pass on_failure='skip'"),
         ({"champion": "3"}, "champion must be an alias"),
+        ({"latency_chunks": 0}, "latency_chunks must be an integer >= 1"),
+        (
+            {"gate_spec": {"thresholds": [{"metric": "accuracy", "change": {"direction": "up"}}]}},
+            r"change direction must be one of \['higher_is_better', 'lower_is_better'\], got 'up'",
+        ),
+        ({"gate_spec": {"thresholds": [{"metric": "accuracy", "value": {"lower_bound": "0.8"}}]}}, "must be a number"),
     ],
 )
-def test_bad_arguments_fail_before_any_request(kwargs, match, monkeypatch):
-    monkeypatch.setenv("AIRFLOW_CONN_MLFLOW_DEFAULT", json.dumps({"conn_type": "mlflow", "host": "http://127.0.0.1:9"}))
+def test_bad_arguments_fail_when_the_dag_is_parsed(kwargs, match):
+    """Raised by the constructor: a typo fails the DAG file's import, before any run or request."""
     with pytest.raises(MlopsConfigurationError, match=match):
-        _gate("m", "/nonexistent.parquet", **kwargs).execute({})
+        _gate("m", "/nonexistent.parquet", **kwargs)
+
+
+def test_templated_arguments_are_checked_after_rendering(monkeypatch):
+    monkeypatch.setenv("AIRFLOW_CONN_MLFLOW_DEFAULT", json.dumps({"conn_type": "mlflow", "host": "http://127.0.0.1:9"}))
+    spec = {"thresholds": [{"metric": "accuracy", "change": {"direction": "{{ params.direction }}"}}]}
+    op = _gate("m", "/nonexistent.parquet", gate_spec=spec)  # not checked at parse time: it is a template
+    op.gate_spec = {"thresholds": [{"metric": "accuracy", "change": {"direction": "up"}}]}  # as rendered
+    with pytest.raises(MlopsConfigurationError, match="change direction must be one of"):
+        op.execute({})
 
 
 def test_unreachable_registry_fails_clearly_and_is_retryable(monkeypatch, eval_path):
@@ -391,3 +407,189 @@ def test_prediction_cache_gives_the_same_metrics_as_direct_scoring(kind):
     idx = np.flatnonzero(frame["region"] == "EU")
     expected = compute_metrics(model, X.iloc[idx], y.iloc[idx], names)
     assert got["region=EU"] == pytest.approx({**expected, "n_rows": len(idx)}, abs=1e-12)
+
+
+# --- bad evaluation data is named, never read as a failed threshold
+
+
+def _corrupt(tmp_path: Path, change, suffix: str = "parquet") -> str:
+    frame = _frame(seed=1)
+    change(frame)
+    path = tmp_path / f"bad_eval.{suffix}"
+    frame.to_csv(path, index=False) if suffix == "csv" else frame.to_parquet(path)
+    return str(path)
+
+
+def _set(column, rows, value):
+    def change(frame):
+        if frame[column].dtype.kind == "f" and isinstance(value, str):
+            frame[column] = frame[column].astype(object)
+        frame.loc[rows, column] = value
+
+    return change
+
+
+@pytest.mark.parametrize(
+    ("change", "match"),
+    [
+        (_set("x2", slice(0, 6), np.nan), r"'x2' has 7 missing value\(s\) \(NaN\) of 2000 rows"),
+        (_set("x1", [3, 9], np.inf), r"'x1' has 2 infinite value\(s\) of 2000 rows"),
+        (_set("x2", [5, 6, 7], "unknown"), r"'x2' \(object\) has 3 non-numeric value\(s\) of 2000 rows, e.g. 'unknown'"),
+        (lambda f: f.__setitem__("x2", pd.date_range("2020-01-01", periods=len(f), freq="h")), r"'x2' is a datetime column"),
+        (lambda f: f.__setitem__("x2", pd.date_range("2020-01-01", periods=len(f), freq="h")), r"'x2' holds dates as text"),
+    ],
+    ids=["nan", "inf", "non_numeric", "datetime", "dates_as_text"],
+)
+def test_unscorable_evaluation_columns_are_named(mlflow_conn_sqlite, tmp_path, request, change, match):
+    suffix = "csv" if request.node.callspec.id in ("non_numeric", "dates_as_text") else "parquet"
+    from airflow.sdk.exceptions import AirflowFailException
+
+    from mlops_provider.exceptions import DatasetError
+
+    uris = _logged_models(mlflow_conn_sqlite)
+    name = f"gate-{uuid.uuid4().hex[:8]}"
+    v1 = _register(name, uris["weak"], "champion")
+    v2 = _register(name, uris["strong"], "challenger")
+    with pytest.raises(DatasetError, match=match) as err:
+        _gate(name, _corrupt(tmp_path, change, suffix)).execute({})
+    assert f"the challenger (version {v2}) model cannot score it" in str(err.value)
+    assert isinstance(err.value, AirflowFailException)
+    assert _aliases(name)["champion"] == v1 and not any(k.startswith("gate.") for k in _tags(name, v2))
+
+
+@pytest.mark.parametrize(
+    ("change", "match"),
+    [
+        (_set("label", [1, 2, 3], np.nan), r"evaluation column 'label' has 3 missing label\(s\) \(NaN\) of 2000 rows"),
+        (
+            lambda f: f.__setitem__("label", f["label"].map({0: "no", 1: "yes"})),
+            r"evaluation column 'label' holds '(yes|no)', '(yes|no)' \(object\), none of which the models predict: "
+            r"their classes are 0, 1",
+        ),
+    ],
+    ids=["nan_label", "text_labels"],
+)
+def test_unusable_target_is_named(mlflow_conn_sqlite, tmp_path, change, match):
+    from mlops_provider.exceptions import DatasetError
+
+    uris = _logged_models(mlflow_conn_sqlite)
+    name = f"gate-{uuid.uuid4().hex[:8]}"
+    _register(name, uris["weak"], "champion")
+    _register(name, uris["strong"], "challenger")
+    with pytest.raises(DatasetError, match=match):
+        _gate(name, _corrupt(tmp_path, change)).execute({})
+
+
+def test_single_class_target_says_roc_auc_is_undefined(mlflow_conn_sqlite, tmp_path):
+    """Not a failed threshold (PromotionRejected): an input the gate cannot judge, with the reason."""
+    from mlops_provider.exceptions import DatasetError
+
+    uris = _logged_models(mlflow_conn_sqlite)
+    name = f"gate-{uuid.uuid4().hex[:8]}"
+    v1 = _register(name, uris["weak"], "champion")
+    v2 = _register(name, uris["strong"], "challenger")
+    frame = _frame(seed=1).rename(columns={"label": "defaulted"})
+    frame["defaulted"] = 0
+    path = tmp_path / "one_class.parquet"
+    frame.to_parquet(path)
+    spec = {"thresholds": [{"metric": "roc_auc", "value": {"lower_bound": 0.7}}, {"metric": "accuracy", "value": {"lower_bound": 0.5}}]}
+    with pytest.raises(DatasetError, match=r"^roc_auc is undefined: 'defaulted' has one class in the evaluation data \(0 in all 2000 rows\)") as err:
+        _gate(name, str(path), target_column="defaulted", gate_spec=spec).execute({})
+    assert not isinstance(err.value, PromotionRejected)
+    assert _aliases(name)["champion"] == v1 and "gate.passed" not in _tags(name, v2)
+    # a metric that is defined on one class is judged as usual
+    result = _gate(
+        name, str(path), target_column="defaulted", on_pass="none",
+        gate_spec={"thresholds": [{"metric": "accuracy", "value": {"lower_bound": 0.0}}]},
+    ).execute({})
+    assert result["passed"] is True
+
+
+def test_on_failure_warn_records_the_refusal_and_succeeds(mlflow_conn_sqlite, eval_path):
+    uris = _logged_models(mlflow_conn_sqlite)
+    name = f"gate-{uuid.uuid4().hex[:8]}"
+    v1 = _register(name, uris["strong"], "champion")
+    v2 = _register(name, uris["weak"], "challenger")
+    result = _gate(name, eval_path, on_failure="warn").execute({})
+    _assert_small_json(result)
+    assert result["passed"] is False and result["verdict"] == "not_blessed" and result["promoted"] is False
+    assert result["run_id"] and result["report_uri"]
+    assert _aliases(name)["champion"] == v1 and _tags(name, v2)["gate.passed"] == "false"
+
+
+REFUSING_DAG_FILE = """
+from airflow.sdk import DAG
+from mlops_provider.operators.gate import PromotionGateOperator
+
+with DAG(dag_id="gate_refuses", schedule=None) as dag:
+    for policy in ("fail", "skip"):
+        PromotionGateOperator(
+            task_id=f"gate_{policy}",
+            model_name="{{ dag_run.conf['model_name'] }}",
+            eval_dataset="{{ dag_run.conf['eval_path'] }}",
+            target_column="label",
+            feature_columns=["x1", "x2"],
+            gate_spec={"thresholds": [{"metric": "accuracy", "change": {"direction": "higher_is_better", "absolute": 0.0}}]},
+            on_pass="none",
+            on_failure=policy,
+        )
+"""
+
+
+def test_refused_gate_records_its_verdict_like_a_pass(mlflow_conn_sqlite, airflow_db, eval_path, tmp_path):
+    """Issue #14: XCom, MLflow run and version tags hold the decision whether the gate passes or fails."""
+    from airflow.dag_processing.bundles.manager import DagBundlesManager
+    from airflow.dag_processing.dagbag import DagBag, sync_bag_to_db
+    from airflow.models.taskinstance import TaskInstance
+    from airflow.models.xcom import XComModel
+    from airflow.utils.session import create_session
+
+    uris = _logged_models(mlflow_conn_sqlite)
+    name = f"gate-{uuid.uuid4().hex[:8]}"
+    v1 = _register(name, uris["strong"], "champion")
+    v2 = _register(name, uris["weak"], "challenger")
+    dags = tmp_path / "dags"
+    dags.mkdir()
+    (dags / "gate_refuses_dag.py").write_text(REFUSING_DAG_FILE)
+    bag = DagBag(dag_folder=str(dags))
+    assert bag.import_errors == {}
+    DagBundlesManager().sync_bundles_to_db()
+    sync_bag_to_db(bag, bundle_name="dags-folder", bundle_version=None)
+    run = bag.dags["gate_refuses"].test(run_conf={"model_name": name, "eval_path": eval_path})
+    client = MlflowHook().get_client()
+    with create_session() as session:
+        states = {
+            ti.task_id: ti.state
+            for ti in session.query(TaskInstance).filter_by(dag_id="gate_refuses", run_id=run.run_id)
+        }
+        assert states == {"gate_fail": "failed", "gate_skip": "skipped"}
+        for task_id in states:
+            row = session.query(XComModel).filter_by(
+                dag_id="gate_refuses", run_id=run.run_id, task_id=task_id, key="return_value"
+            ).one()
+            result = XComModel.deserialize_value(row)
+            _assert_small_json(result)
+            assert result["verdict"] == "not_blessed" and result["passed"] is False and result["promoted"] is False
+            assert (result["challenger_version"], result["champion_version"]) == (v2, v1)
+            assert result["n_failed"] >= 1 and result["failed"][0].startswith("change:accuracy[overall]")
+            run_info = client.get_run(result["run_id"])
+            assert run_info.data.tags["mlops.verdict"] == "not_blessed" and run_info.info.status == "FINISHED"
+    assert _tags(name, v2)["gate.passed"] == "false" and _aliases(name)["champion"] == v1
+
+
+def test_one_class_slice_names_the_reason_in_its_failed_check(mlflow_conn_sqlite, tmp_path):
+    uris = _logged_models(mlflow_conn_sqlite)
+    name = f"gate-{uuid.uuid4().hex[:8]}"
+    _register(name, uris["strong"], "challenger")
+    frame = _frame(seed=1)
+    frame.loc[frame["region"] == "EU", "label"] = 1
+    path = tmp_path / "eu_one_class.parquet"
+    frame.to_parquet(path)
+    spec = {"thresholds": [{"metric": "roc_auc", "value": {"lower_bound": 0.5}, "slices": ["overall", "region=*"]}]}
+    with pytest.raises(PromotionRejected) as err:
+        _gate(name, str(path), gate_spec=spec).execute({})
+    n_eu = int((frame["region"] == "EU").sum())
+    assert (
+        f"value:roc_auc[region=EU] metric is NaN (roc_auc is undefined: 'label' has one class in slice region=EU "
+        f"(1 in all {n_eu} rows))"
+    ) in str(err.value)

@@ -109,3 +109,100 @@ def test_too_few_labels_gives_no_verdict(champion, tmp_path):
     name, version = champion
     _write(tmp_path, version, accuracy=0.1, n=10)
     assert _op(name, tmp_path).execute(_context())["verdict"] == "insufficient_labels"
+
+
+# --- no silent answers: labels that cannot be compared, runs with no metric, arguments checked at parse time
+
+
+def _write_frames(tmp_path, labels: list, predictions: list, version: str) -> None:
+    ids = list(range(len(labels)))
+    pd.DataFrame({"id": ids, "prediction": predictions, "model_version": version}).to_parquet(tmp_path / "pred.parquet")
+    pd.DataFrame({"id": ids, "label": labels}).to_csv(tmp_path / "labels.csv", index=False)
+
+
+@pytest.mark.parametrize(
+    ("labels", "predictions", "match"),
+    [
+        # text labels against the numeric classes the model predicts: once read as 'ok' with no metric
+        (["yes", "no"] * 50, [1, 0] * 50, r"'label' \(object: 'yes', 'no'\).*'prediction' \(int64: 1, 0\).*different types"),
+        # same kind, other spelling: nothing can match
+        (["Yes", "No"] * 50, ["yes", "no"] * 50, r"'label' \(object: 'Yes', 'No'\).*'prediction' \(object.*share no value"),
+        # missing predictions
+        ([1, 0] * 50, [1.0, None] * 50, r"50 of 100 joined predictions in 'prediction' are missing"),
+    ],
+)
+def test_labels_that_cannot_be_compared_fail_naming_columns_and_types(champion, tmp_path, labels, predictions, match):
+    from airflow.sdk.exceptions import AirflowFailException
+
+    from mlops_provider.exceptions import DatasetError
+
+    name, version = champion
+    _write_frames(tmp_path, labels, predictions, version)
+    with pytest.raises(DatasetError, match=match) as err:
+        _op(name, tmp_path).execute(_context())
+    assert isinstance(err.value, AirflowFailException)  # a retry cannot fix the data
+
+
+def test_regression_labels_that_are_not_numbers_are_named(champion, tmp_path):
+    from mlops_provider.exceptions import DatasetError
+
+    name, version = champion
+    _write_frames(tmp_path, [1.5, "unknown", 2.25, 3.0] * 25, [1.4, 2.0, 2.2, 3.1] * 25, version)
+    with pytest.raises(DatasetError, match=r"'label' \(object\) has 25 non-numeric value\(s\), e.g. 'unknown'"):
+        _op(name, tmp_path, problem_type="regression", metrics=["rmse"]).execute(_context())
+
+
+def test_a_run_where_no_metric_could_be_computed_fails(champion, tmp_path):
+    from mlops_provider.exceptions import MlopsConfigurationError
+
+    name, version = champion
+    _write(tmp_path, version, accuracy=0.9)
+    with pytest.raises(MlopsConfigurationError, match=r"No metric could be computed from labels 'label' \(int64\).*roc_auc: needs predicted probabilities"):
+        _op(name, tmp_path, metrics=["roc_auc"]).execute(_context())
+
+
+def test_no_verdict_when_the_champion_logged_none_of_the_live_metrics(champion, tmp_path):
+    from mlops_provider.exceptions import MlopsConfigurationError
+
+    name, version = champion
+    _write(tmp_path, version, accuracy=0.9)
+    with pytest.raises(MlopsConfigurationError, match=r"Nothing to compare: live metrics \['balanced_accuracy'\].*logged none"):
+        _op(name, tmp_path, metrics=["balanced_accuracy"]).execute(_context())
+
+
+def test_string_labels_are_scored_when_predictions_use_them(champion, tmp_path):
+    name, version = champion
+    _write_frames(tmp_path, ["yes", "no"] * 50, ["yes", "no"] * 45 + ["no", "yes"] * 5, version)
+    result = _op(name, tmp_path).execute(_context())
+    assert result["problem_type"] == "classification" and result["live_metrics"]["accuracy"] == pytest.approx(0.9)
+    assert result["verdict"] == "ok" and result["join"]["n_missing_labels"] == 0
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"tolerance": -0.1}, r"tolerance must be a number >= 0; got -0.1"),
+        ({"tolerance": "5%"}, r"tolerance must be a number"),
+        ({"absolute_tolerance": float("nan")}, r"absolute_tolerance must be a number >= 0"),
+        ({"min_rows": 0}, r"min_rows must be an integer >= 1"),
+        ({"problem_type": "classifier"}, r"problem_type must be one of 'classification', 'regression' or None"),
+        ({"only_alias_version": "yes"}, r"only_alias_version must be one of True, False"),
+        ({"id_columns": []}, r"id_columns is empty"),
+    ],
+)
+def test_bad_arguments_fail_when_the_dag_is_parsed(kwargs, match):
+    from mlops_provider.exceptions import MlopsConfigurationError
+
+    with pytest.raises(MlopsConfigurationError, match=match):
+        ModelPerformanceOperator(task_id="p", model_name="m", labels="l.csv", predictions="p.parquet", **kwargs)
+
+
+def test_id_columns_of_different_types_are_named():
+    from mlops_provider.exceptions import DatasetError
+
+    labels = pd.DataFrame({"id": [1, 2, 3], "label": [1, 0, 1]})
+    preds = pd.DataFrame({"id": ["1", "2", "3"], "prediction": [1, 0, 1]})
+    with pytest.raises(DatasetError, match=r"Id column 'id' cannot be joined: labels 'id' \(int64: 1, 2, 3\) and predictions 'id' \(object: '1', '2', '3'\)"):
+        join_labels(labels, preds, ["id"], "label")
+    # numbers of different widths join as numbers
+    assert join_labels(labels, preds.assign(id=[1.0, 2.0, 3.0]), ["id"], "label").n_joined == 3

@@ -125,3 +125,19 @@ def test_run_type_enum_of_the_task_sdk(tmp_path):
                                   ledger_path=str(tmp_path / "l.sqlite3"))
     assert op.execute(context("manual__1", [], run_type=DagRunType.MANUAL))["kinds"] == ["manual"]
     assert op.execute(context("scheduled__1", [], run_type=DagRunType.SCHEDULED))["kinds"] == ["schedule"]
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"cooldown": -1}, r"cooldown must be a number >= 0; got -1"),
+        ({"cooldown": "6h"}, r"cooldown must be a number >= 0; got '6h'"),
+        ({"cooldown": timedelta(hours=-1)}, r"cooldown \(seconds\) must be a number >= 0; got -3600.0"),
+        ({"watch": "mlops://churn/drift"}, r"watch must be a list of Assets; got str"),
+    ],
+)
+def test_bad_arguments_fail_when_the_dag_is_parsed(kwargs, match):
+    from mlops_provider.exceptions import MlopsConfigurationError
+
+    with pytest.raises(MlopsConfigurationError, match=match):
+        RetrainingPolicyOperator(task_id="policy", model_name="churn", **kwargs)

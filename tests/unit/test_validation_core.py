@@ -310,3 +310,77 @@ def test_matching_validation_run():
     assert v.matching_validation_run({**record, "success": False}, "abc") is None
     assert v.matching_validation_run([None, record], "abc") == "r1"
     assert v.matching_validation_run(None, "abc") is None
+
+
+# --- the failure message: suite order, the column of each failure, column sets, the count of the rest
+
+ORDERED = [
+    {"type": "expect_column_values_to_be_between", "kwargs": {"column": "income", "max_value": 10}},
+    {"type": "expect_column_values_to_not_be_null", "kwargs": {"column": "age"}},
+    {"type": "expect_table_columns_to_match_set", "kwargs": {"column_set": ["age", "income", "city", "zip"], "exact_match": True}},
+    {"type": "expect_column_values_to_be_in_set", "kwargs": {"column": "city", "value_set": ["paris"]}},
+    {"type": "expect_table_row_count_to_be_between", "kwargs": {"min_value": 10_000}},
+    {"type": "expect_column_values_to_be_between", "kwargs": {"column": "age", "min_value": 80}},
+    {"type": "expect_table_columns_to_match_ordered_list", "kwargs": {"column_list": ["city", "age", "income", "active"]}},
+    {"type": "expect_column_mean_to_be_between", "kwargs": {"column": "income", "min_value": 0, "max_value": 1}},
+]
+
+
+def test_failures_are_listed_in_the_suite_order_with_their_column(df):
+    bad = df.copy()
+    bad.loc[:2, "age"] = None
+    outcome = v.run_validation(bad, v.build_suite(ORDERED))
+    # GX returns its results grouped its own way; the outcome keeps the suite's order
+    types = [r["expectation_config"]["type"] for r in outcome.result["results"]]
+    assert types == [e["type"] for e in ORDERED]
+    summary = v.summarize_result(outcome, bad.columns)
+    assert [f["expectation"] for f in summary["failures"]] == list(range(len(ORDERED)))
+    lines = v.describe_failures(summary, limit=5).splitlines()
+    assert lines == [
+        lines[0],
+        "#1 expect_column_values_to_not_be_null on 'age': 3 unexpected (0.6%)" + lines[1].split("(0.6%)", 1)[1],
+        "#2 expect_table_columns_to_match_set on the table: missing column(s) 'zip', extra column(s) 'active'",
+        lines[3],
+        lines[4],
+        "... and 3 more failed expectation(s), listed in the report",
+    ]
+    assert lines[0].startswith("#0 expect_column_values_to_be_between on 'income': 500 unexpected (100.0%)")
+    assert lines[3].startswith("#3 expect_column_values_to_be_in_set on 'city': ")
+    assert lines[4].startswith("#4 expect_table_row_count_to_be_between on the table: observed 500")
+    rest = v.describe_failures(summary, limit=10).splitlines()
+    assert rest[6] == "#6 expect_table_columns_to_match_ordered_list on the table: same columns in another order: " + json.dumps(list(df.columns))
+    assert rest[7].startswith("#7 expect_column_mean_to_be_between on 'income': observed ")
+    # the HTML report follows the same order
+    html = v.render_html_report(outcome)
+    positions = [html.index(e["type"], html.index("<h2>Expectations</h2>")) for e in ORDERED[:2]]
+    assert positions == sorted(positions)
+
+
+def test_column_set_failure_names_missing_and_extra_columns(df):
+    suite = v.build_suite(
+        [{"type": "expect_table_columns_to_match_ordered_list", "kwargs": {"column_list": ["age", "income", "zip"]}}]
+    )
+    summary = v.summarize_result(v.run_validation(df, suite), df.columns)
+    [failure] = summary["failures"]
+    assert failure["missing_columns"] == ["zip"] and failure["extra_columns"] == ["city", "active"]
+    assert v.describe_failures(summary) == (
+        "#0 expect_table_columns_to_match_ordered_list on the table: missing column(s) 'zip', "
+        "extra column(s) 'city', 'active'"
+    )
+    lenient = v.build_suite(
+        [{"type": "expect_table_columns_to_match_set", "kwargs": {"column_set": ["age", "zip"], "exact_match": False}}]
+    )
+    summary = v.summarize_result(v.run_validation(df, lenient), df.columns)
+    assert "missing column(s) 'zip'" in v.describe_failures(summary)
+    assert "extra" not in v.describe_failures(summary)  # extra columns are allowed without exact_match
+
+
+def test_a_repeated_expectation_is_refused_not_dropped():
+    """GX keeps one expectation per type and column: the earlier one would silently never be checked."""
+    entries = [
+        {"type": "expect_column_values_to_be_between", "kwargs": {"column": "age", "min_value": 0}},
+        {"type": "expect_column_values_to_not_be_null", "kwargs": {"column": "age"}},
+        {"type": "expect_column_values_to_be_between", "kwargs": {"column": "age", "max_value": 120}},
+    ]
+    with pytest.raises(v.SuiteDefinitionError, match=r"expectation #2 \(expect_column_values_to_be_between on 'age'\) repeats expectation #0"):
+        v.build_suite(entries)

@@ -140,6 +140,33 @@ def test_fail_policy_says_what_failed_by_how_much_and_where(mlflow_conn_sqlite, 
     assert run.data.tags["mlops.validation.success"] == "false"
 
 
+def test_failure_message_follows_the_suite_and_counts_the_rest(mlflow_conn_sqlite, tmp_path):
+    """Failures in the suite's order, each with its column; a column set names missing and extra columns."""
+    expectations = [
+        {"type": "expect_column_values_to_be_in_set", "kwargs": {"column": "plan", "value_set": ["basic"]}},
+        {"type": "expect_table_columns_to_match_set", "kwargs": {"column_set": ["age", "plan", "region"], "exact_match": True}},
+        *[
+            {"type": f"expect_column_{kind}_to_be_between", "kwargs": {"column": c, "min_value": 1e9}}
+            for kind, c in (("values", "income"), ("values", "age"), ("min", "income"), ("max", "age"), ("mean", "income"))
+        ],
+    ]
+    op = DataValidationOperator(
+        task_id="validate", dataset=_batch(tmp_path), expectations=expectations, experiment_name=_experiment()
+    )
+    ti, ctx = _run(op)
+    with pytest.raises(DataValidationFailed) as err:
+        op.execute(ctx)
+    lines = str(err.value).splitlines()
+    assert lines[1].startswith("#0 expect_column_values_to_be_in_set on 'plan': ")
+    assert lines[2] == "#1 expect_table_columns_to_match_set on the table: missing column(s) 'region', extra column(s) 'income'"
+    assert [line.split(" ", 2)[:2] for line in lines[3:6]] == [
+        ["#2", "expect_column_values_to_be_between"], ["#3", "expect_column_values_to_be_between"],
+        ["#4", "expect_column_min_to_be_between"]]
+    assert [line.split(" on ")[1].split(":")[0] for line in lines[3:6]] == ["'income'", "'age'", "'income'"]
+    assert lines[6] == "... and 2 more failed expectation(s), listed in the report"
+    assert ti.xcom["return_value"]["failures"][1]["missing_columns"] == ["region"]
+
+
 def test_warn_policy_continues_with_the_outcome_in_xcom(mlflow_conn_sqlite, tmp_path):
     op = DataValidationOperator(
         task_id="validate",
@@ -322,8 +349,33 @@ def test_suite_factory_and_checkpoint_of_a_file_context(mlflow_conn_sqlite, tmp_
     ],
 )
 def test_bad_arguments_fail_before_loading_data(kwargs, error, match, tmp_path):
-    op = DataValidationOperator(task_id="validate", dataset=str(tmp_path / "absent.parquet"), **kwargs)
     with pytest.raises(error, match=match):
+        op = DataValidationOperator(task_id="validate", dataset=str(tmp_path / "absent.parquet"), **kwargs)
+        op.execute(_run(op)[1])
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        (dict(expectations=SUITE, on_failure="ignore"), r"on_failure must be one of 'fail', 'warn', 'quarantine'; got 'ignore'"),
+        (dict(expectations=SUITE, on_failure="skip"), r"on_failure must be one of 'fail', 'warn', 'quarantine'"),
+        (dict(expectations=SUITE, on_failure="quarantine"), "needs quarantine_location"),
+        (dict(expectations=SUITE, result_format="FULL"), r"result_format must be one of 'BOOLEAN_ONLY', 'BASIC', 'SUMMARY', 'COMPLETE'"),
+        (dict(), r"exactly one of .* \(got none\)"),
+        (dict(expectations=SUITE, suite_path="x.yaml"), r"\(got expectations, suite_path\)"),
+        (dict(checkpoint_name="cp"), "checkpoint_name needs context_root_dir"),
+    ],
+)
+def test_bad_arguments_fail_when_the_dag_is_parsed(kwargs, match):
+    """The constructor refuses them: a DAG file with a typo does not import."""
+    with pytest.raises(MlopsConfigurationError, match=match):
+        DataValidationOperator(task_id="validate", dataset="absent.parquet", **kwargs)
+
+
+def test_templated_on_failure_is_checked_after_rendering(tmp_path):
+    op = DataValidationOperator(task_id="validate", dataset="absent.parquet", expectations=SUITE, on_failure="{{ params.policy }}")
+    op.on_failure = "ignore"  # as rendered
+    with pytest.raises(MlopsConfigurationError, match="on_failure must be one of"):
         op.execute(_run(op)[1])
 
 

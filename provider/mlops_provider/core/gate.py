@@ -38,7 +38,9 @@ OVERALL = "overall"
 N_ROWS = "n_rows"
 LATENCY_METRIC = "latency_p95_ms_per_1k_rows"
 MODEL_SIZE_METRIC = "model_size_mb"
-RESERVED_METRICS = frozenset({N_ROWS, LATENCY_METRIC, MODEL_SIZE_METRIC})
+#: Per slice, ``{metric: why it is undefined there}`` (e.g. one class in the slice); not a metric.
+UNDEFINED = "undefined"
+RESERVED_METRICS = frozenset({N_ROWS, LATENCY_METRIC, MODEL_SIZE_METRIC, UNDEFINED})
 
 HIGHER_IS_BETTER = "higher_is_better"
 LOWER_IS_BETTER = "lower_is_better"
@@ -521,14 +523,16 @@ def evaluate_gate(
                 empty_check(slice_key, threshold.metric)
                 continue
             observed = _as_float((cand_slice or {}).get(threshold.metric))
+            why = _undefined_reason(cand_slice, threshold.metric)
             if threshold.value is not None:
-                checks.append(_value_check(threshold.metric, slice_key, observed, threshold.value))
+                checks.append(_explained(_value_check(threshold.metric, slice_key, observed, threshold.value), why))
             if threshold.change is not None:
                 if base is None:
                     dropped_change += 1
                     continue
                 baseline = _as_float((base.get(slice_key) or {}).get(threshold.metric))
-                checks.append(_change_check(threshold.metric, slice_key, observed, baseline, threshold.change))
+                check = _change_check(threshold.metric, slice_key, observed, baseline, threshold.change)
+                checks.append(_explained(check, why or _undefined_reason(base.get(slice_key), threshold.metric)))
 
     for constraint in spec.fairness:
         checks.append(_fairness_check(constraint, cand, base, empty_check))
@@ -558,6 +562,18 @@ def evaluate_gate(
         baseline=None if baseline_id is None else str(baseline_id),
         notes=notes,
     )
+
+
+def _undefined_reason(slice_metrics: Mapping[str, Any] | None, metric: str) -> str | None:
+    reasons = (slice_metrics or {}).get(UNDEFINED)
+    return reasons.get(metric) if isinstance(reasons, Mapping) else None
+
+
+def _explained(check: CheckResult, why: str | None) -> CheckResult:
+    """Put the reason a metric is undefined into a failed check's message (``metric is NaN (roc_auc is undefined: ...)``)."""
+    if why and not check.passed and "NaN" in check.message:
+        check.message = f"{check.message} ({why})"
+    return check
 
 
 def _value_check(metric: str, slice_key: str, observed: float | None, vt: ValueThreshold) -> CheckResult:
@@ -665,3 +681,163 @@ def _budget_check(kind: str, metric: str, cand, base, budget: float) -> CheckRes
     passed = observed <= budget
     msg = f"{_fmt(observed)} {'<=' if passed else '>'} budget {_fmt(budget)}"
     return CheckResult(kind, metric, OVERALL, passed, msg, observed, baseline, bound)
+
+
+# ---------------------------------------------------------------------------------------------- evaluation data
+
+#: Metrics that are undefined when the evaluation target holds a single class.
+ONE_CLASS_UNDEFINED = frozenset({"roc_auc", "roc_auc_ovr", "roc_auc_ovo", "average_precision", "log_loss", "brier_score"})
+_EXAMPLES = 3
+
+
+def _plain(value: Any) -> Any:
+    return value.item() if hasattr(value, "item") else value
+
+
+def _examples(values: Any) -> str:
+    return ", ".join(repr(_plain(v)) for v in list(values)[:_EXAMPLES])
+
+
+def column_problems(frame: Any, columns: Sequence[Any]) -> dict[str, dict[Any, str]]:
+    """
+    What an sklearn model may refuse in ``frame[columns]``, by kind: ``{"nan"|"inf"|"non_numeric"|"datetime": {column: text}}``.
+
+    ``non_numeric``: values of a text column that do not read as numbers (a column of numbers written as
+    text is not listed: sklearn converts it).  Models with their own handling (an imputer, an encoder)
+    accept some of these, so this describes, it does not judge: call it once scoring has failed.
+    """
+    import numpy as np
+    import pandas as pd
+
+    found: dict[str, dict[Any, str]] = {"nan": {}, "inf": {}, "non_numeric": {}, "datetime": {}}
+    n = len(frame)
+    for column in columns:
+        s = frame[column]
+        if pd.api.types.is_datetime64_any_dtype(s) or isinstance(s.dtype, pd.PeriodDtype):
+            found["datetime"][column] = (
+                f"{column!r} is a datetime column ({s.dtype}): models take numbers; derive numeric features "
+                "from it (e.g. age in days) or leave it out of feature_columns"
+            )
+            continue
+        n_nan = int(s.isna().sum())
+        if n_nan:
+            found["nan"][column] = f"{column!r} has {n_nan} missing value(s) (NaN) of {n} rows"
+        if pd.api.types.is_numeric_dtype(s) and not pd.api.types.is_bool_dtype(s):
+            values = s.to_numpy(dtype=float, na_value=np.nan)
+            n_inf = int(np.isinf(values).sum())
+            if n_inf:
+                found["inf"][column] = f"{column!r} has {n_inf} infinite value(s) of {n} rows"
+        elif not pd.api.types.is_bool_dtype(s):
+            present = s.dropna()
+            if present.map(lambda v: isinstance(v, _dt_types())).any():
+                found["datetime"][column] = f"{column!r} holds dates or times ({s.dtype}): models take numbers"
+                continue
+            bad = present[pd.to_numeric(present, errors="coerce").isna()]
+            if len(bad) and len(bad) == len(present) and _reads_as_dates(bad):
+                found["datetime"][column] = (
+                    f"{column!r} holds dates as text, e.g. {_examples(bad.unique())}: models take numbers; derive "
+                    "numeric features from it (e.g. age in days) or leave it out of feature_columns"
+                )
+                continue
+            if len(bad):
+                found["non_numeric"][column] = (
+                    f"{column!r} ({s.dtype}) has {len(bad)} non-numeric value(s) of {n} rows, e.g. {_examples(bad.unique())}"
+                )
+            numbers = pd.to_numeric(present, errors="coerce")
+            n_inf = int(np.isinf(numbers.to_numpy(dtype=float, na_value=np.nan)).sum())
+            if n_inf:
+                found["inf"][column] = f"{column!r} has {n_inf} infinite value(s) of {n} rows"
+    return found
+
+
+def _reads_as_dates(values: Any) -> bool:
+    import warnings
+
+    import pandas as pd
+
+    sample = values.head(20).astype(str)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            pd.to_datetime(sample, errors="raise", format="mixed")
+    except (ValueError, TypeError, OverflowError):
+        return False
+    return True
+
+
+def _dt_types() -> tuple[type, ...]:
+    import datetime
+
+    return (datetime.date, datetime.time)
+
+
+def explain_scoring_error(frame: Any, columns: Sequence[Any], error: str) -> str | None:
+    """
+    The evaluation columns that explain a model's scoring error (``error``), one clause each; None if none does.
+
+    The kind is read from the error (NaN, infinity, a string or a datetime that could not be converted);
+    when the error names none of them every problem found is listed.
+    """
+    problems = column_problems(frame, columns)
+    text = error.lower()
+    kinds = [
+        kind
+        for kind, words in (
+            ("nan", ("nan", "missing value")),
+            ("inf", ("infinity", "too large")),
+            ("non_numeric", ("convert string", "could not convert", "string", " str")),
+            ("datetime", ("datetime", "timestamp", "date")),
+        )
+        if any(w in text for w in words)
+    ]
+    chosen = [problems[k] for k in kinds if problems[k]] or [p for p in problems.values() if p]
+    clauses = [text for found in chosen for text in found.values()]
+    return "; ".join(clauses) if clauses else None
+
+
+def target_problem(y: Any, column: str, model_classes: Any | None) -> str | None:
+    """
+    Why the evaluation target ``y`` (column ``column``) cannot be scored, or None.
+
+    Missing or infinite labels; for a classifier (``model_classes`` = its ``classes_``), labels of another
+    type than the classes it predicts (``'yes'/'no'`` against ``0/1``), so nothing can match.
+    """
+    import numpy as np
+    import pandas as pd
+
+    s = pd.Series(y)
+    n = len(s)
+    n_nan = int(s.isna().sum())
+    if n_nan:
+        return f"evaluation column {column!r} has {n_nan} missing label(s) (NaN) of {n} rows; every row needs a label"
+    if model_classes is None:
+        if not pd.api.types.is_numeric_dtype(s) or pd.api.types.is_bool_dtype(s):
+            bad = s[pd.to_numeric(s, errors="coerce").isna()]
+            if len(bad):
+                return (
+                    f"evaluation column {column!r} ({s.dtype}) has non-numeric value(s) in {len(bad)} of {n} rows, "
+                    f"e.g. {_examples(bad.unique())}; a regression model predicts numbers"
+                )
+            return None
+        n_inf = int(np.isinf(s.to_numpy(dtype=float)).sum())
+        if n_inf:
+            return f"evaluation column {column!r} has {n_inf} infinite value(s) of {n} rows"
+        return None
+    classes = list(np.asarray(model_classes).tolist())
+    values = list(pd.unique(s))
+    if not any(v in classes for v in values):
+        return (
+            f"evaluation column {column!r} holds {_examples(values)} ({s.dtype}), none of which the models predict: "
+            f"their classes are {_examples(classes)}{' ...' if len(classes) > _EXAMPLES else ''} "
+            f"({np.asarray(model_classes).dtype}); the labels must use the same values and type as in training"
+        )
+    return None
+
+
+def one_class_message(metric: str, column: str, y: Any, where: str = "the evaluation data") -> str:
+    """``roc_auc is undefined: 'defaulted' has one class in the evaluation data (0 in all 500 rows)``."""
+    import pandas as pd
+
+    s = pd.Series(y)
+    value = _plain(s.iloc[0]) if len(s) else None
+    return f"{metric} is undefined: {column!r} has one class in {where} ({value!r} in all {len(s)} rows)"

@@ -38,6 +38,8 @@ class JoinResult:
     n_unmatched_labels: int
     n_duplicate_prediction_ids: int
     model_versions: list[str]
+    n_missing_labels: int = 0
+
 
     def summary(self) -> dict[str, Any]:
         return {
@@ -48,6 +50,7 @@ class JoinResult:
             "unmatched_label_ids": [_jsonable(v) for v in self.unmatched_label_ids[:MAX_IDS_IN_SUMMARY]],
             "n_duplicate_prediction_ids": self.n_duplicate_prediction_ids,
             "model_versions": self.model_versions,
+            "n_missing_labels": self.n_missing_labels,
         }
 
 
@@ -79,6 +82,14 @@ def join_labels(
         missing = [c for c in needed if c not in frame.columns]
         if missing:
             raise _error(f"The {name} table lacks column(s) {missing} (has {list(frame.columns)[:20]})")
+    for column in ids:
+        kinds = {_kind(labels[column]), _kind(predictions[column])}
+        if "text" in kinds and len(kinds) > 1:
+            raise _error(
+                f"Id column {column!r} cannot be joined: labels {_describe(column, labels[column])} and "
+                f"predictions {_describe(column, predictions[column])} hold different types (text against numbers); "
+                "read both with the same type"
+            )
     preds = predictions
     if model_version is not None and "model_version" in preds.columns:
         preds = preds[preds["model_version"].astype(str) == str(model_version)]
@@ -89,6 +100,7 @@ def join_labels(
     merged = lab.merge(preds[keep], on=ids, how="left", indicator=True)
     unmatched = merged[merged["_merge"] == "left_only"]
     joined = merged[merged["_merge"] == "both"].drop(columns="_merge")
+    n_missing_labels = int(joined["__label"].isna().sum())
     joined = joined[joined["__label"].notna()]
     if len(ids) == 1:
         unmatched_ids = unmatched[ids[0]].tolist()
@@ -104,7 +116,79 @@ def join_labels(
         n_unmatched_labels=len(unmatched),
         n_duplicate_prediction_ids=dup,
         model_versions=versions,
+        n_missing_labels=n_missing_labels,
     )
+
+
+def _kind(series: pd.Series) -> str:
+    """``number``, ``bool`` or ``text`` (anything else: strings, mixed objects, categories)."""
+    import pandas as pd
+
+    if pd.api.types.is_bool_dtype(series):
+        return "bool"
+    if pd.api.types.is_numeric_dtype(series):
+        return "number"
+    present = series.dropna()
+    if len(present) and present.map(lambda v: isinstance(v, bool)).all():
+        return "bool"
+    if len(present) and present.map(lambda v: isinstance(v, int | float) and not isinstance(v, bool)).all():
+        return "number"
+    return "text"
+
+
+def _describe(name: str, series: pd.Series) -> str:
+    import pandas as pd
+
+    values = pd.unique(series.dropna())[:3]
+    return f"{name!r} ({series.dtype}: {', '.join(repr(_jsonable(v)) for v in values)}{', ...' if series.nunique() > 3 else ''})"
+
+
+def check_comparable(
+    y_true: pd.Series, y_pred: pd.Series, label_column: str, prediction_column: str, problem_type: str
+) -> None:
+    """
+    Refuse labels that cannot be compared with the predictions, naming both columns and their types.
+
+    Classification: labels and predictions must be of one kind (numbers/booleans, or text) and, when
+    either holds more than one value, share at least one (``'yes'/'no'`` against ``0/1``, or ``'Yes'``
+    against ``'yes'``, compares nothing).
+    Regression: both must be finite numbers.  Missing predictions are refused in both cases.
+
+    :raises DatasetError: with the columns, their dtypes and example values.
+    """
+    import numpy as np
+    import pandas as pd
+
+    both = f"labels {_describe(label_column, y_true)} and predictions {_describe(prediction_column, y_pred)}"
+    n_missing = int(y_pred.isna().sum())
+    if n_missing:
+        raise _error(f"{n_missing} of {len(y_pred)} joined predictions in {prediction_column!r} are missing (NaN); {both}")
+    kinds = {_kind(y_true), _kind(y_pred)}
+    if problem_type == "regression":
+        for name, s in ((label_column, y_true), (prediction_column, y_pred)):
+            numbers = pd.to_numeric(s, errors="coerce")
+            bad = s[numbers.isna()]
+            if len(bad):
+                raise _error(
+                    f"Regression needs numbers, but {name!r} ({s.dtype}) has {len(bad)} non-numeric value(s), "
+                    f"e.g. {', '.join(repr(_jsonable(v)) for v in pd.unique(bad)[:3])}; {both}"
+                )
+            n_inf = int(np.isinf(numbers.to_numpy(dtype=float)).sum())
+            if n_inf:
+                raise _error(f"{name!r} has {n_inf} infinite value(s); {both}")
+        return
+    if "text" in kinds and len(kinds) > 1:
+        raise _error(
+            f"Labels cannot be compared with the predictions: {both} are of different types "
+            "(text against numbers); store the labels with the values the model predicts"
+        )
+    labels, predicted = set(pd.unique(y_true)), set(pd.unique(y_pred))
+    # one label value against one other predicted value can be a real (bad) score; more cannot
+    if not labels & predicted and max(len(labels), len(predicted)) > 1:
+        raise _error(
+            f"Labels cannot be compared with the predictions: {both} share no value; "
+            "store the labels with the values the model predicts"
+        )
 
 
 def live_metrics(

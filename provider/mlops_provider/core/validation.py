@@ -219,6 +219,7 @@ def build_suite(
     normalized = normalize_expectations(expectations, source)
     suite = gx.ExpectationSuite(name=name)
     for index, entry in enumerate(normalized):
+        before = len(suite.expectation_configurations)
         try:
             config = ExpectationConfiguration(
                 type=entry["type"], kwargs=entry["kwargs"], meta=entry.get("meta")
@@ -231,6 +232,19 @@ def build_suite(
             raise SuiteDefinitionError(
                 f"{source}: expectation #{index} ({entry['type']}) is invalid: {_short(reason, 300)}"
             ) from None
+        if len(suite.expectation_configurations) == before:
+            # GX keeps one expectation per type and column, silently replacing the earlier one
+            column = entry["kwargs"].get("column")
+            earlier = next((
+                i for i, e in enumerate(normalized[:index])
+                if e["type"] == entry["type"] and e["kwargs"].get("column") == column
+            ), None) if column is not None else None
+            raise SuiteDefinitionError(
+                f"{source}: expectation #{index} ({entry['type']}"
+                f"{f' on {column!r}' if column is not None else ''}) repeats expectation"
+                f"{f' #{earlier}' if earlier is not None else ''} of the same type on the same column; Great "
+                "Expectations keeps only one of them, so the other would never be checked: merge them into one"
+            )
     return suite
 
 
@@ -558,6 +572,12 @@ def run_validation(
             ) from None
         cp_result = checkpoint.run(batch_parameters={"dataframe": df})
         results = [r.to_json_dict() for r in cp_result.run_results.values()]
+        for r in results:
+            try:
+                ids = [c.id for c in context.suites.get(r.get("suite_name")).expectation_configurations]
+            except Exception:  # a suite the context cannot give back: keep GX's order
+                continue
+            r["results"] = in_suite_order(r.get("results", []), ids)
         merged = _merge_results(results)
         suite_name = ",".join(sorted({r.get("suite_name") or "?" for r in results})) or checkpoint_name
         missing: list[dict[str, Any]] = []
@@ -595,10 +615,23 @@ def run_validation(
     definition = context.validation_definitions.add(
         gx.ValidationDefinition(name="validation", data=batch_definition, suite=suite_copy)
     )
-    result = definition.run(batch_parameters={"dataframe": df}, result_format=result_format)
-    return ValidationOutcome(
-        result.to_json_dict(), suite_copy.name, schema_changes, missing, time.perf_counter() - started
-    )
+    result = definition.run(batch_parameters={"dataframe": df}, result_format=result_format).to_json_dict()
+    result["results"] = in_suite_order(result.get("results", []), [c.id for c in suite_copy.expectation_configurations])
+    return ValidationOutcome(result, suite_copy.name, schema_changes, missing, time.perf_counter() - started)
+
+
+def in_suite_order(results: list[dict[str, Any]], ids: Sequence[str | None]) -> list[dict[str, Any]]:
+    """
+    GX results in the order of the suite's expectations (GX groups them by metric, not by suite order).
+
+    Results are matched by expectation id; a result without a known id keeps its place after the others.
+    """
+    position = {i: n for n, i in enumerate(ids) if i is not None}
+    keyed = [
+        (position.get((r.get("expectation_config") or {}).get("id"), len(position) + k), r)
+        for k, r in enumerate(results)
+    ]
+    return [r for _, r in sorted(keyed, key=lambda item: item[0])]
 
 
 def _merge_results(results: list[dict[str, Any]]) -> dict[str, Any]:
@@ -648,7 +681,28 @@ def _short(value: Any, limit: int = MAX_STR_CHARS) -> Any:
     return _short(str(_plain(value)), limit)
 
 
+#: Expectations on the set of columns of the table: their failures name the missing and extra columns.
+COLUMN_SET_EXPECTATIONS = ("expect_table_columns_to_match_set", "expect_table_columns_to_match_ordered_list")
+
+
+def _column_set_difference(config: Mapping[str, Any], result: Mapping[str, Any]) -> dict[str, Any] | None:
+    """``{"missing_columns", "extra_columns", "order_differs"}`` of a failed column-set expectation."""
+    kwargs = config.get("kwargs") or {}
+    expected = kwargs.get("column_set") if "column_set" in kwargs else kwargs.get("column_list")
+    observed = result.get("observed_value")
+    if not isinstance(expected, list | tuple) or not isinstance(observed, list | tuple):
+        return None
+    expected_names, observed_names = [str(c) for c in expected], [str(c) for c in observed]
+    missing = [c for c in expected_names if c not in observed_names]
+    extra = [c for c in observed_names if c not in expected_names]
+    if config.get("type") == "expect_table_columns_to_match_set" and kwargs.get("exact_match") is False:
+        extra = []  # extra columns are allowed then
+    order = not missing and not extra and config.get("type") == "expect_table_columns_to_match_ordered_list"
+    return {"missing_columns": missing, "extra_columns": extra, "order_differs": order}
+
+
 def _failure_record(res: Mapping[str, Any], index: int, data_columns: set[str] | None) -> dict[str, Any]:
+    """One failed expectation; ``index`` is its position in the suite."""
     config = res.get("expectation_config") or {}
     kwargs = dict(config.get("kwargs") or {})
     kwargs.pop("batch_id", None)
@@ -665,7 +719,16 @@ def _failure_record(res: Mapping[str, Any], index: int, data_columns: set[str] |
         "unexpected_count": result.get("unexpected_count"),
         "unexpected_percent": _round(result.get("unexpected_percent")),
         "expected": _short(kwargs),
+        "expectation": index,
     }
+    if record["expectation_type"] in COLUMN_SET_EXPECTATIONS:
+        difference = _column_set_difference(config, result)
+        if difference is not None:
+            record.update(
+                missing_columns=_short(difference["missing_columns"]),
+                extra_columns=_short(difference["extra_columns"]),
+                order_differs=difference["order_differs"],
+            )
     if "observed_value" in result:
         record["observed_value"] = _short(result["observed_value"])
     elif result.get("partial_unexpected_counts"):
@@ -745,15 +808,44 @@ def summarize_result(
     return summary
 
 
+def _where(f: Mapping[str, Any]) -> str:
+    column = f.get("column")
+    if f.get("expectation_type") in COLUMN_SET_EXPECTATIONS or column is None:
+        return " on the table"
+    if isinstance(column, list):
+        return f" on columns {', '.join(repr(c) for c in column)}"
+    return f" on {column!r}"
+
+
+def _column_set_text(f: Mapping[str, Any]) -> str:
+    missing, extra = f.get("missing_columns") or [], f.get("extra_columns") or []
+    parts = []
+    if missing:
+        parts.append(f"missing column(s) {', '.join(repr(c) for c in missing)}")
+    if extra:
+        parts.append(f"extra column(s) {', '.join(repr(c) for c in extra)}")
+    if f.get("order_differs"):
+        parts.append(f"same columns in another order: {json.dumps(f.get('observed_value'), default=str)[:160]}")
+    return ", ".join(parts) or f"observed {json.dumps(f.get('observed_value'), default=str)[:160]}"
+
+
 def describe_failures(summary: Mapping[str, Any], limit: int = 5) -> str:
-    """Human-readable lines: which expectations failed, on which column, and by how much."""
+    """
+    Human-readable lines: which expectations failed, in the suite's order, on which column, and by how much.
+
+    One line per failure (``#<position in the suite> <expectation> on <column>: ...``) up to ``limit``,
+    then the count of the rest.  A column-set expectation names the missing and extra columns.
+    """
     lines = []
     if summary.get("schema_changes"):
         lines.append("schema change: " + describe_schema_changes(summary["schema_changes"]))
     for f in summary.get("failures", [])[:limit]:
-        where = f" on {f['column']!r}" if f.get("column") is not None else ""
+        where = _where(f)
+        number = f"#{f['expectation']} " if isinstance(f.get("expectation"), int) else ""
         if f.get("error"):
             how = f"error: {f['error']}"
+        elif "missing_columns" in f:
+            how = _column_set_text(f)
         else:
             parts = []
             if f.get("unexpected_count") is not None:
@@ -763,10 +855,10 @@ def describe_failures(summary: Mapping[str, Any], limit: int = 5) -> str:
             if f.get("expected"):
                 parts.append(f"expected {json.dumps(f['expected'], default=str)[:160]}")
             how = ", ".join(parts) or "failed"
-        lines.append(f"{f['expectation_type']}{where}: {how}")
+        lines.append(f"{number}{f['expectation_type']}{where}: {how}")
     more = summary.get("failures_total", 0) - min(limit, len(summary.get("failures", [])))
     if more > 0:
-        lines.append(f"... and {more} more failed expectations")
+        lines.append(f"... and {more} more failed expectation(s), listed in the report")
     return "\n".join(lines)
 
 

@@ -26,6 +26,7 @@ from airflow.sdk.bases.skipmixin import SkipMixin
 
 from mlops_provider._args import FAIL, SKIP, WARN, check_choice, check_number, is_templated, reject_renamed
 from mlops_provider.hooks.mlflow import MlflowHook
+from mlops_provider.lineage import LineageMixin, records
 from mlops_provider.links.mlflow import DriftReportLink, MlflowRunLink, record_link
 
 if TYPE_CHECKING:
@@ -321,7 +322,7 @@ def _metric_key(text: str) -> str:
     return re.sub(r"[^0-9A-Za-z_\-. /]", "_", text)[:200]
 
 
-class DriftCheckOperator(BaseOperator, SkipMixin):
+class DriftCheckOperator(LineageMixin, BaseOperator, SkipMixin):
     """
     Check a batch for data drift against a model's reference profile or a reference dataset.
 
@@ -445,6 +446,7 @@ class DriftCheckOperator(BaseOperator, SkipMixin):
         )
         result = outcome.result
         summary = {**outcome.summary(), "on_failure": self.on_failure}
+        self._lineage = records.drift(self.current, self.mlflow_conn_id, summary, outcome.reference)
         self.log.info(
             "Drift check of %s against %s: %s",
             summary["current"].get("uri"),

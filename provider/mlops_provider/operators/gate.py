@@ -14,6 +14,9 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseOperator
 
+from mlops_provider._args import FAIL, SKIP, WARN, check_choice, check_number, is_templated, reject_renamed
+from mlops_provider.exceptions import MlopsConfigurationError
+from mlops_provider.lineage import LineageMixin, records
 from mlops_provider.links.mlflow import GateReportLink, MlflowModelVersionLink, record_link
 
 if TYPE_CHECKING:
@@ -24,7 +27,8 @@ if TYPE_CHECKING:
     from mlops_provider.hooks.mlflow import MlflowHook
 
 ON_PASS = ("promote", "none")
-ON_FAIL = ("fail", "skip")
+#: ``on_failure`` values of the gate (a subset of :data:`mlops_provider._args.ON_FAILURE`).
+ON_FAILURE = (FAIL, SKIP, WARN)
 TAG_PREFIX = "gate."
 REPORT_JSON = "gate_report.json"
 REPORT_PNG = "gate_report.png"
@@ -33,7 +37,7 @@ DEFAULT_EXPERIMENT = "promotion-gate"
 MAX_TAG_CHARS = 4000
 
 
-class PromotionGateOperator(BaseOperator):
+class PromotionGateOperator(LineageMixin, BaseOperator):
     """
     Evaluate a challenger and the champion of a registered model on one evaluation dataset and bless or reject it.
 
@@ -57,7 +61,11 @@ class PromotionGateOperator(BaseOperator):
     :param feature_columns: columns passed to the models (default: the columns each model was fitted on,
         ``feature_names_in_``, else all but the target).
     :param on_pass: ``promote`` (move the champion alias with compare-and-set) or ``none``.
-    :param on_fail: ``fail`` (raise :class:`~mlops_provider.exceptions.PromotionRejected`) or ``skip``.
+    :param on_failure: what a refused challenger does to the task: ``fail`` (raise
+        :class:`~mlops_provider.exceptions.PromotionRejected`, no retry), ``skip`` (skip the downstream
+        tasks) or ``warn`` (log a warning and succeed; nothing is promoted, downstream tasks can branch on
+        ``passed`` in the XCom).  In every case the decision is recorded first, the same way as a pass:
+        XCom ``return_value``, the MLflow report run and the ``gate.*`` tags of the challenger.
     :param experiment_name: MLflow experiment of the gate run (default: connection extra
         ``experiment_name`` or ``promotion-gate``).
     :param latency_chunks: number of 1,000-row chunks timed for the latency budget.
@@ -93,12 +101,13 @@ class PromotionGateOperator(BaseOperator):
         slice_columns: Sequence[str] = (),
         feature_columns: Sequence[str] | None = None,
         on_pass: str = "promote",
-        on_fail: str = "fail",
+        on_failure: str = FAIL,
         experiment_name: str | None = None,
         latency_chunks: int = 20,
         mlflow_conn_id: str = "mlflow_default",
         **kwargs: Any,
     ) -> None:
+        reject_renamed(f"PromotionGateOperator {kwargs.get('task_id')!r}", kwargs, {"on_fail": "on_failure"})
         super().__init__(**kwargs)
         self.model_name = model_name
         self.eval_dataset = eval_dataset
@@ -110,10 +119,30 @@ class PromotionGateOperator(BaseOperator):
         self.slice_columns = slice_columns
         self.feature_columns = feature_columns
         self.on_pass = on_pass
-        self.on_fail = on_fail
+        self.on_failure = on_failure
         self.experiment_name = experiment_name
         self.latency_chunks = latency_chunks
         self.mlflow_conn_id = mlflow_conn_id
+        self._check_arguments()
+
+    def _check_arguments(self) -> None:
+        """Parse-time checks of what is not templated (house rule 2); no I/O, nothing heavy."""
+        where = f"PromotionGateOperator {self.task_id!r}"
+        check_choice(where, "on_pass", self.on_pass, ON_PASS)
+        check_choice(where, "on_failure", self.on_failure, ON_FAILURE)
+        check_number(where, "latency_chunks", self.latency_chunks, low=1, integer=True)
+        if self.on_pass == "promote" and _is_version(self.champion):
+            raise MlopsConfigurationError(
+                f"{where}: on_pass='promote' moves the champion alias, so champion must be an alias, "
+                f"got version {self.champion!r}"
+            )
+        if isinstance(self.gate_spec, dict) and not _holds_template(self.gate_spec):
+            from mlops_provider.core.gate import GateSpec, GateSpecError  # pure Python, cheap
+
+            try:
+                GateSpec.from_dict(self.gate_spec)
+            except GateSpecError as err:
+                raise MlopsConfigurationError(f"{where}: {err}") from None
 
     @cached_property
     def hook(self) -> MlflowHook:
@@ -143,6 +172,7 @@ class PromotionGateOperator(BaseOperator):
                 notes=["challenger is the champion: nothing evaluated, nothing changed"],
             )
             self.log.info("%s", decision.message())
+            self._lineage = self._lineage_of(decision, challenger_version, champion_version)
             return self._xcom(decision, challenger_version, champion_version, None, None, promoted=False)
 
         evaluation = self._evaluate(spec, challenger_version, champion_version)
@@ -157,6 +187,7 @@ class PromotionGateOperator(BaseOperator):
         except GateSpecError as err:
             raise MlopsConfigurationError(f"PromotionGateOperator {self.task_id!r}: {err}") from None
         self.log.info("%s", decision.message())
+        self._lineage = self._lineage_of(decision, challenger_version, champion_version)
 
         # One credentials scope for the report, the tags and the promotion: the registry client used
         # there (no prompt-check GET per call) reads the connection's credentials from it.
@@ -167,28 +198,35 @@ class PromotionGateOperator(BaseOperator):
             if decision.passed and self.on_pass == "promote":
                 promoted = self._promote(client, decision, challenger_version, champion_version, context)
 
+        result = self._xcom(decision, challenger_version, champion_version, run_id, report_uri, promoted=promoted)
         if not decision.passed:
             text = f"{decision.message()}\n  report: {report_uri}"
-            if self.on_fail == "skip":
+            if self.on_failure == WARN:
+                self.log.warning("%s\nContinuing (on_failure='warn'): nothing was promoted.", text)
+                return result
+            # a failed or skipped task pushes no return value: record the verdict the same way as a pass
+            _xcom_push(context, "return_value", result)
+            if self.on_failure == SKIP:
                 from airflow.sdk.exceptions import AirflowSkipException
 
                 raise AirflowSkipException(text)
             from mlops_provider.exceptions import PromotionRejected
 
             raise PromotionRejected(text)
-        return self._xcom(decision, challenger_version, champion_version, run_id, report_uri, promoted=promoted)
+        return result
 
     # ------------------------------------------------------------------ steps
+
+    def _lineage_of(self, decision: GateDecision, challenger: str, champion: str | None) -> dict[str, Any]:
+        return records.gate(self.eval_dataset, self.hook.tracking_uri, self.model_name, challenger, champion, decision)
 
     def _validate(self) -> GateSpec:
         from mlops_provider.core.gate import GateSpec, GateSpecError
         from mlops_provider.exceptions import MlopsConfigurationError
 
         where = f"PromotionGateOperator {self.task_id!r}"
-        if self.on_pass not in ON_PASS:
-            raise MlopsConfigurationError(f"{where}: on_pass must be one of {ON_PASS}, got {self.on_pass!r}")
-        if self.on_fail not in ON_FAIL:
-            raise MlopsConfigurationError(f"{where}: on_fail must be one of {ON_FAIL}, got {self.on_fail!r}")
+        check_choice(where, "on_pass", self.on_pass, ON_PASS)
+        check_choice(where, "on_failure", self.on_failure, ON_FAILURE)
         if not self.model_name or not isinstance(self.model_name, str):
             raise MlopsConfigurationError(f"{where}: model_name must be a non-empty string")
         if not self.target_column or not isinstance(self.target_column, str):
@@ -288,16 +326,69 @@ class PromotionGateOperator(BaseOperator):
             local, size_mb = downloads[role].result()
             model = self._load_model(version, local)
             X = frame[self._features(model, frame, data.uri)]
-            metrics = _metrics_by_slice(model, X, y, names, slices)
+            who = f"{'challenger' if role == 'candidate' else 'champion'} (version {version})"
+            self._check_target(y, model, names, data.uri)
+            try:
+                metrics = _metrics_by_slice(model, X, y, names, slices, target=self.target_column)
+                if measure_latency:
+                    metrics["overall"]["latency_p95_ms_per_1k_rows"] = _latency_p95(model, X, self.latency_chunks)
+            except (MlopsConfigurationError, ValueError, TypeError) as err:
+                raise self._unscorable(err, frame, list(X.columns), data.uri, who) from None
+            self._check_overall(metrics["overall"], y, model, names)
             metrics["overall"]["model_size_mb"] = size_mb
-            if measure_latency:
-                metrics["overall"]["latency_p95_ms_per_1k_rows"] = _latency_p95(model, X, self.latency_chunks)
             results[role] = metrics
             self.log.info(
                 "Scored %s version %s on %d rows and %d slices", "challenger" if role == "candidate" else "champion",
                 version, len(frame), len(slices),
             )
         return results
+
+    def _check_target(self, y: Any, model: Any, names: list[str], uri: str) -> None:
+        """Refuse a target the models cannot be judged on, naming the column (before any scoring)."""
+        from mlops_provider.core.gate import ONE_CLASS_UNDEFINED, one_class_message, target_problem
+        from mlops_provider.core.metrics import metric_key
+        from mlops_provider.exceptions import DatasetError
+
+        classes = getattr(model, "classes_", None)
+        problem = target_problem(y, self.target_column, classes)
+        if problem:
+            raise DatasetError(f"Evaluation dataset {uri}: {problem}")
+        if classes is not None and y.nunique(dropna=True) == 1:
+            undefined = [n for n in names if metric_key(n) in ONE_CLASS_UNDEFINED]
+            if undefined:
+                raise DatasetError(
+                    f"{one_class_message(metric_key(undefined[0]), self.target_column, y)}; the gate cannot judge "
+                    f"{', '.join(map(metric_key, undefined))} on {uri}: evaluate on data with every class, or drop "
+                    "these metrics from the gate spec. Nothing was promoted."
+                )
+
+    def _check_overall(self, overall: dict[str, Any], y: Any, model: Any, names: list[str]) -> None:
+        """A metric undefined on the whole evaluation set because of a one-class target is an input error, not a failed threshold."""
+        from mlops_provider.core.gate import one_class_message
+        from mlops_provider.core.metrics import metric_key
+        from mlops_provider.exceptions import DatasetError
+
+        if getattr(model, "classes_", None) is None or y.nunique(dropna=True) != 1:
+            return
+        undefined = [metric_key(n) for n in names if not math.isfinite(float(overall.get(metric_key(n), math.nan)))]
+        if undefined:
+            raise DatasetError(
+                f"{one_class_message(undefined[0], self.target_column, y)}; the gate cannot judge "
+                f"{', '.join(undefined)} on it. Nothing was promoted."
+            )
+
+    def _unscorable(self, err: Exception, frame: pd.DataFrame, columns: list[str], uri: str, who: str) -> Exception:
+        """The scoring error, with the evaluation columns that explain it when some do."""
+        from mlops_provider.core.gate import explain_scoring_error
+        from mlops_provider.exceptions import DatasetError
+
+        first = (str(err).splitlines() or [type(err).__name__])[0][:300]
+        explanation = explain_scoring_error(frame, columns, first)
+        if explanation is None:
+            return err if isinstance(err, MlopsConfigurationError) else MlopsConfigurationError(
+                f"The {who} model could not score {uri}: {first}"
+            )
+        return DatasetError(f"Evaluation dataset {uri}: the {who} model cannot score it: {explanation} ({first})")
 
     def _features(self, model: Any, frame: pd.DataFrame, uri: str) -> list[str]:
         """``feature_columns``, else the columns the model was fitted on, else all but the target."""
@@ -484,6 +575,8 @@ class PromotionGateOperator(BaseOperator):
             client.set_model_version_tag(self.model_name, challenger_version, TAG_PREFIX + "promoted", "false")
             raise
         client.set_model_version_tag(self.model_name, challenger_version, TAG_PREFIX + "promoted", "true")
+        reason = f"promotion gate {decision.verdict} ({decision.basis})"
+        self._lineage = records.merge(self._lineage, records.alias_move(self.hook.tracking_uri, result, reason, "promote"))
         self.log.info(
             "Promoted %r version %s to alias %r (was %s)", self.model_name, challenger_version, alias,
             result.get("previous_version") or "unset",
@@ -506,6 +599,21 @@ class PromotionGateOperator(BaseOperator):
 
 
 # ---------------------------------------------------------------------- helpers (pure)
+
+
+def _xcom_push(context: Context, key: str, value: Any) -> None:
+    ti = context.get("ti")
+    if ti is not None:
+        ti.xcom_push(key=key, value=value)
+
+
+def _holds_template(value: Any) -> bool:
+    """True when a string anywhere in ``value`` (dicts, lists) is a Jinja template."""
+    if isinstance(value, dict):
+        return any(_holds_template(v) for v in value.values())
+    if isinstance(value, list | tuple):
+        return any(_holds_template(v) for v in value)
+    return is_templated(value)
 
 
 def _is_version(ref: Any) -> bool:
@@ -563,10 +671,19 @@ class _PredictionCache:
         return self._model.__sklearn_tags__()
 
 
-def _metrics_by_slice(model: Any, X: Any, y: Any, names: list[str], slices: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    """Overall metrics (errors raise) and per-slice metrics (a metric undefined on a slice is NaN)."""
+def _metrics_by_slice(
+    model: Any, X: Any, y: Any, names: list[str], slices: dict[str, Any], target: str | None = None
+) -> dict[str, dict[str, Any]]:
+    """
+    Overall metrics (errors raise) and per-slice metrics (a metric undefined on a slice is NaN).
+
+    A metric that is NaN on a slice whose target has one class gets its reason under the slice's
+    ``undefined`` key (``{metric: "roc_auc is undefined: 'label' has one class in slice region=EU ..."}``),
+    which the gate's check message quotes.
+    """
     import numpy as np
 
+    from mlops_provider.core.gate import UNDEFINED, one_class_message
     from mlops_provider.core.metrics import compute_metrics, metric_key
 
     cached = _PredictionCache(model, X)
@@ -586,6 +703,9 @@ def _metrics_by_slice(model: Any, X: Any, y: Any, names: list[str], slices: dict
                         row.update(compute_metrics(cached, idx, ys, [name]))
                     except Exception:
                         row[metric_key(name)] = math.nan
+            nan = [metric_key(n) for n in names if not math.isfinite(row.get(metric_key(n), math.nan))]
+            if nan and target is not None and len(np.unique(ys)) == 1:
+                row[UNDEFINED] = {m: one_class_message(m, target, ys, f"slice {key}") for m in nan}
         out[key] = row
     return out
 

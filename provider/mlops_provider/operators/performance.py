@@ -8,7 +8,9 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import AssetAlias, BaseOperator
 
+from mlops_provider._args import PROBLEM_TYPES, check_choice, check_number
 from mlops_provider.hooks.mlflow import MlflowHook
+from mlops_provider.lineage import LineageMixin, records
 from mlops_provider.links.mlflow import MlflowRunLink
 
 if TYPE_CHECKING:
@@ -24,7 +26,7 @@ def performance_decay_alias(model_name: str) -> str:
     return f"mlops_performance_decay__{model_name}"
 
 
-class ModelPerformanceOperator(BaseOperator):
+class ModelPerformanceOperator(LineageMixin, BaseOperator):
     """
     Join ground-truth labels with stored predictions, score them, and compare with the champion.
 
@@ -48,6 +50,8 @@ class ModelPerformanceOperator(BaseOperator):
     :param tolerance: relative degradation that counts as decay (0.05 = 5 % worse than the champion).
     :param absolute_tolerance: degradation in the metric's unit instead (for metrics near 0).
     :param min_rows: fewer joined rows than this -> no verdict (``insufficient_labels``), no event.
+    :param problem_type: ``classification`` or ``regression``; default inferred from the labels
+        (:func:`mlops_provider.core.metrics.infer_problem_type`).
     :param mlflow_conn_id: the MLflow connection.
     """
 
@@ -70,9 +74,20 @@ class ModelPerformanceOperator(BaseOperator):
         tolerance: float = 0.05,
         absolute_tolerance: float | None = None,
         min_rows: int = 30,
+        problem_type: str | None = None,
         mlflow_conn_id: str = MlflowHook.default_conn_name,
         **kwargs: Any,
     ) -> None:
+        where = f"ModelPerformanceOperator {kwargs.get('task_id')!r}"
+        check_number(where, "tolerance", tolerance, low=0)
+        check_number(where, "absolute_tolerance", absolute_tolerance, low=0, optional=True)
+        check_number(where, "min_rows", min_rows, low=1, integer=True)
+        check_choice(where, "problem_type", problem_type, PROBLEM_TYPES, optional=True)
+        check_choice(where, "only_alias_version", only_alias_version, (True, False))
+        if isinstance(id_columns, list | tuple) and not id_columns:
+            from mlops_provider.exceptions import MlopsConfigurationError
+
+            raise MlopsConfigurationError(f"{where}: id_columns is empty; name the columns that identify a row")
         kwargs.setdefault("outlets", [AssetAlias(performance_decay_alias(model_name))])
         super().__init__(**kwargs)
         self.model_name = model_name
@@ -87,6 +102,7 @@ class ModelPerformanceOperator(BaseOperator):
         self.tolerance = tolerance
         self.absolute_tolerance = absolute_tolerance
         self.min_rows = min_rows
+        self.problem_type = problem_type
         self.mlflow_conn_id = mlflow_conn_id
 
     @cached_property
@@ -112,16 +128,25 @@ class ModelPerformanceOperator(BaseOperator):
         return str(version.version), version.run_id, dict(run.data.metrics)
 
     def execute(self, context: Context) -> dict[str, Any]:
+        from mlops_provider.core import metrics as core_metrics
         from mlops_provider.core.datasets import load_dataset
-        from mlops_provider.core.metrics import infer_task_type
-        from mlops_provider.core.performance import compare_with_champion, join_labels, live_metrics
-        from mlops_provider.exceptions import MlopsConfigurationError
+        from mlops_provider.core.performance import (
+            check_comparable,
+            compare_with_champion,
+            join_labels,
+            live_metrics,
+        )
+        from mlops_provider.exceptions import DatasetError, MlopsConfigurationError
 
+        # core.metrics.infer_task_type is being renamed infer_problem_type: accept either name meanwhile
+        infer_problem_type = getattr(core_metrics, "infer_problem_type", None) or core_metrics.infer_task_type
+
+        self._lineage = records.performance(self.predictions, self.labels)
         ids = [self.id_columns] if isinstance(self.id_columns, str) else list(self.id_columns)
         if not ids:
             raise MlopsConfigurationError("id_columns is empty")
-        if self.tolerance < 0 or (self.absolute_tolerance is not None and self.absolute_tolerance < 0):
-            raise MlopsConfigurationError("tolerances must be >= 0")
+        if self.metrics:
+            core_metrics.validate_metric_names(list(self.metrics))
 
         version, run_id, champion_metrics = self._champion()
         if self.hook.ui_url:
@@ -139,6 +164,11 @@ class ModelPerformanceOperator(BaseOperator):
                 "%s of %s label rows match no prediction (first ids: %s)",
                 joined.n_unmatched_labels, joined.n_labels, joined.unmatched_label_ids[:10],
             )
+        if joined.n_missing_labels:
+            self.log.warning(
+                "%s joined rows have no label (missing %r): left out of the metrics", joined.n_missing_labels,
+                self.label_column,
+            )
         result: dict[str, Any] = {
             "model_name": self.model_name,
             "champion_version": version,
@@ -154,8 +184,9 @@ class ModelPerformanceOperator(BaseOperator):
 
         y_true = joined.frame["__label"]
         y_pred = joined.frame[self.prediction_column]
-        task_type = infer_task_type(y_true)
-        n_classes = int(y_true.nunique()) if task_type == "classification" else None
+        problem_type = self.problem_type or infer_problem_type(y_true)
+        check_comparable(y_true, y_pred, self.label_column, self.prediction_column, problem_type)
+        n_classes = int(y_true.nunique()) if problem_type == "classification" else None
         names = list(self.metrics) if self.metrics else [
             m for m in ("accuracy", "f1", "balanced_accuracy", "rmse", "mae", "r2") if m in champion_metrics
         ]
@@ -165,12 +196,28 @@ class ModelPerformanceOperator(BaseOperator):
                 "pass metrics=[...]"
             )
         live, skipped = live_metrics(y_true, y_pred, names, n_classes)
+        columns = (
+            f"labels {self.label_column!r} ({y_true.dtype}) and predictions {self.prediction_column!r} ({y_pred.dtype})"
+        )
+        why = "; ".join(f"{k}: {v}" for k, v in skipped.items())
+        if not live:
+            # never a verdict without a metric: the task fails, naming what could not be computed and why
+            error = DatasetError if any(not v.startswith("needs predicted") for v in skipped.values()) else MlopsConfigurationError
+            raise error(f"No metric could be computed from {columns} on {joined.n_joined} joined rows: {why}")
+        if skipped:
+            self.log.warning("Not computed from %s: %s", columns, why)
         comparisons = compare_with_champion(live, champion_metrics, self.tolerance, self.absolute_tolerance)
+        if not comparisons:
+            raise MlopsConfigurationError(
+                f"Nothing to compare: live metrics {sorted(live)} were computed, but champion run {run_id} "
+                f"({self.model_name}@{self.alias}, version {version}) logged none of them "
+                f"(it logged {sorted(champion_metrics)[:20]}); pass metrics=[...] the champion run has"
+            )
         decayed = [c for c in comparisons if c.decayed]
         result.update(
             verdict="decay" if decayed else "ok",
             decayed=bool(decayed),
-            task_type=task_type,
+            problem_type=problem_type,
             live_metrics={k: round(v, 6) for k, v in live.items()},
             skipped_metrics=skipped,
             comparisons=[c.to_dict() for c in comparisons],

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 from airflow.sdk import BaseOperator
 
 from mlops_provider.hooks.mlflow import MlflowHook
+from mlops_provider.lineage import LineageMixin, records
 from mlops_provider.links.mlflow import MlflowModelVersionLink, MlflowRunLink, record_link
 
 if TYPE_CHECKING:
@@ -27,7 +28,7 @@ _VERSION_URI = re.compile(r"^models:/(?P<name>[^/@]+)/(?P<version>\d+)$")
 MAX_CLASSES_IN_STATS = 50
 
 
-class BatchPredictOperator(BaseOperator):
+class BatchPredictOperator(LineageMixin, BaseOperator):
     """
     Score a dataset with a model and write the predictions to parquet, chunk by chunk.
 
@@ -150,6 +151,7 @@ class BatchPredictOperator(BaseOperator):
         pred_col = str(self.prediction_column or "prediction")
 
         model_uri, name, version = self._resolve_model()
+        self._lineage = records.predict(self.input_data, self.hook.tracking_uri, model_uri, name, version)
         self.log.info("Scoring %s with %s", ref.describe(), model_uri)
         with self.hook.mlflow_env():
             import mlflow.pyfunc
@@ -180,6 +182,7 @@ class BatchPredictOperator(BaseOperator):
         finally:
             shutil.rmtree(tmp_dir, ignore_errors=True)
         summary = stats.summary()
+        self._lineage = records.predict(ref, self.hook.tracking_uri, model_uri, name, version, output_uri, n_rows)
         run_id = self._log_stats(context, summary, n_rows, model_uri, name, version, output_uri, ref.describe())
         if name and version:
             record_link(self, MlflowModelVersionLink.name, self.hook.model_version_url(name, version))

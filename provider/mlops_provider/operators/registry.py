@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 from airflow.sdk import BaseOperator
 
 from mlops_provider.hooks.mlflow import MlflowHook
+from mlops_provider.lineage import LineageMixin, records
 from mlops_provider.links.mlflow import MlflowModelVersionLink, MlflowRunLink, record_link
 
 if TYPE_CHECKING:
@@ -20,7 +21,7 @@ def _actor(context: Context, task_id: str) -> str:
     return f"airflow:{getattr(dag, 'dag_id', '?')}/{context.get('run_id') or '?'}/{task_id}"[:250]
 
 
-class _RegistryOperator(BaseOperator):
+class _RegistryOperator(LineageMixin, BaseOperator):
     operator_extra_links = (MlflowModelVersionLink(),)
     ui_color = "#e8dff5"
 
@@ -89,6 +90,7 @@ class RegisterModelOperator(_RegistryOperator):
             "Registered" if registered.created else "Reusing existing",
             registered.version, registered.name, registered.model_uri, registered.alias,
         )
+        self._lineage = records.register(self.hook.tracking_uri, str(self.model_uri), registered.to_dict())
         record_link(self, MlflowModelVersionLink.name, self.hook.model_version_url(registered.name, registered.version))
         if registered.run_id and self.hook.ui_url:
             record_link(self, MlflowRunLink.name, self.hook.run_url(registered.run_id))
@@ -161,6 +163,7 @@ class PromoteModelOperator(_RegistryOperator):
                 actor=_actor(context, self.task_id),
                 previous_alias=self.previous_alias or None,
             )
+        self._lineage = records.alias_move(self.hook.tracking_uri, result, str(self.reason or ""), "promote")
         if result["changed"]:
             self.log.info("Alias %r of %r: version %s -> %s", result["alias"], name, result["previous_version"], result["version"])
         else:
@@ -227,6 +230,7 @@ class RollbackModelOperator(_RegistryOperator):
                 reason=str(self.reason or ""),
                 actor=_actor(context, self.task_id),
             )
+        self._lineage = records.alias_move(self.hook.tracking_uri, result, str(self.reason or ""), "rollback")
         self.log.info("Rolled back %r of %r: version %s -> %s", result["alias"], name, result["previous_version"], result["version"])
         record_link(self, MlflowModelVersionLink.name, self.hook.model_version_url(name, result["version"]))
         return result

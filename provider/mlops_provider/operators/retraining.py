@@ -8,6 +8,9 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseOperator
 
+from mlops_provider._args import check_number
+from mlops_provider.exceptions import MlopsConfigurationError
+
 if TYPE_CHECKING:
     from airflow.sdk import Asset, Context
 
@@ -89,7 +92,8 @@ class RetrainingPolicyOperator(BaseOperator):
     its message, so the training tasks downstream are skipped too.
 
     :param model_name: registered model the policy applies to (cooldown is per model).
-    :param cooldown: minimum time between two retrainings of the model (``timedelta`` or seconds).
+    :param cooldown: minimum time between two retrainings of the model (``timedelta`` or seconds, >= 0;
+        checked when the DAG is parsed).
     :param watch: assets whose events since the last retraining are also collected through
         ``inlet_events`` (recovers events the scheduler merged away or ignored; see apache/airflow#56749).
         They are added to the task's inlets.
@@ -108,6 +112,13 @@ class RetrainingPolicyOperator(BaseOperator):
         ledger_path: str | None = None,
         **kwargs: Any,
     ) -> None:
+        where = f"RetrainingPolicyOperator {kwargs.get('task_id')!r}"
+        if isinstance(cooldown, timedelta):
+            check_number(where, "cooldown (seconds)", cooldown.total_seconds(), low=0)
+        else:
+            check_number(where, "cooldown", cooldown, low=0)
+        if not isinstance(watch, list | tuple):
+            raise MlopsConfigurationError(f"{where}: watch must be a list of Assets; got {type(watch).__name__}")
         super().__init__(**kwargs)
         self.model_name = model_name
         self.cooldown = cooldown

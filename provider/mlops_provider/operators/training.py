@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 from airflow.sdk import BaseOperator
 
 from mlops_provider.hooks.mlflow import MlflowHook
+from mlops_provider.lineage import LineageMixin, records
 from mlops_provider.links.mlflow import MlflowRunLink, record_link
 
 if TYPE_CHECKING:
@@ -25,7 +26,7 @@ REFERENCE_ARTIFACT_PATH = f"{REFERENCE_ARTIFACT_DIR}/{REFERENCE_ARTIFACT_FILE}"
 _MLFLOW_DIGEST_CHARS = 32
 
 
-class TrainModelOperator(BaseOperator):
+class TrainModelOperator(LineageMixin, BaseOperator):
     """
     Fit an estimator on a dataset, evaluate it, and log the run to MLflow.
 
@@ -140,6 +141,7 @@ class TrainModelOperator(BaseOperator):
 
         train_ref = to_dataset_ref(self.training_data)
         eval_ref = to_dataset_ref(self.evaluation_data) if self.evaluation_data not in (None, "") else None
+        self._lineage = records.training_inputs(train_ref, eval_ref)
         spec = training.TrainingSpec(
             target=self.target,
             feature_columns=self.feature_columns,
@@ -193,6 +195,10 @@ class TrainModelOperator(BaseOperator):
             run_id, experiment_id, model_uri, model_id = self._log_run(
                 context, result, params, all_metrics, tags, train_ds, eval_ds, train_ref, eval_ref, sample_rows
             )
+        self._lineage = records.training(
+            train_ref, eval_ref, self.hook.tracking_uri, run_id=run_id, experiment_id=experiment_id, model_uri=model_uri,
+            model_id=model_id, estimator=label, params=params, metrics=all_metrics, problem_type=result.task_type,
+        )
         record_link(self, MlflowRunLink.name, self.hook.run_url(run_id, experiment_id))
         return {
             "run_id": run_id,

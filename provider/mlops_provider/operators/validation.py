@@ -16,7 +16,9 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseOperator
 
+from mlops_provider._args import FAIL, QUARANTINE, WARN, check_choice
 from mlops_provider.exceptions import DatasetError, DataValidationFailed, MlopsConfigurationError
+from mlops_provider.lineage import LineageMixin, records
 from mlops_provider.links.mlflow import MlflowRunLink, ValidationReportLink, record_link
 
 if TYPE_CHECKING:
@@ -26,7 +28,10 @@ if TYPE_CHECKING:
     from mlops_provider.core.validation import ValidationOutcome
     from mlops_provider.hooks.mlflow import MlflowHook
 
-ON_FAILURE_POLICIES = ("fail", "warn", "quarantine")
+#: ``on_failure`` values of validation (a subset of :data:`mlops_provider._args.ON_FAILURE`).
+ON_FAILURE_POLICIES = (FAIL, WARN, QUARANTINE)
+#: Great Expectations result formats.
+RESULT_FORMATS = ("BOOLEAN_ONLY", "BASIC", "SUMMARY", "COMPLETE")
 
 #: XCom key of the lineage record pushed by :class:`DataValidationOperator` (see its docstring).
 LINEAGE_XCOM_KEY = "validation_lineage"
@@ -40,7 +45,7 @@ DEFAULT_EXPERIMENT = "data-validation"
 _JINJA_MARKERS = re.compile(r"{{|{%|{#")
 
 
-class DataValidationOperator(BaseOperator):
+class DataValidationOperator(LineageMixin, BaseOperator):
     """
     Validate a dataset against a Great Expectations suite; fail, warn or quarantine a bad batch.
 
@@ -132,6 +137,9 @@ class DataValidationOperator(BaseOperator):
         self.experiment_name = experiment_name
         self.mlflow_conn_id = mlflow_conn_id
         self.result_format = result_format
+        if not isinstance(result_format, dict):
+            check_choice(f"DataValidationOperator {self.task_id!r}", "result_format", result_format, RESULT_FORMATS)
+        self._check_arguments()  # a templated on_failure passes here, and is checked again after rendering
 
     @cached_property
     def hook(self) -> MlflowHook:
@@ -188,6 +196,7 @@ class DataValidationOperator(BaseOperator):
             outcome.result.get("statistics"),
         )
 
+        self._lineage = records.validation(self.dataset, data, outcome)
         details = {
             "dataset": data.uri,
             "data_digest": data.digest,
@@ -249,6 +258,7 @@ class DataValidationOperator(BaseOperator):
                 source_uri=data.uri,
             )
             self._set_tag(run["run_id"], "mlops.validation.quarantine_location", target)
+            self._lineage = records.validation(self.dataset, data, outcome, quarantine=target)
             _xcom_push(context, "return_value", summary)  # skipped tasks push no return value
             self.log.warning("%s\nBatch quarantined at %s; skipping downstream tasks.", message, target)
             from airflow.sdk.exceptions import AirflowSkipException
@@ -261,10 +271,8 @@ class DataValidationOperator(BaseOperator):
     # ------------------------------------------------------------------ helpers
 
     def _check_arguments(self) -> None:
-        if self.on_failure not in ON_FAILURE_POLICIES:
-            raise MlopsConfigurationError(
-                f"{self.task_id}: on_failure must be one of {', '.join(ON_FAILURE_POLICIES)}, got {self.on_failure!r}"
-            )
+        """Checks that need no I/O: run in ``__init__`` (parse time) and again after rendering."""
+        check_choice(f"DataValidationOperator {self.task_id!r}", "on_failure", self.on_failure, ON_FAILURE_POLICIES)
         if self.on_failure == "quarantine" and not self.quarantine_location:
             raise MlopsConfigurationError(
                 f"{self.task_id}: on_failure='quarantine' needs quarantine_location"

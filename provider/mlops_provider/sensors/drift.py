@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 from airflow.sdk import BaseSensorOperator, PokeReturnValue, conf
 
 from mlops_provider._args import check_choice, check_number
+from mlops_provider.lineage import LineageMixin, records
 from mlops_provider.links.mlflow import DriftReportLink
 
 if TYPE_CHECKING:
@@ -52,7 +53,7 @@ def load_batch_frame(batch_uri: str, files: Sequence[str], conn_id: str | None =
     return frames[0] if len(frames) == 1 else pd.concat(frames, ignore_index=True)
 
 
-class DriftSensor(BaseSensorOperator):
+class DriftSensor(LineageMixin, BaseSensorOperator):
     """
     Wait for new complete batches at ``location``; succeed when a batch drifts from the reference.
 
@@ -173,9 +174,10 @@ class DriftSensor(BaseSensorOperator):
         """The reference for ``check_drift``, resolved like ``DriftCheckOperator`` does (shared function)."""
         from mlops_provider.operators.drift import resolve_drift_reference
 
-        return resolve_drift_reference(
+        self._resolved_reference = resolve_drift_reference(
             self.reference, mlflow_conn_id=self.mlflow_conn_id, columns=list(self.columns) if self.columns else None
-        ).reference
+        )
+        return self._resolved_reference.reference
 
     def _validate(self) -> None:
         from mlops_provider.exceptions import MlopsConfigurationError
@@ -245,6 +247,7 @@ class DriftSensor(BaseSensorOperator):
             "arrival_to_verdict_seconds": round(time.time() - float(batch.get("batch_mtime") or time.time()), 3),
             **summary,
         }
+        self._lineage = records.drift(uri, self.mlflow_conn_id, summary, getattr(self, "_resolved_reference", None))
         ledger = BatchLedger(self.ledger_path or default_ledger_path(self.location))
         claim = Batch(uri=uri, batch_id=batch["batch_id"], is_dir=False, size_bytes=0, mtime=0.0)
         ledger.claim(
