@@ -15,7 +15,10 @@ Measurements:
 * ``evidently``: ``Report([DataDriftPreset()]).run(current, reference)``;
 * ``ours cold``: ``check_drift(reference_df, current_df)`` (reference statistics computed on the fly);
 * ``ours build``: ``build_profile(reference_df)`` (once per model version, stored as an artifact);
-* ``ours stored``: ``check_drift(profile, current_df)`` with the profile loaded from its JSON file.
+* ``ours stored``: ``check_drift(profile, current_df)`` with the profile loaded from its JSON file;
+* text cases (``text_1k``: Evidently's ``perc_text_content_drift``, ``text_100k``: its
+  ``abs_text_content_drift``) also time the text columns alone (``evidently text only``, ``ours text
+  only``): the text test trains a classifier and costs far more than the numeric tests.
 """
 
 from __future__ import annotations
@@ -33,11 +36,14 @@ ROOT = Path(__file__).resolve().parents[1]
 
 CASES = {
     "tiny": (20_000, 15, 5, "20k rows x 20 cols (smoke test)"),
-    # name: (rows, numeric columns, categorical columns, label)
+    # name: (rows, numeric columns, categorical columns, label[, text columns])
     "1m": (1_000_000, 15, 5, "1M rows x 20 cols (15 num, 5 cat)"),
     "100k_wide": (100_000, 150, 50, "100k rows x 200 cols (150 num, 50 cat)"),
     "10m": (10_000_000, 15, 5, "10M rows x 20 cols (15 num, 5 cat)"),
+    "text_1k": (1_000, 5, 2, "1k rows x 9 cols (5 num, 2 cat, 2 text: perc_text_content_drift)", 2),
+    "text_100k": (100_000, 5, 2, "100k rows x 9 cols (5 num, 2 cat, 2 text: abs_text_content_drift)", 2),
 }
+TEXT_ONLY = ("evidently_text", "cold_text")
 #: Evidently added ~1.0 GB on top of 0.3 GB of frames for 1M x 20 here (1.5-1.7 GB reported elsewhere),
 #: linearly in rows: 10M rows would need ~13 GB or more, too much for a shared machine.
 EVIDENTLY_MAX_ROWS = 2_000_000
@@ -62,17 +68,34 @@ def reset_hwm():
 
 import numpy as np, pandas as pd
 what = {what!r}
-if what == "evidently":
+if what.startswith("evidently"):
     import warnings; warnings.filterwarnings("ignore")
     from evidently import Report
     from evidently.presets import DataDriftPreset
 from mlops_provider.core import drift as D
 import scipy.stats, scipy.spatial.distance  # imported up front, as Evidently's own import does
 
-def frame(n, n_num, n_cat, seed, shift):
+WORDS = np.array(["price", "delivery", "quality", "support", "refund", "account", "login", "payment",
+                  "order", "shipping", "package", "courier"] + [f"item{{i}}" for i in range(48)], dtype=object)
+APP = np.array(["crash", "error", "slow", "battery", "screen", "update", "freeze", "bug"], dtype=object)
+
+def tickets(rng, n, shift):
+    # short support tickets (4-9 words of 60); with shift, 20 % of them use other words
+    idx = rng.integers(0, len(WORDS), (n, 9))
+    lengths = rng.integers(4, 10, n)
+    other = rng.random(n) < (0.2 if shift else 0.0)
+    out = []
+    for row, k, o in zip(idx, lengths, other):
+        words = APP[row[:k] % len(APP)] if o else WORDS[row[:k]]
+        out.append(" ".join(words))
+    return np.array(out, dtype=object)
+
+def frame(n, n_num, n_cat, seed, shift, n_text=0):
     rng = np.random.default_rng(seed)
     cats = np.array(["red", "green", "blue", "cyan", "magenta", "yellow", "black", "white"], dtype=object)
     cols = {{}}
+    for i in range(n_text):
+        cols[f"text_{{i}}"] = tickets(rng, n, shift)
     for i in range(n_num):
         col = rng.normal(shift * (i % 3 == 0), 1.0, n)
         if i % 5 == 4:
@@ -85,11 +108,14 @@ def frame(n, n_num, n_cat, seed, shift):
         cols[f"cat_{{i}}"] = cats[rng.choice(8, n, p=p)]
     return pd.DataFrame(cols)
 
-n, n_num, n_cat = {rows}, {n_num}, {n_cat}
+n, n_num, n_cat, n_text = {rows}, {n_num}, {n_cat}, {n_text}
 gc.collect()
 base = rss()
-cur = frame(n, n_num, n_cat, 2, 0.05)
-ref = None if what == "stored" else frame(n, n_num, n_cat, 1, 0.0)
+cur = frame(n, n_num, n_cat, 2, 0.05, n_text)
+ref = None if what == "stored" else frame(n, n_num, n_cat, 1, 0.0, n_text)
+if what in ("evidently_text", "cold_text"):  # the text columns alone
+    texts = [c for c in cur.columns if c.startswith("text_")]
+    cur, ref = cur[texts], ref[texts]
 profile = None
 if what == "stored":
     profile = D.ReferenceProfile.load({profile_path!r})
@@ -98,11 +124,11 @@ inputs = rss() - base
 before = rss()
 reset_hwm()
 t0 = time.perf_counter()
-if what == "evidently":
+if what.startswith("evidently"):
     snap = Report([DataDriftPreset()]).run(cur, ref)
     d = snap.dict()
     drifted = [m["value"]["count"] for m in d["metrics"] if m["config"]["type"].endswith("DriftedColumnsCount")][0]
-elif what == "cold":
+elif what in ("cold", "cold_text"):
     res = D.check_drift(ref, cur)
     drifted = res.number_of_drifted_columns
 elif what == "build":
@@ -115,18 +141,19 @@ elif what == "stored":
 seconds = time.perf_counter() - t0
 extra = max(0, hwm() - before)
 print(json.dumps({{"seconds": seconds, "inputs": inputs, "extra": extra, "drifted": drifted,
-                   "sampled": (res.sampled if what in ("cold", "stored") else None)}}))
+                   "sampled": (res.sampled if what in ("cold", "cold_text", "stored") else None)}}))
 """
 
 
 def measure(case: str, what: str, profile_path: str) -> dict:
-    rows, n_num, n_cat, _ = CASES[case]
+    rows, n_num, n_cat, _, *rest = CASES[case]
     code = _CHILD.format(
         provider=str(ROOT / "provider"),
         what=what,
         rows=rows,
         n_num=n_num,
         n_cat=n_cat,
+        n_text=rest[0] if rest else 0,
         profile_path=profile_path,
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
@@ -146,7 +173,7 @@ def run(cases: list[str], markdown: bool) -> None:
     ]
     notes = []
     for case in cases:
-        rows, _, _, label = CASES[case]
+        rows, _, _, label, *rest = CASES[case]
         with tempfile.TemporaryDirectory(prefix="drift-bench-") as tmp:
             profile_path = os.path.join(tmp, "profile.json")
             results = {}
@@ -161,6 +188,9 @@ def run(cases: list[str], markdown: bool) -> None:
             results["cold"] = measure(case, "cold", profile_path)
             results["build"] = measure(case, "build", profile_path)
             results["stored"] = measure(case, "stored", profile_path)
+            if rest:  # text columns: their test timed on its own, for both engines
+                results["evidently_text"] = measure(case, "evidently_text", profile_path)
+                results["cold_text"] = measure(case, "cold_text", profile_path)
             size = os.path.getsize(profile_path) if os.path.exists(profile_path) else 0
         ev = results.get("evidently", {})
         names = {
@@ -168,12 +198,19 @@ def run(cases: list[str], markdown: bool) -> None:
             "cold": "ours, cold (`check_drift(reference_df, current_df)`)",
             "build": "ours, `build_profile(reference_df)` + save",
             "stored": "ours, stored profile (`check_drift(profile, current_df)`)",
+            "evidently_text": "Evidently, text columns only",
+            "cold_text": "ours, text columns only (cold)",
         }
         for key, res in results.items():
             if "error" in res:
                 lines.append(f"| {label} | {names[key]} | failed: {res['error']} | | | | | |")
                 continue
-            ratio = f"{ev['seconds'] / res['seconds']:.0f}x" if "seconds" in ev and key != "evidently" else ""
+            base = results.get("evidently_text", {}) if key == "cold_text" else ev
+            ratio = (
+                f"{base['seconds'] / res['seconds']:.0f}x"
+                if "seconds" in base and not key.startswith("evidently")
+                else ""
+            )
             drifted = "" if res["drifted"] is None else str(int(res["drifted"]))
             if res.get("sampled"):
                 drifted += " (sampled ref)"

@@ -33,8 +33,12 @@ class DataValidationFailed(AirflowFailException):
     """A batch failed its expectation suite under ``on_failure="fail"``."""
 
 
+class TriggerEventError(AirflowFailException):
+    """A deferred task resumed with a malformed trigger event (a bug or a bad spec; retrying cannot help)."""
+
+
 class DriftDetected(AirflowFailException):
-    """Dataset drift was found under ``on_drift="fail"``."""
+    """Dataset drift was found under ``on_failure="fail"`` (the drift operator; its default is ``"warn"``)."""
 
 
 class PromotionRejected(AirflowFailException):

@@ -119,10 +119,10 @@ def test_drift_emits_asset_event_and_tags_model_version(mlflow_conn_sqlite, tmp_
     assert tags["mlops.last_dataset_drift"] == "true"
 
 
-def test_on_drift_fail_raises_with_figures(mlflow_conn_sqlite, tmp_path):
+def test_on_failure_fail_raises_with_figures(mlflow_conn_sqlite, tmp_path):
     name, _, _ = _champion(tmp_path)
     op = DriftCheckOperator(
-        task_id="drift", reference=f"models:/{name}@champion", current=_batch(tmp_path, 1.0), on_drift="fail"
+        task_id="drift", reference=f"models:/{name}@champion", current=_batch(tmp_path, 1.0), on_failure="fail"
     )
     with pytest.raises(DriftDetected, match=r"columns drifted \(share"):
         op.execute(_context())
@@ -172,10 +172,6 @@ def test_bad_inputs_fail_clearly(mlflow_conn_sqlite, tmp_path):
         DriftCheckOperator(task_id="d", reference=str(ref), current=str(empty), log_to_mlflow=False).execute(
             _context()
         )
-    with pytest.raises(MlopsConfigurationError, match="on_drift"):
-        DriftCheckOperator(task_id="d", reference=str(ref), current=str(ref), on_drift="maybe").execute(
-            _context()
-        )
 
 
 def _load_example(model_name: str):
@@ -213,12 +209,12 @@ def test_example_dag_runs_and_emits_event_only_on_drift(mlflow_conn_sqlite, airf
 
     calm = dag.test(run_conf={"current": _batch(tmp_path, 0.0)})
     states = {ti.task_id: ti.state for ti in calm.get_task_instances()}
-    assert states == {"check_drift": "success", "notify_drift": "skipped"}
+    assert states == {"check_drift": "success", "drift_found": "success", "notify_drift": "skipped"}
     assert _asset_events(drift_asset_uri(name)) == []
 
     drifted = dag.test(run_conf={"current": _batch(tmp_path, 1.0, seed=4)})
     states = {ti.task_id: ti.state for ti in drifted.get_task_instances()}
-    assert states == {"check_drift": "success", "notify_drift": "success"}
+    assert states == {"check_drift": "success", "drift_found": "success", "notify_drift": "success"}
     (extra,) = _asset_events(drift_asset_uri(name))
     assert extra["dataset_drift"] is True and extra["drifted_columns"]
 
@@ -237,3 +233,101 @@ def test_operator_module_is_parse_safe():
         env={**os.environ, "PYTHONPATH": str(ROOT / "provider")},
     )
     assert out.stdout.strip() == "[]", out.stdout + out.stderr
+
+
+# ------------------------------------------------------------------ issue 13: arguments, policy, log line
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"on_drift": "fail"}, "argument 'on_drift' was renamed to 'on_failure'; pass on_failure='fail'"),
+        ({"on_failure": "succeed"}, "on_failure must be one of 'warn', 'fail', 'skip'; got 'succeed'"),
+        ({"on_failure": "quarantine"}, "on_failure must be one of 'warn', 'fail', 'skip'"),
+        ({"drift_share": 0}, "drift_share must be a number in (0, 1]; got 0"),
+        ({"drift_share": "half"}, "drift_share must be a number in (0, 1]"),
+        ({"column_methods": {"x": "KS"}}, "column_methods['x'] must be one of 'abs_text_content_drift', 'chisquare', 'jensenshannon', 'ks'"),
+        ({"column_methods": ["ks"]}, "column_methods must be a mapping of column name to method"),
+        ({"column_thresholds": {"x": float("inf")}}, "column_thresholds['x'] must be a number >= 0; got inf"),
+        ({"report_sample_rows": 0}, "report_sample_rows must be an integer >= 1"),
+        ({"report_sample_rows": 2.5}, "report_sample_rows must be an integer >= 1"),
+        ({"max_reference_rows": -1}, "max_reference_rows must be an integer >= 1"),
+        ({"html_report": "yes"}, "html_report must be one of True, False"),
+        ({"log_to_mlflow": None}, "log_to_mlflow must be one of True, False"),
+    ],
+)
+def test_bad_arguments_fail_when_the_dag_is_parsed(kwargs, message):
+    with pytest.raises(MlopsConfigurationError) as exc:
+        DriftCheckOperator(task_id="d", reference="/data/ref.parquet", current="/data/b.parquet", **kwargs)
+    assert message in str(exc.value) and "'d'" in str(exc.value)
+
+
+def test_templated_arguments_are_checked_after_rendering(tmp_path):
+    ref = tmp_path / "ref.parquet"
+    _features(300, 1).to_parquet(ref)
+    op = DriftCheckOperator(
+        task_id="d", reference=str(ref), current=str(ref), drift_share="{{ params.share }}",
+        column_methods={"monthly_charges": "{{ params.method }}"}, log_to_mlflow=False,
+    )  # accepted when parsed
+    op.drift_share, op.column_methods = "1.5", {"monthly_charges": "magic"}  # as rendered
+    with pytest.raises(MlopsConfigurationError, match=r"drift_share must be a number in \(0, 1\]; got 1.5"):
+        op.execute(_context())
+    op.drift_share = "0.5"
+    with pytest.raises(MlopsConfigurationError, match=r"column_methods\['monthly_charges'\] must be one of"):
+        op.execute(_context())
+
+
+def test_log_line_names_every_column_left_out(tmp_path, capsys):
+    """'no drift' is said with what was not tested: a nullable-int column, a datetime column, an extra column."""
+    counts = pd.array(np.arange(600) % 4, dtype="Int64")
+    ref_frame = _features(600, 1).assign(comment=counts, seen_at=pd.Timestamp("2026-01-01"))
+    ref = tmp_path / "ref.parquet"
+    ref_frame.to_parquet(ref)
+    cur = tmp_path / "cur.parquet"
+    _features(600, 2).assign(comment=counts, seen_at=pd.Timestamp("2026-02-01"), extra=1).to_parquet(cur)
+    summary = DriftCheckOperator(
+        task_id="d", reference=str(ref), current=str(cur), log_to_mlflow=False
+    ).execute(_context())
+    assert summary["dataset_drift"] is False and summary["number_of_columns"] == 4
+    expected = "2 of 6 columns not tested: comment (dtype Int64"
+    assert summary["not_tested"].startswith(expected) and "seen_at (dtype datetime64" in summary["not_tested"]
+    line = next(x for x in capsys.readouterr().out.splitlines() if "Drift check of" in x)
+    assert "no drift (0 of 4 columns drifted" in line and expected in line and "seen_at" in line
+    assert "1 batch column(s) not in the reference: extra" in line
+
+
+def test_missing_columns_drift_and_fail_with_a_readable_message(tmp_path):
+    """A batch with 1 of 4 reference columns: the 3 missing count as drifted (share 0.75 -> drift)."""
+    ref = tmp_path / "ref.parquet"
+    _features(600, 1).to_parquet(ref)
+    cur = tmp_path / "cur.parquet"
+    _features(600, 2)[["monthly_charges"]].to_parquet(cur)
+    op = DriftCheckOperator(task_id="d", reference=str(ref), current=str(cur), log_to_mlflow=False,
+                            on_failure="fail")
+    with pytest.raises(DriftDetected, match=r"3 of 4 columns drifted.*tenure_months \(missing in current\)"):
+        op.execute(_context())
+
+
+def test_default_warn_logs_emits_and_succeeds(tmp_path, capsys):
+    ref = tmp_path / "ref.parquet"
+    _features(600, 1).to_parquet(ref)
+    op = DriftCheckOperator(task_id="d", reference=str(ref), current=_batch(tmp_path, 1.0, n=600),
+                            model_name="warned", log_to_mlflow=False)
+    assert op.on_failure == "warn"
+    ctx = _context()
+    summary = op.execute(ctx)
+    assert summary["dataset_drift"] is True and len(_alias_events(ctx)) == 1 and summary["on_failure"] == "warn"
+    assert "on_failure='warn'" in capsys.readouterr().out
+
+
+def test_on_failure_skip_skips_downstream_only_on_drift(mlflow_conn_sqlite, airflow_db, tmp_path):
+    """``dag.test()`` of ``example_drift_gate``: a drifted batch goes no further; a calm one does."""
+    name, _, _ = _champion(tmp_path)
+    dag = _load_example(name).gate_dag
+    calm = dag.test(run_conf={"current": _batch(tmp_path, 0.0)})
+    states = {ti.task_id: ti.state for ti in calm.get_task_instances()}
+    assert states == {"check_drift": "success", "use_batch": "success"}
+    drifted = dag.test(run_conf={"current": _batch(tmp_path, 1.0, seed=4)})
+    states = {ti.task_id: ti.state for ti in drifted.get_task_instances()}
+    assert states == {"check_drift": "success", "use_batch": "skipped"}
+    assert [e["dataset_drift"] for e in _asset_events(drift_asset_uri(name))] == [True]  # event still emitted

@@ -219,7 +219,11 @@ def test_missing_and_extra_columns_are_reported():
     summary = D.check_drift(D.build_profile(ref), cur).to_summary()
     assert summary["missing_columns"] == ["num", "city"]
     assert summary["extra_columns"] == ["extra"]
-    assert "city" not in summary["columns"] and "extra" not in summary["columns"]
+    # a missing reference column counts as drifted (Evidently ignores it); an extra one is only named
+    assert summary["columns"]["city"]["drifted"] is True and summary["columns"]["city"]["note"] == "missing in current"
+    assert "extra" not in summary["columns"]
+    assert "2 of 11 columns not tested: num (missing in current), city (missing in current)" in summary["not_tested"]
+    assert "1 batch column(s) not in the reference: extra" in summary["not_tested"]
 
 
 def test_dtype_change_is_schema_drift():
@@ -242,17 +246,19 @@ def test_empty_current_batch_raises_clear_error():
         D.check_drift(ref, ref.iloc[:0])
 
 
-def test_all_missing_and_text_columns_are_skipped_not_crashing():
+def test_all_missing_column_drifts_and_datetime_column_is_named_as_not_tested():
     rng = np.random.default_rng(8)
     ref = pd.DataFrame(
         {"x": rng.normal(size=300), "gone": rng.normal(size=300), "note": [f"t{i}" for i in range(300)]}
     )
     cur = ref.copy()
     cur["gone"] = np.nan
+    cur["when"] = ref["when"] = pd.Timestamp("2026-01-01")
     result = D.check_drift(ref, cur)
-    assert "no values left in the current data" in result.skipped_columns["gone"]
-    assert "text" in result.skipped_columns["note"]
-    assert list(result.columns) == ["x"]
+    assert result.columns["gone"].drifted and result.columns["gone"].note == D.NO_VALUES_IN_CURRENT
+    assert "datetime64" in result.skipped_columns["when"]
+    assert list(result.columns) == ["x", "gone", "note"] and result.columns["note"].method == "perc_text_content_drift"
+    assert result.not_tested().startswith("2 of 4 columns not tested: gone (no values in current")
 
 
 def test_profile_from_other_model_or_version_is_refused(tmp_path):

@@ -12,11 +12,16 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from airflow.sdk.exceptions import AirflowSensorTimeout, TaskDeferred
+from airflow.sdk.exceptions import AirflowFailException, AirflowSensorTimeout, TaskDeferred
 
 from mlops_provider.core.batches import BatchLedger, discover_batches
 from mlops_provider.core.drift import build_profile
-from mlops_provider.exceptions import DatasetError, MlopsProviderError
+from mlops_provider.exceptions import (
+    DatasetError,
+    MlopsConfigurationError,
+    MlopsProviderError,
+    TriggerEventError,
+)
 from mlops_provider.sensors.drift import DriftSensor, default_deferrable
 from mlops_provider.triggers.batch import BatchArrivalTrigger
 
@@ -124,16 +129,43 @@ def test_reference_profile_json_is_accepted(setup, tmp_path):
     "event",
     [None, "boom", {"status": "weird"}, {"status": "success"}, {"status": "success", "batch_uri": "/x"}],
 )
-def test_malformed_events_are_rejected(setup, event):
+def test_malformed_events_are_rejected_without_retry(setup, event):
     ref, landing = setup
-    with pytest.raises(MlopsProviderError, match="malformed|lacks"):
+    with pytest.raises(TriggerEventError, match="malformed|lacks") as exc:
         sensor(ref, landing).execute_complete(CONTEXT, event=event)
+    assert isinstance(exc.value, AirflowFailException)  # a retry cannot fix a malformed event
 
 
-def test_error_event_fails_the_task(setup):
+def test_error_event_fails_the_task_retryable_only_when_transient(setup):
     ref, landing = setup
-    with pytest.raises(MlopsProviderError, match="cannot list"):
-        sensor(ref, landing).execute_complete(CONTEXT, event={"status": "error", "message": "cannot list x"})
+    with pytest.raises(MlopsProviderError, match="failed 5 times") as exc:  # transport: retried
+        sensor(ref, landing).execute_complete(
+            CONTEXT, event={"status": "error", "message": "listing x failed 5 times", "retryable": True}
+        )
+    assert not isinstance(exc.value, AirflowFailException)
+    with pytest.raises(MlopsConfigurationError, match="cannot list"):  # misconfiguration: not retried
+        sensor(ref, landing).execute_complete(
+            CONTEXT, event={"status": "error", "message": "cannot list x", "retryable": False}
+        )
+
+
+async def _first_event(trigger):
+    async for event in trigger.run():
+        return event.payload
+    return None
+
+
+def test_trigger_error_events_say_whether_a_retry_helps(tmp_path):
+    """The real trigger on a location of an unknown protocol (a bad spec): its error event is not retried."""
+    import asyncio
+
+    location = "nosuchscheme://bucket/landing/*.csv"
+    trigger = BatchArrivalTrigger(location=location, consumer="c", ledger_path=str(tmp_path / "l.db"),
+                                  poll_interval=0.05)
+    payload = asyncio.run(asyncio.wait_for(_first_event(trigger), 10))
+    assert payload["status"] == "error" and payload["retryable"] is False, payload
+    with pytest.raises(MlopsConfigurationError, match="Protocol not known"):
+        DriftSensor(task_id="s", location=location, reference="r.json").execute_complete(CONTEXT, event=payload)
 
 
 def test_deadline_passed_raises_sensor_timeout(setup):
@@ -196,3 +228,93 @@ def test_retry_defaults_do_not_override_the_dag_default_args(setup):
         default = DriftSensor(task_id="c", location=str(landing), reference=str(ref))
     assert (from_dag.retries, explicit.retries, default.retries) == (5, 0, 2)
     assert default.retry_delay == timedelta(seconds=10)
+
+
+# ------------------------------------------------------------------ issue 13: batches that lack a column
+
+
+@pytest.mark.parametrize("deferrable", [True, False])
+@pytest.mark.parametrize("dropped", [["c"], ["x", "z"]])
+def test_batch_missing_a_reference_column_fails_and_stays_unclaimed(setup, deferrable, dropped):
+    """Checked on the remaining columns, such a batch used to be reported 'no drift' and claimed."""
+    ref, landing = setup
+    path = land(landing, "partial.csv", frame(1).drop(columns=dropped))  # no drift on the columns left
+    s = sensor(ref, landing, deferrable=deferrable, mode="poke")
+    with pytest.raises(DatasetError, match=r"lacks reference column\(s\) \[.*'" + dropped[0] + "'.*unclaimed"):
+        if deferrable:
+            s.execute_complete(CONTEXT, event=event_for(path))
+        else:
+            s.poke(CONTEXT)
+    assert BatchLedger(str(landing / ".mlops_batch_ledger.sqlite3")).history("test.sensor") == []
+
+
+def test_batch_missing_a_column_of_a_stored_profile_with_integer_labels_fails(tmp_path):
+    """Same with a profile reference (the stored path) built from a frame with integer column labels."""
+    landing = tmp_path / "landing"
+    profile = build_profile(frame(0).set_axis([0, 1, 2], axis=1)).save(tmp_path / "profile.json")
+    path = land(landing, "b.csv", frame(1).set_axis(["0", "1", "2"], axis=1).drop(columns=["2"]))
+    with pytest.raises(DatasetError, match=r"lacks reference column\(s\) \['2'\]"):
+        sensor(profile, landing).execute_complete(CONTEXT, event=event_for(path))
+    assert BatchLedger(str(landing / ".mlops_batch_ledger.sqlite3")).history("test.sensor") == []
+    complete = land(landing, "c.csv", frame(2).set_axis(["0", "1", "2"], axis=1))
+    with pytest.raises(TaskDeferred):  # all columns there: checked (no drift), claimed, waits again
+        sensor(profile, landing).execute_complete(CONTEXT, event=event_for(complete), deadline=time.time() + 60)
+
+
+def test_batch_read_with_the_wrong_delimiter_fails_naming_both_column_sets(setup):
+    ref, landing = setup
+    landing.mkdir(parents=True)
+    path = landing / "semicolons.csv"
+    frame(1).to_csv(path, index=False, sep=";")
+    with pytest.raises(DatasetError, match=r"shares no column.*'x', 'z', 'c'.*'x;z;c'.*delimiter"):
+        sensor(ref, landing).execute_complete(CONTEXT, event=event_for(path))
+    assert BatchLedger(str(landing / ".mlops_batch_ledger.sqlite3")).history("test.sensor") == []
+
+
+def test_extra_batch_column_is_named_in_the_log_not_an_error(setup, capsys):
+    ref, landing = setup
+    path = land(landing, "wider.csv", frame(1).assign(new_feature=1.0))
+    with pytest.raises(TaskDeferred):
+        sensor(ref, landing).execute_complete(CONTEXT, event=event_for(path), deadline=time.time() + 60)
+    line = next(x for x in capsys.readouterr().out.splitlines() if "no drift" in x)  # the task log (structlog)
+    assert "all 3 columns tested; 1 batch column(s) not in the reference: new_feature" in line
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"drift_share": 0}, "drift_share must be a number in (0, 1]"),
+        ({"drift_share": 1.5}, "drift_share must be a number in (0, 1]"),
+        ({"column_methods": {"x": "kolmogorov"}}, "column_methods['x'] must be one of 'abs_text_content_drift', 'chisquare', 'jensenshannon'"),
+        ({"column_thresholds": {"x": -0.1}}, "column_thresholds['x'] must be a number >= 0"),
+        ({"column_thresholds": {"x": "high"}}, "column_thresholds['x'] must be a number"),
+        ({"min_age_seconds": -1}, "min_age_seconds must be a number >= 0"),
+        ({"resume_settle_seconds": float("nan")}, "resume_settle_seconds must be a number"),
+        ({"deferrable": "yes"}, "deferrable must be one of True, False or None"),
+        ({"poke_interval": 0}, "poke_interval must be a number > 0"),
+    ],
+)
+def test_bad_arguments_fail_when_the_dag_is_parsed(setup, kwargs, message):
+    ref, landing = setup
+    kw = {"task_id": "s", "location": str(landing), "reference": str(ref), "deferrable": True, **kwargs}
+    with pytest.raises(MlopsConfigurationError) as exc:
+        DriftSensor(**kw)
+    assert message in str(exc.value)
+
+
+def test_templated_and_valid_arguments_pass_at_parse_time(setup):
+    ref, landing = setup
+    DriftSensor(task_id="s", location=str(landing), reference=str(ref), drift_share="{{ params.share }}",
+                column_methods={"x": "psi"}, column_thresholds={"x": "{{ params.t }}"}, min_age_seconds=0)
+    DriftSensor(task_id="p", location=str(landing), reference=str(ref), deferrable=False, mode="poke",
+                poke_interval=0)  # poke mode may poll back to back
+
+
+@pytest.mark.parametrize(("kwargs", "message"), [({"poll_interval": 0}, "poll_interval must be a number > 0"),
+                                                  ({"min_age_seconds": -5}, "min_age_seconds must be a number >= 0")])
+def test_batch_triggers_check_their_numbers(kwargs, message):
+    from mlops_provider.triggers.batch import NewBatchTrigger
+
+    for cls in (NewBatchTrigger, BatchArrivalTrigger):
+        with pytest.raises(MlopsConfigurationError, match=message.replace("(", r"\(")):
+            cls(location="/data/landing", consumer="c", **kwargs)

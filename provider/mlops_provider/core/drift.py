@@ -13,12 +13,22 @@ computed once, stored as JSON next to the model, and reused for every batch.
 
 Differences from Evidently, on purpose and documented in ``docs/operators/drift.md``:
 
-* text columns (Evidently's ``perc``/``abs_text_content_drift``, which trains a classifier) and columns
-  of types Evidently does not test (datetime, nullable ``Int64``/``Float64``, unsigned ints, ...) are
-  listed in ``skipped_columns`` and left out of the drift share;
-* a column that is empty after dropping NaN/inf (Evidently raises) is skipped with a reason;
+* text columns get Evidently's own text test (``perc``/``abs_text_content_drift``: a seeded domain
+  classifier, :func:`text_drift`), on the values in row order, which profiles store for text columns;
+  when the reference holds no texts (an older profile, a partitioned check) the column is skipped with
+  the reason.  Columns of types Evidently does not test (datetime, nullable ``Int64``/``Float64``,
+  unsigned ints, ...) are listed in ``skipped_columns`` and left out of the drift share;
+  :meth:`DriftResult.not_tested` names them;
+* the engine never says "no drift" about a column it could not look at: a reference column missing
+  from the batch, or with no value left in the batch after dropping NaN/inf (Evidently raises), counts
+  as a drifted column with the reason in ``note``; a batch sharing no column with the reference, or
+  with no column that could be tested, raises :class:`DriftInputError`; a score that comes out NaN
+  raises :class:`DriftInputError` naming the column and method (values near +/-1e308 are rescaled by
+  a power of two first, which leaves every score unchanged, so they do not overflow);
 * reference/current schema differences are reported (missing, extra columns, dtype changes) instead
-  of raising deep inside pandas; a dtype change between numeric and non-numeric counts as drift.
+  of raising deep inside pandas; a dtype change between numeric and non-numeric counts as drift;
+* column labels are compared as strings (``str(label)``) on every path, so integer labels (``0, 1, ...``,
+  e.g. a CSV read with ``header=None``) behave the same with a reference DataFrame and a stored profile.
 
 This module imports no Airflow and imports numpy/scipy/pandas only inside functions.
 """
@@ -59,6 +69,10 @@ METHODS: dict[str, tuple[float, str, str]] = {
     "wasserstein": (0.1, "ge", "distance"),
     "jensenshannon": (0.1, "ge", "distance"),
     "psi": (0.1, "ge", "distance"),
+    # text columns: ROC AUC of a domain classifier (TF-IDF + SGD) telling reference rows from current
+    # rows; "perc" compares it with a percentile of random classifiers' AUCs (p = 1 - threshold)
+    "perc_text_content_drift": (0.95, "gt", "roc_auc"),
+    "abs_text_content_drift": (0.55, "gt", "roc_auc"),
 }
 #: Evidently's display names of the methods (``ValueDrift.method`` in a report snapshot).
 EVIDENTLY_DISPLAY_NAMES = {
@@ -68,10 +82,23 @@ EVIDENTLY_DISPLAY_NAMES = {
     "wasserstein": "Wasserstein distance (normed)",
     "jensenshannon": "Jensen-Shannon distance",
     "psi": "PSI",
+    "perc_text_content_drift": "Percentile text content drift",
+    "abs_text_content_drift": "Absolute text content drift",
 }
 _NUMERIC_ONLY = {"ks", "wasserstein"}
+#: Evidently's methods for text columns (and the only ones it allows there).
+_TEXT_ONLY = {"perc_text_content_drift", "abs_text_content_drift"}
+#: Methods Evidently registers for categorical columns only (``allowed_feature_types``): an override
+#: on a numerical column raises ``StatTestInvalidFeatureTypeError`` there, and is refused here too.
+_CATEGORICAL_ONLY = {"chisquare", "z"}
+#: Above this magnitude numeric values are rescaled by a power of two before a test (squares overflow).
+_RESCALE_ABOVE = 2.0**500
 
 NUM, CAT, TEXT = "num", "cat", "text"
+#: ``note`` of a reference column the batch lacks (counted as drifted).
+MISSING_IN_CURRENT = "missing in current"
+#: ``note`` of a column with no value left in the batch after dropping NaN and +/-inf (counted as drifted).
+NO_VALUES_IN_CURRENT = "no values in current (all NaN/inf/missing)"
 
 
 class DriftInputError(ValueError):
@@ -141,6 +168,9 @@ class ColumnStats:
     keys: list[Any] | None = None
     n_unique: int = -1
     _std: float | None = field(default=None, repr=False)
+    #: string columns: the non-missing values in row order (a list, or the raw object array, filtered
+    #: when read); what Evidently's text drift test trains on.  Stored in a profile for text columns.
+    _texts: Any = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         if self.n_unique < 0:
@@ -160,6 +190,14 @@ class ColumnStats:
         if self._std is None:
             self._std = _std(self)
         return self._std
+
+    @property
+    def texts(self) -> list[Any] | None:
+        """The non-missing values in row order (string columns), or ``None`` when not kept."""
+        if self._texts is None or isinstance(self._texts, list):
+            return self._texts
+        self._texts = [v for v in self._texts if not _is_missing(v)]
+        return self._texts
 
     def category_counts(self) -> tuple[Any, Any]:
         """(unique keys, counts) for any column; numeric keys come back as a sorted array."""
@@ -184,6 +222,8 @@ class ColumnStats:
         else:
             out["keys"] = [_json_scalar(k) for k in self.keys or []]
             out["counts"] = [int(c) for c in self.counts]
+            if self.column_type == TEXT and self.texts is not None:
+                out["texts"] = [_json_scalar(v) for v in self.texts]
         return out
 
     @classmethod
@@ -202,9 +242,15 @@ class ColumnStats:
                 stats.values = _decode_array(data["values"])
                 stats.counts = None if data.get("counts") is None else _decode_array(data["counts"])
                 stats._std = None if data.get("std") is None else float(data["std"])
+                if stats.values.dtype.kind == "f" and not np.isfinite(stats.values).all():
+                    raise ValueError("numeric values must be finite (NaN and inf are dropped when profiling)")
+                if stats._std is not None and not math.isfinite(stats._std):
+                    stats._std = None  # recomputed (stably) from the values
             else:
                 stats.keys = list(data["keys"])
                 stats.counts = np.asarray(data["counts"], dtype=np.int64)
+                if data.get("texts") is not None:
+                    stats._texts = list(data["texts"])
             stats.__post_init__()
         except (KeyError, TypeError, ValueError) as err:
             raise ProfileError(f"Column {name!r} of the profile is malformed: {err}") from None
@@ -288,7 +334,10 @@ def _column_stats(series: pd.Series, name: str, rows: np.ndarray | None = None) 
     counts = vc.to_numpy(dtype=np.int64)[keep]
     n_valid = int(counts.sum())
     col_type = _evidently_column_type(dtype_name, len(keys), n_valid, first_last_str)
-    return ColumnStats(name, dtype_name, n_rows, n_valid, col_type, keys=keys, counts=counts)
+    stats = ColumnStats(name, dtype_name, n_rows, n_valid, col_type, keys=keys, counts=counts)
+    if dtype_name in ("object", "string", "str"):
+        stats._texts = raw if dtype_name == "object" else series  # no copy; filtered into a list when read
+    return stats
 
 
 def _object_value_counts(raw: np.ndarray) -> pd.Series | None:
@@ -471,24 +520,60 @@ def _sample_rows(n_rows: int, max_rows: int | None, seed: int) -> np.ndarray | N
     return np.sort(np.random.default_rng(seed).choice(n_rows, size=cap, replace=False))
 
 
-def _select_columns(df: pd.DataFrame, columns: Iterable[str] | None) -> list[str]:
+def _select_columns(labels: Mapping[str, Any], columns: Iterable[Any] | None) -> list[str]:
     if columns is None:
-        return [str(c) for c in df.columns]
-    columns = list(columns)
-    missing = [c for c in columns if c not in df.columns]
+        return list(labels)
+    names = [str(c) for c in columns]
+    missing = [c for c in names if c not in labels]
     if missing:
-        raise DriftInputError(f"Columns {missing} are not in the reference data (it has {list(df.columns)})")
-    return columns
+        raise DriftInputError(f"Columns {missing} are not in the reference data (it has {_names(labels)})")
+    return names
 
 
-def _check_frame(df: Any, what: str) -> None:
+def _check_frame(df: Any, what: str) -> dict[str, Any]:
+    """Refuse what is not a DataFrame with unique column names; returns ``{str(label): label}``.
+
+    Columns are named by ``str(label)`` everywhere (profiles are JSON, whose keys are strings), so a
+    frame with integer labels is checked the same way against a DataFrame or a stored profile.
+    """
     import pandas as pd
 
     if not isinstance(df, pd.DataFrame):
         raise DriftInputError(f"The {what} data must be a pandas DataFrame, got {type(df).__name__}")
-    if df.columns.has_duplicates:
-        dupes = sorted({str(c) for c in df.columns[df.columns.duplicated()]})
-        raise DriftInputError(f"The {what} data has duplicate column names: {dupes}")
+    labels: dict[str, Any] = {}
+    dupes = set()
+    for label in df.columns:
+        name = str(label)
+        if name in labels:
+            dupes.add(name)
+        labels[name] = label
+    if dupes:
+        raise DriftInputError(
+            f"The {what} data has duplicate column names (compared as strings): {sorted(dupes)}"
+        )
+    return labels
+
+
+def _names(names: Iterable[Any], limit: int = 20) -> str:
+    """``['a', 'b', ... (+N more)]`` for error messages."""
+    names = [str(n) for n in names]
+    shown = ", ".join(repr(n) for n in names[:limit])
+    more = f", ... (+{len(names) - limit} more)" if len(names) > limit else ""
+    return f"[{shown}{more}]"
+
+
+def _no_common_columns(ref_names: list[str], cur_names: list[str]) -> DriftInputError:
+    if len(cur_names) == 1 and any(sep in cur_names[0] for sep in ";,\t|"):
+        hint = (
+            f" The batch has a single column {cur_names[0]!r}: it was probably read as CSV with the wrong "
+            "delimiter (CSV files are read with ',' and *.tsv files with tabs; check the file's separator)."
+        )
+    else:
+        hint = " The usual cause is a CSV read with the wrong delimiter, or a batch of another table."
+    return DriftInputError(
+        f"The current batch shares no column with the reference, so nothing can be checked for drift. "
+        f"Reference columns: {_names(ref_names)}; current columns: {_names(cur_names)}.{hint}"
+    )
 
 
 def build_profile(
@@ -510,13 +595,17 @@ def build_profile(
     :param metadata: JSON metadata kept with the profile (model name and version, data digest...).
     :param workers: threads used over columns (default ``min(2, cpu_count)``).
     """
-    _check_frame(reference_df, "reference")
+    labels = _check_frame(reference_df, "reference")
     if len(reference_df) == 0:
         raise DriftInputError("The reference data has no rows; a drift profile needs at least one")
-    names = _select_columns(reference_df, columns)
+    names = _select_columns(labels, columns)
     rows = _sample_rows(len(reference_df), max_rows, seed)
     stats = dict(
-        zip(names, _map(lambda n: _column_stats(reference_df[n], n, rows), names, workers), strict=True)
+        zip(
+            names,
+            _map(lambda n: _column_stats(reference_df[labels[n]], n, rows), names, workers),
+            strict=True,
+        )
     )
     return ReferenceProfile(
         columns=stats,
@@ -594,8 +683,34 @@ class DriftResult:
     def dataset_drift(self) -> bool:
         return bool(self.columns) and self.share_of_drifted_columns >= self.drift_share
 
+    @property
+    def untested_columns(self) -> dict[str, str]:
+        """Every reference column without a test score, with the reason (drifted or skipped)."""
+        out = {name: col.note or "not tested" for name, col in self.columns.items() if col.score is None}
+        out.update(self.skipped_columns)
+        return out
+
+    def not_tested(self, limit: int = 20) -> str:
+        """``"3 of 20 columns not tested: a (missing in current), ..."``, or ``""`` when every column was.
+
+        Counts the reference columns; batch columns the reference lacks are named after them.
+        """
+        untested = self.untested_columns
+        parts = []
+        if untested:
+            total = len(self.columns) + len(self.skipped_columns)
+            named = ", ".join(f"{n} ({why})" for n, why in list(untested.items())[:limit])
+            more = f", ... (+{len(untested) - limit} more)" if len(untested) > limit else ""
+            parts.append(f"{len(untested)} of {total} columns not tested: {named}{more}")
+        if self.extra_columns:
+            shown = ", ".join(self.extra_columns[:limit])
+            more = f", ... (+{len(self.extra_columns) - limit} more)" if len(self.extra_columns) > limit else ""
+            parts.append(f"{len(self.extra_columns)} batch column(s) not in the reference: {shown}{more}")
+        return "; ".join(parts)
+
     def to_summary(self) -> dict[str, Any]:
         return {
+            "not_tested": self.not_tested(),
             "dataset_drift": self.dataset_drift,
             "drift_share": self.drift_share,
             "number_of_columns": self.number_of_columns,
@@ -619,6 +734,8 @@ class DriftResult:
 
 def default_method(column_type: str, reference_rows: int, n_values: int) -> str:
     """``_get_default_stattest`` of Evidently 0.7 (``n_values``: unique values of both sides)."""
+    if column_type == TEXT:
+        return "perc_text_content_drift" if reference_rows <= SMALL_REFERENCE_ROWS else "abs_text_content_drift"
     if reference_rows <= SMALL_REFERENCE_ROWS:
         if column_type == NUM and n_values > 5:
             return "ks"
@@ -802,20 +919,61 @@ def _ks(ref: ColumnStats, cur: ColumnStats) -> float:
 
 
 def _std(stats: ColumnStats) -> float:
+    """Population standard deviation; values beyond ``2**500`` are scaled by a power of two first.
+
+    The standard deviation never exceeds the largest absolute value, so it is finite when the values
+    are, while ``(v - mean) ** 2`` overflows near +/-1e308.
+    """
+    big = _magnitude(stats) if stats.is_numeric else 0.0
+    if big > _RESCALE_ABOVE:
+        exponent = math.frexp(big)[1]
+        return math.ldexp(_std(_rescaled(stats, exponent)), exponent)
+    return _plain_std(stats)
+
+
+def _plain_std(stats: ColumnStats) -> float:
     import numpy as np
 
+    if len(stats.values) == 0:
+        return 0.0  # an empty column (never tested: it is drifted or skipped before any score)
     if stats.counts is None:
-        return float(np.std(stats.values))
+        return float(np.std(stats.values, dtype=np.float64))
     values = stats.values.astype(np.float64, copy=False)
     n = stats.n_valid
     mean = np.dot(values, stats.counts) / n
     return float(np.sqrt(np.dot((values - mean) ** 2, stats.counts) / n))
 
 
-def _wasserstein_norm(ref: ColumnStats, cur: ColumnStats) -> float:
-    """``scipy.stats.wasserstein_distance(ref, cur) / max(std(ref), 0.001)`` from sorted values."""
+def _wasserstein_norm(ref: ColumnStats, cur: ColumnStats, floor: float = 0.001) -> float:
+    """``scipy.stats.wasserstein_distance(ref, cur) / max(std(ref), 0.001)`` from sorted values.
+
+    ``floor`` is ``0.001`` scaled like the values when :func:`_rescaled` scaled them.
+    """
     distance = _wasserstein_sorted(ref.values, ref.counts, cur.values, cur.counts)
-    return distance / max(ref.std(), 0.001)
+    return distance / max(ref.std(), floor)
+
+
+def _magnitude(stats: ColumnStats) -> float:
+    """Largest absolute value of a numeric column (its values are sorted)."""
+    if not len(stats.values) or stats.values.dtype.kind != "f":
+        return 0.0
+    return max(abs(float(stats.values[0])), abs(float(stats.values[-1])))
+
+
+def _rescaled(stats: ColumnStats, exponent: int) -> ColumnStats:
+    """A copy of a numeric column with every value multiplied by ``2 ** -exponent`` (exact in binary)."""
+    import numpy as np
+
+    return ColumnStats(
+        stats.name,
+        stats.dtype,
+        stats.n_rows,
+        stats.n_valid,
+        stats.column_type,
+        values=np.ldexp(stats.values.astype(np.float64), -exponent),
+        counts=stats.counts,
+        n_unique=stats.n_unique,
+    )
 
 
 def _wasserstein_sorted(u: np.ndarray, u_counts: Any, v: np.ndarray, v_counts: Any) -> float:
@@ -874,15 +1032,28 @@ def _wasserstein_sorted(u: np.ndarray, u_counts: Any, v: np.ndarray, v_counts: A
 
 
 def run_test(method: str, ref: ColumnStats, cur: ColumnStats, column_type: str) -> float:
-    """Score of ``method`` for one column (p-value or distance)."""
+    """Score of ``method`` for one column (p-value or distance).
+
+    Numeric values beyond ``2**500`` in magnitude (squares and differences of values near +/-1e308
+    overflow to inf, and inf/inf is NaN) are first multiplied by a power of two that brings them into
+    [-1, 1].  Every method is then unchanged: ranks, counts and Sturges bins do not move under an exact
+    binary scaling, and the normed Wasserstein distance is computed as ``W1' / max(std', 0.001 * 2**-k)``.
+    """
+    floor = 0.001
+    if ref.is_numeric and cur.is_numeric:
+        big = max(_magnitude(ref), _magnitude(cur))
+        if big > _RESCALE_ABOVE:
+            exponent = math.frexp(big)[1]  # big < 2**exponent
+            ref, cur = _rescaled(ref, exponent), _rescaled(cur, exponent)
+            floor = math.ldexp(0.001, -exponent)
+    if method == "wasserstein":
+        return _wasserstein_norm(ref, cur, floor)
     if method == "ks":
         return _ks(ref, cur)
     if method == "chisquare":
         return _chisquare(ref, cur)
     if method == "z":
         return _z_test(ref, cur)
-    if method == "wasserstein":
-        return _wasserstein_norm(ref, cur)
     if method == "jensenshannon":
         return _jensenshannon(ref, cur, column_type)
     if method == "psi":
@@ -919,13 +1090,18 @@ def check_drift(
     max_rows: int | None = None,
     seed: int = 0,
     workers: int | None = None,
+    columns: Iterable[Any] | None = None,
 ) -> DriftResult:
     """
     Compare ``current_df`` with a reference profile (or reference DataFrame) column by column.
 
     With the defaults the per-column methods, thresholds and verdicts are those of Evidently 0.7's
-    ``DataDriftPreset``.  Columns are checked in the reference's order; only columns present in both
-    are tested (``missing_columns``/``extra_columns`` list the others).
+    ``DataDriftPreset``.  Columns are checked in the reference's order.  A reference column missing
+    from the batch counts as drifted (``note: "missing in current"``, also listed in
+    ``missing_columns``); batch columns the reference lacks are listed in ``extra_columns``.
+
+    :raises DriftInputError: bad arguments, an empty batch, a batch sharing no column with the
+        reference, no column that could be tested, or a score that came out NaN.
 
     :param reference: a :class:`ReferenceProfile`, or a DataFrame (profiled on the fly, one column
         at a time, so the profile never holds all columns at once).
@@ -937,60 +1113,93 @@ def check_drift(
     :param max_rows: sampling cap when ``reference`` is a DataFrame (see :func:`build_profile`).
     :param seed: seed of that sample.
     :param workers: threads used over columns (default ``min(2, cpu_count)``).
+    :param columns: check only these reference columns (default: all); one the reference lacks raises.
     """
     import pandas as pd
 
     methods, thresholds = _validate_overrides(column_methods, column_thresholds, drift_share)
-    _check_frame(current_df, "current")
+    cur_labels = _check_frame(current_df, "current")
     if len(current_df) == 0:
         raise DriftInputError("The current batch has no rows; there is nothing to check for drift")
     if isinstance(reference, pd.DataFrame):
-        _check_frame(reference, "reference")
+        ref_labels = _check_frame(reference, "reference")
         if len(reference) == 0:
             raise DriftInputError("The reference data has no rows; a drift check needs at least one")
-        ref_names = [str(c) for c in reference.columns]
+        ref_names = list(ref_labels)
         rows = _sample_rows(len(reference), max_rows, seed)
-        ref_items = [
-            (n, lambda n=n: _column_stats(reference[n], n, rows))
-            for n in ref_names
-            if n in current_df.columns
-        ]
+        ref_get = {n: (lambda n=n: _column_stats(reference[ref_labels[n]], n, rows)) for n in ref_names}
         ref_rows = len(reference) if rows is None else len(rows)
         source_rows, sampled = len(reference), rows is not None
     elif isinstance(reference, ReferenceProfile):
         ref_names = list(reference.columns)
-        ref_items = [(n, lambda s=s: s) for n, s in reference.columns.items() if n in current_df.columns]
+        ref_get = {n: (lambda s=s: s) for n, s in reference.columns.items()}
         ref_rows, source_rows, sampled = reference.n_rows, reference.source_rows, reference.sampled
     else:
         raise DriftInputError(
             f"reference must be a ReferenceProfile or a pandas DataFrame, got {type(reference).__name__}"
         )
-    unknown = sorted((set(methods) | set(thresholds)) - set(ref_names))
-    if unknown:
-        raise DriftInputError(f"Method/threshold overrides name columns not in the reference: {unknown}")
-
+    if columns is not None:
+        ref_names = _select_columns(dict.fromkeys(ref_names), columns)
+    cur_get = {n: (lambda n=n: _column_stats(current_df[cur_labels[n]], n)) for n in cur_labels}
     result = DriftResult(
         columns={},
         drift_share=float(drift_share),
         reference_rows=ref_rows,
         current_rows=len(current_df),
-        missing_columns=[c for c in ref_names if c not in current_df.columns],
-        extra_columns=[str(c) for c in current_df.columns if c not in set(ref_names)],
         sampled=sampled,
         reference_source_rows=source_rows,
     )
+    return _check_columns(result, ref_names, ref_get, list(cur_labels), cur_get, methods, thresholds, workers)
 
-    def check_one(item: tuple[str, Any]) -> DriftResult:
-        name, get_ref = item
+
+def _check_columns(
+    result: DriftResult,
+    ref_names: list[str],
+    ref_get: Mapping[str, Any],
+    cur_names: list[str],
+    cur_get: Mapping[str, Any],
+    methods: Mapping[str, str],
+    thresholds: Mapping[str, float],
+    workers: int | None,
+) -> DriftResult:
+    """Check every reference column (callables give the statistics) and fill ``result``, in reference order.
+
+    Shared by :func:`check_drift` and the partitioned check.  A reference column missing from the batch
+    counts as drifted ("missing in current"); a batch sharing no column with the reference, or leaving
+    no column that could be tested, raises :class:`DriftInputError`.
+    """
+    unknown = sorted((set(methods) | set(thresholds)) - set(ref_names))
+    if unknown:
+        raise DriftInputError(f"Method/threshold overrides name columns not in the reference: {unknown}")
+    present = set(cur_names)
+    if not present & set(ref_names):
+        raise _no_common_columns(ref_names, cur_names)
+    ref_set = set(ref_names)
+    result.missing_columns = [c for c in ref_names if c not in present]
+    result.extra_columns = [c for c in cur_names if c not in ref_set]
+
+    def check_one(name: str) -> DriftResult:
         part = DriftResult(columns={}, drift_share=result.drift_share, reference_rows=0, current_rows=0)
-        cur = _column_stats(current_df[name], name)
-        _check_column(part, name, get_ref(), cur, methods.get(name), thresholds.get(name))
+        ref = ref_get[name]()
+        if name not in present:
+            part.columns[name] = ColumnDrift(
+                name, ref.column_type, None, None, None, True, ref.n_valid, 0, note=MISSING_IN_CURRENT
+            )
+            return part
+        _check_column(part, name, ref, cur_get[name](), methods.get(name), thresholds.get(name))
         return part
 
-    for part in _map(check_one, ref_items, workers):
+    # statistics of a missing column are cheap for a profile; a DataFrame reference computes them too,
+    # for the reference type and row count shown in the summary
+    for part in _map(check_one, ref_names, workers):
         result.columns.update(part.columns)
         result.schema_drift.extend(part.schema_drift)
         result.skipped_columns.update(part.skipped_columns)
+    if not result.columns:
+        raise DriftInputError(
+            f"None of the {len(ref_names)} reference columns could be tested for drift: "
+            + "; ".join(f"{n}: {why}" for n, why in list(result.skipped_columns.items())[:20])
+        )
     return result
 
 
@@ -1010,6 +1219,13 @@ def _map(fn: Any, items: list[Any], workers: int | None) -> Iterator[Any]:
         yield from pool.map(fn, items)
 
 
+def _quiet_floats() -> Any:
+    """numpy's float warnings off: a non-finite score is checked explicitly after the test."""
+    import numpy as np
+
+    return np.errstate(over="ignore", invalid="ignore", divide="ignore")
+
+
 def _check_column(
     result: DriftResult,
     name: str,
@@ -1020,6 +1236,15 @@ def _check_column(
 ) -> None:
     ref_family, cur_family = _dtype_family(ref.dtype), _dtype_family(cur.dtype)
     column_type = cur.column_type  # Evidently types columns from the current data
+    if ref.n_valid == 0:
+        result.skipped_columns[name] = "no values in the reference data (all NaN/inf/missing)"
+        return
+    if cur.n_valid == 0:
+        # Evidently raises on such a column; here it is a drifted column, never a silent skip
+        result.columns[name] = ColumnDrift(
+            name, ref.column_type, None, None, None, True, ref.n_valid, 0, note=NO_VALUES_IN_CURRENT
+        )
+        return
     if ref.dtype != cur.dtype:
         compatible = ref_family == cur_family or (
             column_type == CAT and {ref_family, cur_family} <= {"string", "category", "bool"}
@@ -1045,17 +1270,16 @@ def _check_column(
                 note=f"dtype changed from {ref.dtype} to {cur.dtype}",
             )
             return
-    if column_type not in (NUM, CAT):
-        reason = (
-            "text columns are not checked (Evidently uses a text-content classifier)"
-            if column_type == TEXT
-            else f"columns of dtype {cur.dtype} are not checked by Evidently's defaults"
-        )
-        result.skipped_columns[name] = reason
+    if column_type == TEXT:
+        _check_text_column(result, name, ref, cur, method, threshold)
         return
-    if ref.n_valid == 0 or cur.n_valid == 0:
-        side = "reference" if ref.n_valid == 0 else "current"
-        result.skipped_columns[name] = f"no values left in the {side} data after dropping NaN and inf"
+    if column_type != TEXT and method in _TEXT_ONLY:
+        raise DriftInputError(
+            f"Method {method!r} needs a text column; {name!r} is "
+            f"{ {NUM: 'numerical', CAT: 'categorical'}.get(column_type, column_type) } in the current batch"
+        )
+    if column_type not in (NUM, CAT):
+        result.skipped_columns[name] = f"dtype {cur.dtype} is not checked by Evidently's defaults"
         return
     if column_type == NUM and not (ref.is_numeric and cur.is_numeric):
         result.skipped_columns[name] = (
@@ -1065,10 +1289,33 @@ def _check_column(
     if method is None:
         method = default_method(column_type, ref.n_valid, _n_values(ref, cur))
     elif method in _NUMERIC_ONLY and column_type != NUM:
-        raise DriftInputError(f"Method {method!r} needs a numerical column; {name!r} is categorical")
+        raise DriftInputError(
+            f"Method {method!r} needs a numerical column; {name!r} is categorical "
+            f"(dtype {cur.dtype}, {cur.n_unique} unique values in the current batch)"
+        )
+    elif method in _CATEGORICAL_ONLY and column_type == NUM:
+        raise DriftInputError(
+            f"Method {method!r} needs a categorical column; {name!r} is numerical (dtype {cur.dtype}, "
+            f"{cur.n_unique} unique values in the current batch; Evidently refuses it too). "
+            f"Use 'ks', 'wasserstein', 'jensenshannon' or 'psi', or cast the column to str/category"
+        )
     if threshold is None:
         threshold = METHODS[method][0]
-    score = run_test(method, ref, cur, column_type)
+    try:
+        with _quiet_floats():
+            score = run_test(method, ref, cur, column_type)
+    except (ValueError, ArithmeticError) as err:
+        raise DriftInputError(
+            f"Drift score of column {name!r} with method {method!r} could not be computed: {err}"
+        ) from None
+    if math.isnan(score):
+        raise DriftInputError(
+            f"Drift score of column {name!r} with method {method!r} is NaN "
+            f"({ref.n_valid} reference and {cur.n_valid} current values); it cannot be read as a verdict"
+        )
+    note = None
+    if math.isinf(score):
+        note = f"{method} score exceeds the float range"
     result.columns[name] = ColumnDrift(
         name,
         column_type,
@@ -1078,4 +1325,115 @@ def _check_column(
         is_drifted(method, score, threshold),
         ref.n_valid,
         cur.n_valid,
+        note=note,
     )
+
+
+# -------------------------------------------------------------------------------------------- text
+
+
+def _check_text_column(
+    result: DriftResult,
+    name: str,
+    ref: ColumnStats,
+    cur: ColumnStats,
+    method: str | None,
+    threshold: float | None,
+) -> None:
+    """Evidently 0.7's text drift (``perc``/``abs_text_content_drift``) on the values in row order."""
+    if method is not None and method not in _TEXT_ONLY:
+        raise DriftInputError(
+            f"Method {method!r} cannot test {name!r}: it is a text column in the current batch (more than "
+            f"half of its values unique); use {sorted(_TEXT_ONLY)} as Evidently does"
+        )
+    ref_texts, cur_texts = ref.texts, cur.texts
+    if ref_texts is None or cur_texts is None:
+        result.skipped_columns[name] = (
+            "text column, but the reference holds no texts for it (the profile was built when it was not a "
+            "text column, by an older version, or the check is partitioned); check against the reference data"
+        )
+        return
+    method = method or default_method(TEXT, ref.n_valid, 0)
+    if threshold is None:
+        threshold = METHODS[method][0]
+    try:
+        score, drifted, bar = text_drift(ref_texts, cur_texts, method, float(threshold))
+    except ValueError as err:  # e.g. an empty vocabulary (only stop words / punctuation)
+        raise DriftInputError(f"Text drift of column {name!r} with method {method!r} failed: {err}") from None
+    note = None if method == "abs_text_content_drift" else f"drift when AUC > {bar:.6g} (random-classifier percentile)"
+    result.columns[name] = ColumnDrift(
+        name, TEXT, method, score, float(threshold), drifted, ref.n_valid, cur.n_valid, note=note
+    )
+
+
+def text_drift(
+    reference: list[Any], current: list[Any], method: str, threshold: float
+) -> tuple[float, bool, float]:
+    """
+    ``calculate_text_drift_score`` of Evidently 0.7 (``legacy/utils/data_drift_utils.py``), step by step.
+
+    A domain classifier (TF-IDF with ``sublinear_tf``, ``max_df=0.5``, English stop words, then an L1
+    ``SGDClassifier`` with modified Huber loss, ``random_state=42``) learns to tell current rows
+    (label 1) from reference rows (label 0) on a shuffled half (``train_test_split``,
+    ``random_state=42``) and is scored by ROC AUC on the other half.  ``abs_text_content_drift``:
+    drift when AUC > ``threshold`` (0.55).  ``perc_text_content_drift``: drift when AUC exceeds the
+    ``100 * threshold``-th percentile of the AUCs of 1000 random classifiers on the same labels (seeded
+    as Evidently seeds them).  Every random choice is seeded as there, so the score is Evidently's.
+
+    :returns: (AUC, drifted, the bar the AUC was compared with).
+    """
+    import numpy as np
+    import pandas as pd
+    from sklearn.feature_extraction.text import TfidfVectorizer
+    from sklearn.linear_model import SGDClassifier
+    from sklearn.metrics import roc_auc_score
+    from sklearn.model_selection import train_test_split
+    from sklearn.pipeline import Pipeline
+
+    texts = pd.Series(list(reference) + list(current), dtype=object)
+    labels = pd.Series(np.r_[np.zeros(len(reference), dtype=np.int64), np.ones(len(current), dtype=np.int64)])
+    x_train, x_test, y_train, y_test = train_test_split(texts, labels, test_size=0.5, random_state=42, shuffle=True)
+    pipeline = Pipeline(
+        [
+            ("vectorization", TfidfVectorizer(sublinear_tf=True, max_df=0.5, stop_words="english")),
+            (
+                "classification",
+                SGDClassifier(alpha=0.0001, max_iter=50, penalty="l1", loss="modified_huber", random_state=42),
+            ),
+        ]
+    )
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # ConvergenceWarning at max_iter=50, as in Evidently
+        pipeline.fit(x_train, y_train)
+    auc = float(roc_auc_score(y_test, pipeline.predict_proba(x_test)[:, 1]))
+    if method == "abs_text_content_drift":
+        return auc, auc > threshold, threshold
+    bar = float(_random_auc_percentile(y_test.to_numpy(), p_value=1 - threshold))
+    return auc, auc > bar, bar
+
+
+def _random_auc_percentile(y_test: Any, p_value: float, iter_num: int = 1000, seed: int = 42) -> float:
+    """``roc_auc_random_classifier_percentile``: the same seeds, so the same 1000 random AUCs.
+
+    Evidently seeds numpy's global generator; this uses a private ``RandomState`` with the same seeds,
+    which draws the same numbers without touching the global state.  Each AUC is computed from ranks
+    (Mann-Whitney: ``(sum of the positives' ranks - n1 (n1 + 1) / 2) / (n1 n0)``), which equals
+    ``roc_auc_score`` on untied scores up to rounding and is several times faster than 1000 calls to it.
+    """
+    import numpy as np
+
+    y = np.asarray(y_test) == 1
+    n, n1 = len(y), int(y.sum())
+    n0 = n - n1
+    if n1 == 0 or n0 == 0:
+        raise ValueError("the held-out half holds rows of one side only; ROC AUC is undefined")
+    seeds = np.random.RandomState(seed).randint(0, iter_num * 10, size=iter_num)
+    ranks = np.empty(n, dtype=np.float64)
+    positions = np.arange(1, n + 1, dtype=np.float64)
+    values = np.empty(iter_num, dtype=np.float64)
+    for i, s in enumerate(seeds):
+        ranks[np.random.RandomState(s).rand(n).argsort()] = positions  # random floats: no ties
+        values[i] = (ranks[y].sum() - n1 * (n1 + 1) / 2.0) / (float(n1) * float(n0))
+    return float(np.percentile(values, 100 * (1 - p_value)))

@@ -50,18 +50,19 @@ def _first_last_str(series: pd.Series) -> tuple[bool | None, bool | None]:
 
 def partition_stats(frame: pd.DataFrame, columns: Iterable[str] | None = None) -> dict[str, Any]:
     """Statistics of one row partition: ``{"rows", "columns": [...], "stats": {name: ColumnStats dict}}``."""
-    drift._check_frame(frame, "partition")
-    names = [str(c) for c in frame.columns] if columns is None else [str(c) for c in columns]
+    labels = drift._check_frame(frame, "partition")
+    names = list(labels) if columns is None else [str(c) for c in columns if str(c) in labels]
     stats: dict[str, Any] = {}
     for name in names:
-        col = drift._column_stats(frame[name], name)
+        series = frame[labels[name]]
+        col = drift._column_stats(series, name)
         entry = col.to_dict()
         entry.pop("std", None)  # recomputed on the merged values
-        if frame[name].dtype.name == "object":
-            entry["first_is_str"], entry["last_is_str"] = _first_last_str(frame[name])
+        entry.pop("texts", None)  # text drift needs all rows in order: not done on partitions
+        if series.dtype.name == "object":
+            entry["first_is_str"], entry["last_is_str"] = _first_last_str(series)
         stats[name] = entry
-    return {"format": PARTITION_FORMAT, "rows": len(frame), "columns": [str(c) for c in frame.columns],
-            "stats": stats}
+    return {"format": PARTITION_FORMAT, "rows": len(frame), "columns": list(labels), "stats": stats}
 
 
 def save_partition(part: Mapping[str, Any], path: str | Path) -> str:
@@ -162,21 +163,23 @@ def check_drift_merged(
     current, current_rows, current_columns = merge_partitions(parts)
     if current_rows == 0:
         raise drift.DriftInputError("The current batch has no rows; there is nothing to check for drift")
-    ref_names = list(reference.columns)
-    unknown = sorted((set(methods) | set(thresholds)) - set(ref_names))
-    if unknown:
-        raise drift.DriftInputError(f"Method/threshold overrides name columns not in the reference: {unknown}")
     result = drift.DriftResult(
         columns={},
         drift_share=float(drift_share),
         reference_rows=reference.n_rows,
         current_rows=current_rows,
-        missing_columns=[c for c in ref_names if c not in current_columns],
-        extra_columns=[c for c in current_columns if c not in set(ref_names)],
         sampled=reference.sampled,
         reference_source_rows=reference.source_rows,
     )
-    for name, ref in reference.columns.items():
-        if name in current:
-            drift._check_column(result, name, ref, current[name], methods.get(name), thresholds.get(name))
+    drift._check_columns(
+        result,
+        list(reference.columns),
+        {n: (lambda s=s: s) for n, s in reference.columns.items()},
+        list(current),  # the columns with statistics; a reference column without them is missing
+        {n: (lambda s=s: s) for n, s in current.items()},
+        methods,
+        thresholds,
+        workers=1,
+    )
+    result.extra_columns = [c for c in current_columns if c not in reference.columns]
     return result

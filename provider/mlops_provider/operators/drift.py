@@ -14,6 +14,7 @@ import logging
 import os
 import re
 import shutil
+import sys
 import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -23,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 from airflow.sdk import Asset, AssetAlias, BaseOperator
 from airflow.sdk.bases.skipmixin import SkipMixin
 
+from mlops_provider._args import FAIL, SKIP, WARN, check_choice, check_number, is_templated, reject_renamed
 from mlops_provider._names import batch_label, run_name
 from mlops_provider.hooks.mlflow import MlflowHook
 from mlops_provider.lineage import LineageMixin, records
@@ -43,7 +45,8 @@ PROFILE_ARTIFACT_PATH = f"{PROFILE_ARTIFACT_DIR}/{PROFILE_ARTIFACT_FILE}"
 #: Training-feature sample logged by ``TrainModelOperator`` (same value as its ``REFERENCE_ARTIFACT_PATH``).
 REFERENCE_FEATURES_PATH = "reference/features.parquet"
 REPORT_ARTIFACT_PATH = "drift/report.html"
-ON_DRIFT = ("succeed", "fail", "skip")
+#: ``on_failure`` values of the drift operator (what to do when the batch drifted), default ``"warn"``.
+DRIFT_ON_FAILURE = (WARN, FAIL, SKIP)
 
 _MODEL_URI = re.compile(r"^models:/(?P<name>[^@/]+)(?:@(?P<alias>[^/]+)|/(?P<version>\d+))$")
 
@@ -244,12 +247,76 @@ def run_drift_check(
             column_thresholds=column_thresholds,
             drift_share=float(drift_share),
             max_rows=max_rows,
+            columns=list(columns) if columns else None,
         )
     except ProfileError as err:
         raise MlopsConfigurationError(f"Drift reference {resolved.description}: {err}") from None
     except DriftInputError as err:
         raise DatasetError(f"Drift check of {loaded.uri} against {resolved.description}: {err}") from None
     return DriftCheckOutcome(result, resolved, frame, loaded.summary())
+
+
+def check_drift_arguments(
+    where: str,
+    *,
+    drift_share: Any = 0.5,
+    column_methods: Any = None,
+    column_thresholds: Any = None,
+) -> None:
+    """
+    Refuse bad drift arguments when the DAG is parsed (templated values are left for ``execute()``).
+
+    Shared by :class:`DriftCheckOperator` and :class:`~mlops_provider.sensors.drift.DriftSensor`;
+    raises :class:`~mlops_provider.exceptions.MlopsConfigurationError` naming the allowed values.
+    """
+    from mlops_provider.core.drift import METHODS
+    from mlops_provider.exceptions import MlopsConfigurationError
+
+    check_number(where, "drift_share", drift_share, low=0, high=1, low_open=True)
+    for name, value, kind in (("column_methods", column_methods, "method"), ("column_thresholds", column_thresholds, "threshold")):
+        if value is None or is_templated(value):
+            continue
+        if not isinstance(value, Mapping):
+            raise MlopsConfigurationError(
+                f"{where}: {name} must be a mapping of column name to {kind}; got {type(value).__name__} {value!r:.200}"
+            )
+        for column, item in value.items():
+            if kind == "method":
+                check_choice(where, f"{name}[{column!r}]", item, sorted(METHODS))
+            else:
+                check_number(where, f"{name}[{column!r}]", item, low=0)
+
+
+def _rendered_share(where: str, value: Any) -> float:
+    """``drift_share`` after rendering (a template renders to a string such as ``"0.3"``)."""
+    from mlops_provider.exceptions import MlopsConfigurationError
+
+    try:
+        share = float(value)
+    except (TypeError, ValueError):
+        raise MlopsConfigurationError(f"{where}: drift_share must be a number in (0, 1]; got {value!r}") from None
+    check_number(where, "drift_share", share, low=0, high=1, low_open=True)
+    return share
+
+
+def describe_column(result: DriftResult, name: str) -> str:
+    """``"x (ks 0.0012)"`` or ``"y (missing in current)"`` for logs and error messages."""
+    col = result.columns[name]
+    if col.score is None:
+        return f"{name} ({col.note or 'not tested'})"
+    return f"{name} ({col.method} {col.score:.4g})"
+
+
+def verdict_line(result: DriftResult) -> str:
+    """The verdict with what was left out: ``"no drift (0 of 4 columns drifted, ...); all 4 columns tested"``."""
+    left_out = result.not_tested()
+    if not result.untested_columns:
+        left_out = f"all {result.number_of_columns} columns tested" + (f"; {left_out}" if left_out else "")
+    return (
+        f"{'DRIFT' if result.dataset_drift else 'no drift'} ({result.number_of_drifted_columns} of "
+        f"{result.number_of_columns} columns drifted, share {result.share_of_drifted_columns:.3f}, "
+        f"threshold {result.drift_share:.3f}); {left_out}"
+    )
 
 
 def _metric_key(text: str) -> str:
@@ -278,9 +345,13 @@ class DriftCheckOperator(LineageMixin, BaseOperator, SkipMixin):
         ``jensenshannon``, ``psi``).
     :param column_thresholds: per-column threshold.
     :param drift_share: dataset drift when at least this share of columns drifted (default 0.5).
-    :param on_drift: ``"succeed"`` (default: report and emit the event), ``"fail"`` (raise
-        :class:`~mlops_provider.exceptions.DriftDetected` after logging), or ``"skip"`` (branch-like:
-        downstream tasks run only when drift is found; they are skipped otherwise).
+    :param on_failure: what to do when the batch drifted: ``"warn"`` (default: log a warning, record
+        the metrics, emit the drift event, succeed), ``"fail"`` (record the metrics, then raise
+        :class:`~mlops_provider.exceptions.DriftDetected`; a failed task emits no Asset event), or
+        ``"skip"`` (record, emit the event, succeed and skip the downstream tasks, so a drifted batch
+        goes no further).  To run a task *only* on drift, put a ``@task.short_circuit`` on
+        ``summary["dataset_drift"]`` after this task (see ``dags/example_drift_check.py``).
+        Renamed from ``on_drift``.
     :param html_report: log Evidently's HTML report of a sample as ``drift/report.html``.
     :param report_sample_rows: rows of each side in that report (default 20 000).
     :param log_to_mlflow: log metrics to a monitoring run (default true).
@@ -312,7 +383,7 @@ class DriftCheckOperator(LineageMixin, BaseOperator, SkipMixin):
         column_methods: Mapping[str, str] | None = None,
         column_thresholds: Mapping[str, float] | None = None,
         drift_share: float = 0.5,
-        on_drift: str = "succeed",
+        on_failure: str = WARN,
         html_report: bool = False,
         report_sample_rows: int = 20_000,
         log_to_mlflow: bool = True,
@@ -321,6 +392,16 @@ class DriftCheckOperator(LineageMixin, BaseOperator, SkipMixin):
         mlflow_conn_id: str = MlflowHook.default_conn_name,
         **kwargs: Any,
     ) -> None:
+        where = f"DriftCheckOperator {kwargs.get('task_id')!r}"
+        reject_renamed(where, kwargs, {"on_drift": "on_failure"})
+        check_choice(where, "on_failure", on_failure, DRIFT_ON_FAILURE)
+        check_drift_arguments(
+            where, drift_share=drift_share, column_methods=column_methods, column_thresholds=column_thresholds
+        )
+        check_choice(where, "html_report", html_report, (True, False))
+        check_choice(where, "log_to_mlflow", log_to_mlflow, (True, False))
+        check_number(where, "report_sample_rows", report_sample_rows, low=1, integer=True)
+        check_number(where, "max_reference_rows", max_reference_rows, low=1, integer=True, optional=True)
         event_model = model_name or (parse_model_uri(reference) or (None,))[0]
         if event_model:
             kwargs.setdefault("outlets", [AssetAlias(drift_asset_alias(event_model))])
@@ -333,7 +414,7 @@ class DriftCheckOperator(LineageMixin, BaseOperator, SkipMixin):
         self.column_methods = column_methods
         self.column_thresholds = column_thresholds
         self.drift_share = drift_share
-        self.on_drift = on_drift
+        self.on_failure = on_failure
         self.html_report = html_report
         self.report_sample_rows = report_sample_rows
         self.log_to_mlflow = log_to_mlflow
@@ -345,26 +426,15 @@ class DriftCheckOperator(LineageMixin, BaseOperator, SkipMixin):
     def hook(self) -> MlflowHook:
         return MlflowHook(mlflow_conn_id=self.mlflow_conn_id)
 
-    def _validate(self) -> None:
-        from mlops_provider.exceptions import MlopsConfigurationError
-
-        if self.on_drift not in ON_DRIFT:
-            raise MlopsConfigurationError(
-                f"on_drift must be one of {', '.join(ON_DRIFT)}, got {self.on_drift!r}"
-            )
-        try:
-            share = float(self.drift_share)
-        except (TypeError, ValueError):
-            share = -1.0
-        if not 0 < share <= 1:
-            raise MlopsConfigurationError(f"drift_share must be in (0, 1], got {self.drift_share!r}")
-        if int(self.report_sample_rows) < 1:
-            raise MlopsConfigurationError(f"report_sample_rows must be >= 1, got {self.report_sample_rows!r}")
-
     def execute(self, context: Context) -> dict[str, Any]:
         from mlops_provider.exceptions import DriftDetected
 
-        self._validate()
+        where = f"DriftCheckOperator {self.task_id!r}"
+        # the templated arguments, now rendered
+        share = _rendered_share(where, self.drift_share)
+        check_drift_arguments(
+            where, drift_share=share, column_methods=self.column_methods, column_thresholds=self.column_thresholds
+        )
         outcome = run_drift_check(
             self.reference,
             self.current,
@@ -372,47 +442,45 @@ class DriftCheckOperator(LineageMixin, BaseOperator, SkipMixin):
             columns=self.columns,
             column_methods=self.column_methods,
             column_thresholds=self.column_thresholds,
-            drift_share=float(self.drift_share),
+            drift_share=share,
             max_rows=self.max_reference_rows,
         )
         result = outcome.result
-        summary = outcome.summary()
+        summary = {**outcome.summary(), "on_failure": self.on_failure}
         self._lineage = records.drift(self.current, self.mlflow_conn_id, summary, outcome.reference)
         self.log.info(
-            "Drift check of %s against %s: %s (%s of %s columns drifted, share %.3f, threshold %.3f)",
+            "Drift check of %s against %s: %s",
             summary["current"].get("uri"),
             outcome.reference.description,
-            "DRIFT" if result.dataset_drift else "no drift",
-            result.number_of_drifted_columns,
-            result.number_of_columns,
-            result.share_of_drifted_columns,
-            result.drift_share,
+            verdict_line(result),
         )
         for name in result.drifted_columns[:20]:
             col = result.columns[name]
-            self.log.info("  drifted: %s (%s = %s, threshold %s)", name, col.method, col.score, col.threshold)
+            self.log.info(
+                "  drifted: %s", describe_column(result, name) + (f", threshold {col.threshold}" if col.threshold is not None else "")
+            )
         if self.log_to_mlflow:
             summary.update(self._log_monitoring_run(context, outcome, summary))
         if result.dataset_drift and self.event_model:
             summary["event"] = self._emit_event(context, summary)
-        if result.dataset_drift and self.on_drift == "fail":
-            where = (
+        if result.dataset_drift:
+            evidence = (
                 summary.get("report_url")
                 or summary.get("monitoring_run_url")
                 or summary.get("monitoring_run_id")
             )
-            raise DriftDetected(
+            message = (
                 f"Data drift in {summary['current'].get('uri')} against {outcome.reference.description}: "
                 f"{result.number_of_drifted_columns} of {result.number_of_columns} columns drifted "
                 f"(share {result.share_of_drifted_columns:.3f} >= {result.drift_share}); first: "
-                + ", ".join(
-                    f"{n} ({result.columns[n].method} {result.columns[n].score:.4g})"
-                    for n in result.drifted_columns[:5]
-                )
-                + (f"; full report: {where}" if where else "")
+                + ", ".join(describe_column(result, n) for n in result.drifted_columns[:5])
+                + (f"; full report: {evidence}" if evidence else "")
             )
-        if not result.dataset_drift and self.on_drift == "skip":
-            self._skip_downstream(context, summary)
+            if self.on_failure == FAIL:
+                raise DriftDetected(message)
+            self.log.warning("%s (on_failure=%r)", message, self.on_failure)
+            if self.on_failure == SKIP:
+                self._skip_downstream(context, summary)
         return summary
 
     # ------------------------------------------------------------------ events and branching
@@ -457,7 +525,7 @@ class DriftCheckOperator(LineageMixin, BaseOperator, SkipMixin):
         tasks = [t for t in context["task"].get_flat_relatives(upstream=False) if not t.is_teardown]
         if not tasks:
             return
-        self.log.info("No drift: skipping downstream tasks %s", [t.task_id for t in tasks])
+        self.log.info("Drift (on_failure='skip'): skipping downstream tasks %s", [t.task_id for t in tasks])
         context["ti"].xcom_push(key="return_value", value=summary)
         self.skip(ti=context["ti"], tasks=tasks)
 
@@ -511,7 +579,9 @@ class DriftCheckOperator(LineageMixin, BaseOperator, SkipMixin):
         ]
         for name, col in result.columns.items():
             if col.score is not None:
-                metrics.append(Metric(_metric_key(f"drift.score.{name}"), float(col.score), now, 0))
+                # a distance beyond the float range (values near 1e308) is logged as the largest float
+                score = max(min(float(col.score), sys.float_info.max), -sys.float_info.max)
+                metrics.append(Metric(_metric_key(f"drift.score.{name}"), score, now, 0))
             metrics.append(Metric(_metric_key(f"drift.drifted.{name}"), float(col.drifted), now, 0))
         tags = {
             "mlops.kind": "drift_check",

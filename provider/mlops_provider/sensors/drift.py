@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseSensorOperator, PokeReturnValue, conf
 
+from mlops_provider._args import check_choice, check_number
 from mlops_provider.lineage import LineageMixin, records
 from mlops_provider.links.mlflow import DriftReportLink
 
@@ -74,7 +75,9 @@ class DriftSensor(LineageMixin, BaseSensorOperator):
         (``build_profile(...).save()``), or a dataset reference (path/URI, or dict).
     :param mlflow_conn_id: MLflow connection, used when ``reference`` is a ``models:/`` URI.
     :param conn_id: object-storage connection for ``location`` and the batch files.
-    :param columns: columns to compare (default: all columns of the reference).
+    :param columns: columns to compare (default: all columns of the reference).  A batch that lacks one
+        of them, or one of the reference's columns, fails the task with ``DatasetError`` and stays
+        unclaimed: it is never reported as "no drift".
     :param column_methods: per-column drift method override.
     :param column_thresholds: per-column threshold override.
     :param drift_share: dataset drift when at least this share of the columns drifted.
@@ -121,7 +124,19 @@ class DriftSensor(LineageMixin, BaseSensorOperator):
         for key, value in (("retries", 2), ("retry_delay", timedelta(seconds=10))):
             if key not in kwargs and key not in default_args:
                 kwargs[key] = value
+        where = f"DriftSensor {kwargs.get('task_id')!r}"
+        from mlops_provider.operators.drift import check_drift_arguments
+
+        check_drift_arguments(
+            where, drift_share=drift_share, column_methods=column_methods, column_thresholds=column_thresholds
+        )
+        check_number(where, "min_age_seconds", min_age_seconds, low=0)
+        check_number(where, "resume_settle_seconds", resume_settle_seconds, low=0)
+        check_choice(where, "deferrable", deferrable, (True, False), optional=True)
         super().__init__(**kwargs)
+        self.deferrable = default_deferrable() if deferrable is None else deferrable
+        if self.deferrable:  # the trigger lists every poke_interval seconds: 0 would spin the triggerer
+            check_number(where, "poke_interval", self.poke_interval, low=0, low_open=True)
         self.location = location
         self.reference = reference
         self.conn_id = conn_id
@@ -135,7 +150,6 @@ class DriftSensor(LineageMixin, BaseSensorOperator):
         self.marker = marker
         self.min_age_seconds = min_age_seconds
         self.resume_settle_seconds = resume_settle_seconds
-        self.deferrable = default_deferrable() if deferrable is None else deferrable
 
     # ------------------------------------------------------------------ shared helpers
 
@@ -172,13 +186,13 @@ class DriftSensor(LineageMixin, BaseSensorOperator):
             raise MlopsConfigurationError("DriftSensor: 'location' is empty")
         if not self.reference:
             raise MlopsConfigurationError("DriftSensor: 'reference' is empty")
-        if not 0 < float(self.drift_share) <= 1:
-            raise MlopsConfigurationError(f"DriftSensor: drift_share must be in (0, 1], got {self.drift_share!r}")
+        check_number(f"DriftSensor {self.task_id!r}", "drift_share", self.drift_share, low=0, high=1, low_open=True)
 
     def check_batch(self, batch_uri: str, files: Sequence[str]) -> dict[str, Any]:
         """Run the drift check of one batch (in the worker) and return its small summary."""
         from mlops_provider.core.drift import DriftInputError, check_drift
         from mlops_provider.exceptions import DatasetError
+        from mlops_provider.operators.drift import verdict_line
 
         frame = load_batch_frame(batch_uri, files, self.conn_id)
         if self.columns:
@@ -193,9 +207,17 @@ class DriftSensor(LineageMixin, BaseSensorOperator):
                 column_methods=self.column_methods,
                 column_thresholds=self.column_thresholds,
                 drift_share=float(self.drift_share),
+                columns=list(self.columns) if self.columns else None,
             )
         except DriftInputError as err:
             raise DatasetError(f"Drift check of batch {batch_uri} failed: {err}") from None
+        if result.missing_columns:
+            raise DatasetError(
+                f"Batch {batch_uri} lacks reference column(s) {result.missing_columns[:20]} "
+                f"(it has {[str(c) for c in frame.columns][:20]}); it is left unclaimed, not reported as "
+                "'no drift'. Fix or remove the batch; the next try checks it again"
+            )
+        self.log.info("Batch %s: %s", batch_uri, verdict_line(result))
         full = result.to_summary()
         drifted = set(full["drifted_columns"])
         return {
@@ -208,6 +230,7 @@ class DriftSensor(LineageMixin, BaseSensorOperator):
             "current_rows": full["current_rows"],
             "reference_rows": full["reference_rows"],
             "missing_columns": full["missing_columns"][:20],
+            "not_tested": full["not_tested"],
             "columns": {k: v for k, v in full["columns"].items() if k in drifted and len(drifted) <= 20},
         }
 
@@ -231,15 +254,6 @@ class DriftSensor(LineageMixin, BaseSensorOperator):
             self._consumer(),
             claim,
             {"drift": verdict["drift"], "share": summary["share_of_drifted_columns"], "run_id": context["run_id"]},
-        )
-        self.log.info(
-            "Batch %s: %s (%s of %s columns drifted, share %.3f, threshold %.3f)",
-            uri,
-            "DRIFT" if verdict["drift"] else "no drift",
-            summary["number_of_drifted_columns"],
-            summary["number_of_columns"],
-            summary["share_of_drifted_columns"],
-            summary["drift_share"],
         )
         return verdict
 
@@ -298,15 +312,18 @@ class DriftSensor(LineageMixin, BaseSensorOperator):
         cycles: int = 0,
     ) -> dict[str, Any]:
         """Resume after the trigger fired: check the batch here, in the worker; defer again when no drift."""
-        from mlops_provider.exceptions import MlopsProviderError
+        from mlops_provider.exceptions import MlopsConfigurationError, MlopsProviderError, TriggerEventError
 
         if not isinstance(event, dict) or event.get("status") not in ("success", "error"):
-            raise MlopsProviderError(f"DriftSensor got a malformed trigger event: {event!r:.300}")
+            raise TriggerEventError(f"DriftSensor got a malformed trigger event: {event!r:.300}")
         if event["status"] == "error":
-            raise MlopsProviderError(f"DriftSensor trigger failed: {event.get('message', 'no message')}")
+            message = f"DriftSensor trigger failed: {event.get('message', 'no message')}"
+            if event.get("retryable", True):
+                raise MlopsProviderError(message)  # a transient listing error: the retry lists again
+            raise MlopsConfigurationError(message)
         missing = [k for k in ("batch_uri", "batch_id") if not event.get(k)]
         if missing:
-            raise MlopsProviderError(f"DriftSensor trigger event lacks {missing}: {event!r:.300}")
+            raise TriggerEventError(f"DriftSensor trigger event lacks {missing}: {event!r:.300}")
         checked = list(checked or [])
         cycles += 1
         verdict = self._process(event, context)

@@ -23,6 +23,7 @@ from typing import Any
 
 from airflow.triggers.base import BaseEventTrigger, BaseTrigger, TriggerEvent
 
+from mlops_provider._args import check_number
 from mlops_provider.core.batches import (
     DEFAULT_MARKER,
     Batch,
@@ -54,6 +55,9 @@ class _BatchScanner:
         min_age_seconds: float = 0.0,
         poll_interval: float = 10.0,
     ) -> None:
+        where = type(self).__name__
+        check_number(where, "min_age_seconds", min_age_seconds, low=0)
+        check_number(where, "poll_interval", poll_interval, low=0, low_open=True)
         super().__init__()  # the trigger base class, next in the MRO
         self.location = location
         self.consumer = consumer
@@ -189,7 +193,8 @@ class BatchArrivalTrigger(_BatchScanner, BaseTrigger):
     Fire once with the oldest complete batch that ``consumer`` has not claimed; for deferred sensors.
 
     The event has the same shape as :class:`NewBatchTrigger`'s.  On a listing error it fires
-    ``{"status": "error", "message": ...}`` instead, which the sensor turns into a task failure.
+    ``{"status": "error", "message": ..., "retryable": bool}`` instead, which the sensor turns into a task
+    failure (retried only when ``retryable``: a transient listing error, not a misconfiguration).
     Parameters as :class:`NewBatchTrigger`, plus:
 
     :param not_before: epoch seconds before which no event is fired (the batch may already be there).
@@ -200,6 +205,7 @@ class BatchArrivalTrigger(_BatchScanner, BaseTrigger):
     """
 
     def __init__(self, *, not_before: float | None = None, **scan_kwargs: Any) -> None:
+        check_number("BatchArrivalTrigger", "not_before", not_before, optional=True)
         super().__init__(**scan_kwargs)
         self.not_before = not_before
 
@@ -220,13 +226,16 @@ class BatchArrivalTrigger(_BatchScanner, BaseTrigger):
                 new = await asyncio.to_thread(self._scan)
                 transient_failures = 0
             except _PERMANENT_ERRORS as err:
-                yield TriggerEvent({"status": "error", "message": f"cannot list {self.location}: {err!r}"})
+                yield TriggerEvent(
+                    {"status": "error", "message": f"cannot list {self.location}: {err!r}", "retryable": False}
+                )
                 return
             except OSError as err:
                 transient_failures += 1
                 if transient_failures >= 5:
                     yield TriggerEvent(
-                        {"status": "error", "message": f"listing {self.location} failed 5 times: {err!r}"}
+                        {"status": "error", "message": f"listing {self.location} failed 5 times: {err!r}",
+                         "retryable": True}
                     )
                     return
                 self.log.warning("Listing %s failed, retrying: %s", self.location, err)
