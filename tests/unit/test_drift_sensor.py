@@ -188,7 +188,10 @@ def test_unreadable_batch_is_a_dataset_error_and_stays_unclaimed(setup):
 def test_poke_mode(setup):
     ref, landing = setup
     s = sensor(ref, landing, deferrable=False, mode="poke")
-    assert s.poke(CONTEXT) is False  # the landing folder does not exist yet: wait
+    with pytest.raises(MlopsConfigurationError, match="does not exist"):
+        s.poke(CONTEXT)  # a missing landing folder fails (no retry) rather than wait for ever
+    landing.mkdir(parents=True)
+    assert s.poke(CONTEXT) is False  # an empty folder: wait
     land(landing, "b1.csv", frame(1))
     assert s.poke(CONTEXT) is False  # no drift: claimed, keep waiting
     os.utime(landing / "b1.csv", (1, 1))  # (older than the next batch)

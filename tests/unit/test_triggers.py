@@ -202,6 +202,7 @@ def test_run_does_not_block_the_event_loop(tmp_path):
 
 def test_arrival_trigger_fires_once_and_does_not_claim(tmp_path):
     landing = tmp_path / "landing"
+    landing.mkdir()  # a missing folder is an error event (test_arrival_trigger_on_a_missing_folder_fails_visibly)
 
     async def scenario():
         trigger = BatchArrivalTrigger(location=f"{landing}/*.csv", consumer="sensor", poll_interval=0.05)
@@ -323,5 +324,46 @@ def test_missing_location_fails_visibly(tmp_path, location):
         run = Driver(NewBatchTrigger(location=location, consumer="m", poll_interval=0.05))
         with pytest.raises(LocationError, match="does not exist|neither a file nor a folder|is not a folder"):
             await run.next_event()
+
+    asyncio.run(scenario())
+
+
+@pytest.mark.parametrize("cls", [NewBatchTrigger, BatchArrivalTrigger])
+@pytest.mark.parametrize(("field", "value"), [("location", ""), ("location", "  "), ("consumer", "")])
+def test_empty_location_or_consumer_is_refused_at_parse_time(cls, field, value, tmp_path):
+    """An empty location would list the file system's root: refused when the DAG is parsed."""
+    from mlops_provider.exceptions import MlopsConfigurationError
+
+    kwargs = {"location": str(tmp_path), "consumer": "m", field: value}
+    with pytest.raises(MlopsConfigurationError, match=f"{field} must be a non-empty string"):
+        cls(**kwargs)
+
+
+def test_arrival_trigger_on_a_missing_folder_fails_visibly(tmp_path):
+    """The DriftSensor's trigger too: a typo in its folder is an error event, not an endless wait."""
+
+    async def scenario():
+        run = Driver(BatchArrivalTrigger(location=str(tmp_path / "landnig"), consumer="m", poll_interval=0.05))
+        event = await run.next_event()
+        assert event.payload["status"] == "error" and event.payload["retryable"] is False
+        assert "does not exist" in event.payload["message"]
+
+    asyncio.run(scenario())
+
+
+@pytest.mark.parametrize("cls", [NewBatchTrigger, BatchArrivalTrigger])
+def test_object_store_scheme_without_its_package_names_the_package(cls):
+    """gcsfs is not installed here (checked): the error names the package instead of a bare ImportError."""
+    assert importlib.util.find_spec("gcsfs") is None
+
+    async def scenario():
+        run = Driver(cls(location="gs://bucket/landing/*.parquet", consumer="m", poll_interval=0.05))
+        if cls is NewBatchTrigger:
+            with pytest.raises(ValueError, match=r"no file system for gs:// is installed.*gcsfs"):
+                await run.next_event()
+        else:
+            event = await run.next_event()
+            assert event.payload["status"] == "error" and event.payload["retryable"] is False
+            assert "gcsfs" in event.payload["message"]
 
     asyncio.run(scenario())

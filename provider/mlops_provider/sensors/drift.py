@@ -260,7 +260,13 @@ class DriftSensor(LineageMixin, BaseSensorOperator):
     # ------------------------------------------------------------------ poke / reschedule
 
     def _scan(self) -> list[Batch]:
-        return self._trigger()._scan()
+        from mlops_provider.core.batches import LocationError
+        from mlops_provider.exceptions import MlopsConfigurationError
+
+        try:
+            return self._trigger()._scan()
+        except LocationError as err:  # a typo in the landing folder: no retry, never an endless wait
+            raise MlopsConfigurationError(f"{self.task_id}: {err}") from err
 
     def poke(self, context: Context) -> bool | PokeReturnValue:
         self._validate()

@@ -24,6 +24,7 @@ from typing import Any
 from airflow.triggers.base import BaseEventTrigger, BaseTrigger, TriggerEvent
 
 from mlops_provider._args import check_number
+from mlops_provider.exceptions import MlopsConfigurationError
 from mlops_provider.core.batches import (
     DEFAULT_MARKER,
     Batch,
@@ -56,6 +57,9 @@ class _BatchScanner:
         poll_interval: float = 10.0,
     ) -> None:
         where = type(self).__name__
+        for name, value in (("location", location), ("consumer", consumer)):
+            if not isinstance(value, str) or not value.strip():
+                raise MlopsConfigurationError(f"{where}: {name} must be a non-empty string; got {value!r}")
         check_number(where, "min_age_seconds", min_age_seconds, low=0)
         check_number(where, "poll_interval", poll_interval, low=0, low_open=True)
         super().__init__()  # the trigger base class, next in the MRO
@@ -87,19 +91,28 @@ class _BatchScanner:
             return None
         fs = getattr(self, "_fs_cache", None)
         if fs is None:
-            if self.conn_id:
-                from airflow.sdk import ObjectStoragePath
+            scheme = self.location.split("://", 1)[0]
+            try:
+                if self.conn_id:
+                    from airflow.sdk import ObjectStoragePath
 
-                fs = ObjectStoragePath(self.location.split("*", 1)[0], conn_id=self.conn_id).fs
-            else:  # no connection: fsspec's own configuration (env credentials, instance role, memory://)
-                import fsspec
+                    fs = ObjectStoragePath(self.location.split("*", 1)[0], conn_id=self.conn_id).fs
+                else:  # no connection: fsspec's own configuration (env credentials, instance role, memory://)
+                    import fsspec
 
-                fs = fsspec.filesystem(self.location.split("://", 1)[0])
+                    fs = fsspec.filesystem(scheme)
+            except ImportError as err:  # a permanent error: a ValueError, so the task is not retried
+                raise ValueError(
+                    f"no file system for {scheme}:// is installed ({err}); install its fsspec package "
+                    "(s3fs for s3://, gcsfs for gs://, adlfs for abfs://) where the triggerer and workers run"
+                ) from err
             self._fs_cache = fs
         return fs
 
     def _scan(self) -> list[Batch]:
         """Blocking: complete batches not yet claimed by the consumer (run in a thread)."""
+        if _is_local(self.location):
+            check_location(self.location)  # a missing or odd location fails visibly, never waits silently
         location = self.location.removeprefix("file://")
         batches = discover_batches(
             location, marker=self.marker, min_age_seconds=self.min_age_seconds, fs=self._fs()
@@ -157,11 +170,6 @@ class NewBatchTrigger(_BatchScanner, BaseEventTrigger):
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
         return ("mlops_provider.triggers.batch.NewBatchTrigger", self._common_kwargs())
-
-    def _scan(self) -> list[Batch]:
-        if _is_local(self.location):
-            check_location(self.location)
-        return super()._scan()
 
     def _claim(self, batch: Batch) -> bool:
         """Blocking: claim one batch in the ledger (atomic; ``False`` when already taken)."""
