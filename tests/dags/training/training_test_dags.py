@@ -22,7 +22,7 @@ with DAG("test_train_regression_and_score", schedule=None, start_date=START, cat
         time_column="ts",
         estimator="sklearn.linear_model.Ridge",
         estimator_params='{"alpha": {{ 0.1 }}}',
-        holdout_fraction="0.25",
+        holdout_fraction="{{ 0.25 }}",
         cv_folds=3,
         reference_sample_rows=50,
         experiment_name="{{ dag_run.conf['experiment'] }}",
@@ -96,3 +96,57 @@ with DAG("test_validation_lineage", schedule=None, start_date=START, catchup=Fal
         experiment_name="{{ dag_run.conf['experiment'] }}",
     )
     validate >> [train_validated, train_other_data]
+
+
+# ---------------------------------------------------------------------- issue 13: no silent answers
+
+#: Sizes of the training sets the recording estimators were fitted on (the DAGs run in this process).
+FIT_CALLS: list[int] = []
+
+
+def recording_classifier(kill_file: str = ""):
+    """A LogisticRegression that records each fit, and kills its own process (SIGKILL) when it predicts
+    inside an MLflow run while ``kill_file`` exists: a try killed in the middle of logging its run."""
+    import os
+    import signal
+
+    from sklearn.linear_model import LogisticRegression
+
+    class RecordingClassifier(LogisticRegression):
+        def fit(self, X, y, sample_weight=None):
+            FIT_CALLS.append(len(X))
+            return super().fit(X, y, sample_weight)
+
+        def predict(self, X):
+            import mlflow
+
+            if kill_file and os.path.exists(kill_file) and mlflow.active_run() is not None:
+                os.kill(os.getpid(), signal.SIGKILL)
+            return super().predict(X)
+
+    return RecordingClassifier()
+
+
+with DAG("test_train_string_labels", schedule=None, start_date=START, catchup=False) as string_labels_dag:
+    TrainModelOperator(
+        task_id="train",
+        training_data="{{ dag_run.conf['data_dir'] }}/train.parquet",
+        target="y",
+        estimator="sklearn.linear_model.LogisticRegression",
+        positive_label="{{ dag_run.conf['positive_label'] }}",
+        metrics=["accuracy", "f1", "precision", "recall", "roc_auc", "average_precision"],
+        experiment_name="{{ dag_run.conf['experiment'] }}",
+        retries=0,
+    )
+
+with DAG("test_train_recording", schedule=None, start_date=START, catchup=False) as recording_dag:
+    TrainModelOperator(
+        task_id="train",
+        training_data="{{ dag_run.conf['data_dir'] }}/train.parquet",
+        target="y",
+        estimator=recording_classifier,
+        estimator_params={"kill_file": "{{ dag_run.conf.get('kill_file', '') }}"},
+        experiment_name="{{ dag_run.conf['experiment'] }}",
+        retries=1,
+        retry_delay=0,
+    )
