@@ -454,3 +454,174 @@ def test_training_run_records_the_validation_run_of_the_same_data(test_dags, mlf
     assert validated.data.tags["mlops.dataset_digest"] == trained.data.tags["mlops.training_digest"]
     other = client.get_run(xcoms["train_other_data"]["run_id"])
     assert "mlops.validation_run_id" not in other.data.tags
+
+
+# ---------------------------------------------------------------------- issue 13: the operator
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"problem_type": "clasification"}, r"problem_type must be one of 'classification', 'regression' or None; got 'clasification'"),
+        ({"holdout_fraction": 1.5}, r"holdout_fraction must be a number in \(0, 1\); got 1.5"),
+        ({"holdout_fraction": 0}, r"holdout_fraction must be a number in \(0, 1\)"),
+        ({"holdout_fraction": "0.2"}, r"holdout_fraction must be a number"),
+        ({"seed": -1}, r"seed must be an integer >= 0"),
+        ({"seed": 1.5}, r"seed must be an integer"),
+        ({"cv_folds": 1}, r"cv_folds must be an integer >= 2; got 1"),
+        ({"reference_sample_rows": -5}, r"reference_sample_rows must be an integer >= 0"),
+        ({"task_type": "regression"}, r"argument 'task_type' was renamed to 'problem_type'; pass problem_type='regression'"),
+    ],
+)
+def test_train_operator_checks_arguments_when_the_dag_is_parsed(kwargs, match):
+    from mlops_provider.operators.training import TrainModelOperator
+
+    base = {"task_id": "t", "training_data": "x.parquet", "target": "y", "estimator": "sklearn.linear_model.Ridge"}
+    with pytest.raises(MlopsConfigurationError, match=f"TrainModelOperator 't': {match}"):
+        TrainModelOperator(**base, **kwargs)
+
+
+def test_train_operator_leaves_templated_arguments_for_execute():
+    from mlops_provider.operators.training import TrainModelOperator
+
+    op = TrainModelOperator(
+        task_id="t", training_data="x.parquet", target="y", estimator="sklearn.linear_model.Ridge",
+        problem_type="{{ params.kind }}", holdout_fraction="{{ params.f }}", seed="{{ params.seed }}",
+        cv_folds=0, reference_sample_rows=0, positive_label="{{ params.positive }}",
+    )
+    assert op.problem_type == "{{ params.kind }}" and "positive_label" in op.template_fields
+
+
+def test_train_operator_string_labels_with_positive_label(test_dags, mlflow_conn_sqlite, tmp_path, clf_frame):
+    from mlops_provider.hooks.mlflow import MlflowHook
+
+    _yes_no(clf_frame).to_parquet(tmp_path / "train.parquet", index=False)
+    experiment = f"labels-{uuid.uuid4().hex[:8]}"
+    results = {}
+    for positive in ("", "no"):
+        conf = {"data_dir": str(tmp_path), "experiment": experiment, "positive_label": positive}
+        _, xcoms, states = _run_dag(test_dags.string_labels_dag, conf)
+        assert states == {"train": "success"}, states
+        results[positive] = xcoms["train"]
+        json.dumps(xcoms["train"])
+    assert results[""]["positive_label"] == "yes" and results["no"]["positive_label"] == "no"
+    assert results[""]["problem_type"] == "classification" and "task_type" not in results[""]
+    assert results[""]["metrics"]["recall"] != results["no"]["metrics"]["recall"]
+    run = MlflowHook().get_client().get_run(results["no"]["run_id"])
+    assert run.data.params["positive_label"] == "no" and run.data.params["problem_type"] == "classification"
+    assert run.data.metrics["recall"] == pytest.approx(results["no"]["metrics"]["recall"])
+
+
+def _dead_mlflow_url() -> str:
+    from tests.helpers.servers import free_port
+
+    return f"http://127.0.0.1:{free_port()}"
+
+
+def test_unreachable_mlflow_fails_in_seconds_without_reading_or_fitting(
+    test_dags, monkeypatch, tmp_path, clf_frame, airflow_db, capfd
+):
+    """Nothing listens on the port: each try fails on the probe and Airflow retries (transport error)."""
+    import time
+
+    from mlops_provider.operators.training import TrainModelOperator
+    from tests.helpers.estimators import FIT_CALLS
+
+    url = _dead_mlflow_url()
+    monkeypatch.setenv("AIRFLOW_CONN_MLFLOW_DEFAULT", json.dumps({"conn_type": "mlflow", "host": url}))
+    big = pd.concat([clf_frame.drop(columns=["ts"])] * 500, ignore_index=True)  # 100k rows: a fit takes a while
+    big.to_parquet(tmp_path / "train.parquet", index=False)
+    FIT_CALLS.clear()
+    started = time.monotonic()
+    dr, xcoms, states = _run_dag(test_dags.recording_dag, {"data_dir": str(tmp_path), "experiment": "never"})
+    elapsed = time.monotonic() - started
+    assert states == {"train": "failed"}, states
+    assert FIT_CALLS == [], "the model was fitted although MLflow was unreachable"
+    logged = capfd.readouterr()
+    logged = logged.out + logged.err
+    assert logged.count(f"Cannot reach MLflow tracking server {url}") >= 2, logged[-3000:]
+    assert logged.count("could not be reached: nothing was read or fitted") >= 2
+    from airflow.utils.session import create_session
+
+    with create_session() as session:
+        (ti,) = dr.get_task_instances(session=session)
+        assert ti.try_number == 2, "a transport error must leave the retry to Airflow"
+    assert elapsed < 120, elapsed  # a bound only: both tries failed on the probe, not after a fit
+
+    # the same probe called directly raises the retryable transport error naming the server
+    from mlops_provider.exceptions import MlflowConnectionError
+
+    op = TrainModelOperator(task_id="t", training_data="x.parquet", target="y", estimator="sklearn.linear_model.Ridge",
+                            experiment_name="never")
+    with pytest.raises(MlflowConnectionError, match=f"Cannot reach MLflow tracking server {url}.*Connection refused"):
+        op._reach_mlflow({})
+
+
+_KILLED_TRY = """
+import importlib.util, json, sys
+import pendulum
+spec = importlib.util.spec_from_file_location("training_test_dags", sys.argv[1])
+module = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(module)
+when = pendulum.parse(sys.argv[2])
+module.recording_dag.test(logical_date=when, run_after=when, run_conf=json.loads(sys.argv[3]))
+"""
+
+
+def test_a_killed_try_leaves_no_run_running(test_dags, mlflow_conn_server, tmp_path, clf_frame):
+    """A try is SIGKILLed while it logs its MLflow run (a real kill of a real process); the next run of the
+    same task instance (same DAG, DAG run id, task, map index) marks that run FAILED before it starts its own.
+
+    ``dag.test`` recreates the DAG run for the same dates, so that next try is numbered 1 again; a
+    scheduler's retry would be try 2 (the retry path is tested below)."""
+    import subprocess
+    import sys
+
+    import pendulum
+    from mlflow import MlflowClient
+
+    clf_frame.drop(columns=["ts"]).to_parquet(tmp_path / "train.parquet", index=False)
+    kill_file = tmp_path / "kill-while-logging"
+    kill_file.touch()
+    experiment = f"killed-{uuid.uuid4().hex[:8]}"
+    conf = {"data_dir": str(tmp_path), "experiment": experiment, "kill_file": str(kill_file)}
+    logical_date = pendulum.datetime(2026, 3, 1, tz="UTC").add(seconds=uuid.uuid4().int % 10**6)
+    killed = subprocess.run(
+        [sys.executable, "-c", _KILLED_TRY, str(TEST_DAGS / "training_test_dags.py"), logical_date.isoformat(),
+         json.dumps(conf)],
+        capture_output=True, text=True, timeout=300,
+    )
+    assert killed.returncode == -9, (killed.stdout + killed.stderr)[-3000:]
+    client = MlflowClient(tracking_uri=mlflow_conn_server)
+    exp = client.get_experiment_by_name(experiment)
+    (left,) = client.search_runs([exp.experiment_id])
+    assert left.info.status == "RUNNING" and left.data.tags["mlops.try_number"] == "1"
+
+    kill_file.unlink()
+    dr = test_dags.recording_dag.test(logical_date=logical_date, run_after=logical_date, run_conf=conf)
+    assert dr.state == "success", dr.state
+    runs = {r.info.run_id: r for r in client.search_runs([exp.experiment_id])}
+    assert len(runs) == 2 and not [r for r in runs.values() if r.info.status == "RUNNING"]
+    earlier = runs[left.info.run_id]
+    assert earlier.info.status == "FAILED" and earlier.data.tags["mlops.superseded_by_try"] == "1"
+    (latest,) = [r for r in runs.values() if r.info.run_id != left.info.run_id]
+    assert latest.info.status == "FINISHED"
+    assert latest.data.tags["mlops.run_id"] == earlier.data.tags["mlops.run_id"] == dr.run_id
+
+
+def test_a_retry_after_a_failure_mid_run_leaves_no_run_running(test_dags, mlflow_conn_server, tmp_path, clf_frame):
+    """Try 1 fails while logging (a retryable error); Airflow's retry (try 2) succeeds; no run stays RUNNING."""
+    from mlflow import MlflowClient
+
+    clf_frame.drop(columns=["ts"]).to_parquet(tmp_path / "train.parquet", index=False)
+    fail_file = tmp_path / "fail-once"
+    fail_file.touch()
+    experiment = f"retried-{uuid.uuid4().hex[:8]}"
+    dr, xcoms, states = _run_dag(
+        test_dags.recording_dag, {"data_dir": str(tmp_path), "experiment": experiment, "fail_file": str(fail_file)}
+    )
+    assert states == {"train": "success"}, states
+    client = MlflowClient(tracking_uri=mlflow_conn_server)
+    runs = client.search_runs([client.get_experiment_by_name(experiment).experiment_id], order_by=["start_time"])
+    assert [(r.data.tags["mlops.try_number"], r.info.status) for r in runs] == [("1", "FAILED"), ("2", "FINISHED")]
+    assert xcoms["train"]["run_id"] == runs[1].info.run_id

@@ -139,7 +139,8 @@ class TrainModelOperator(BaseOperator):
         check_number(where, "reference_sample_rows", reference_sample_rows, low=0, integer=True)
         self.training_data = training_data
         self.target = target
-        self.estimator = estimator
+        # Airflow calls a callable template field with the context when it renders: keep a factory aside
+        self.estimator = _EstimatorFactory(estimator) if callable(estimator) else estimator
         self.estimator_params = estimator_params
         self.feature_columns = feature_columns
         self.exclude_columns = exclude_columns
@@ -188,9 +189,10 @@ class TrainModelOperator(BaseOperator):
             raise MlopsConfigurationError(
                 f"reference_sample_rows must be an integer, got {self.reference_sample_rows!r}"
             ) from None
-        label = training.estimator_label(self.estimator)
+        factory = self.estimator.factory if isinstance(self.estimator, _EstimatorFactory) else self.estimator
+        label = training.estimator_label(factory)
         user_params = training.coerce_params(self.estimator_params)
-        estimator = training.build_estimator(self.estimator, user_params)
+        estimator = training.build_estimator(factory, user_params)
         experiment_id = self._reach_mlflow(context)
 
         train_ds = load_dataset(train_ref)
@@ -367,9 +369,7 @@ class TrainModelOperator(BaseOperator):
         client = MlflowClient()
         stale = client.search_runs([experiment_id], filter_string=flt, max_results=100)
         failed = []
-        for run in stale:
-            if run.data.tags.get("mlops.try_number") == try_number and try_number:
-                continue  # this try's own run (cannot happen before it starts; kept for safety)
+        for run in stale:  # this try has not started its own run yet: every RUNNING one is left over
             client.set_tag(run.info.run_id, SUPERSEDED_TAG, try_number or "?")
             client.set_terminated(run.info.run_id, status="FAILED")
             failed.append(run.info.run_id)
@@ -443,6 +443,16 @@ def _skops_types(estimator: Any) -> list[str] | None:
     except ImportError:
         return None
     return list(skops.io.get_untrusted_types(data=skops.io.dumps(estimator))) or None
+
+
+class _EstimatorFactory:
+    """A callable estimator (class or factory), held so that template rendering leaves it alone."""
+
+    def __init__(self, factory: Callable[..., Any]) -> None:
+        self.factory = factory
+
+    def __repr__(self) -> str:
+        return getattr(self.factory, "__qualname__", None) or repr(self.factory)
 
 
 def _plain(value: Any) -> Any:

@@ -100,31 +100,11 @@ with DAG("test_validation_lineage", schedule=None, start_date=START, catchup=Fal
 
 # ---------------------------------------------------------------------- issue 13: no silent answers
 
-#: Sizes of the training sets the recording estimators were fitted on (the DAGs run in this process).
-FIT_CALLS: list[int] = []
-
-
-def recording_classifier(kill_file: str = ""):
-    """A LogisticRegression that records each fit, and kills its own process (SIGKILL) when it predicts
-    inside an MLflow run while ``kill_file`` exists: a try killed in the middle of logging its run."""
-    import os
-    import signal
-
+def make_logistic_regression(C: float = 1.0):
+    """A callable estimator (Airflow must not call it as a template field)."""
     from sklearn.linear_model import LogisticRegression
 
-    class RecordingClassifier(LogisticRegression):
-        def fit(self, X, y, sample_weight=None):
-            FIT_CALLS.append(len(X))
-            return super().fit(X, y, sample_weight)
-
-        def predict(self, X):
-            import mlflow
-
-            if kill_file and os.path.exists(kill_file) and mlflow.active_run() is not None:
-                os.kill(os.getpid(), signal.SIGKILL)
-            return super().predict(X)
-
-    return RecordingClassifier()
+    return LogisticRegression(C=C)
 
 
 with DAG("test_train_string_labels", schedule=None, start_date=START, catchup=False) as string_labels_dag:
@@ -132,7 +112,8 @@ with DAG("test_train_string_labels", schedule=None, start_date=START, catchup=Fa
         task_id="train",
         training_data="{{ dag_run.conf['data_dir'] }}/train.parquet",
         target="y",
-        estimator="sklearn.linear_model.LogisticRegression",
+        estimator=make_logistic_regression,
+        estimator_params={"C": 0.5},
         positive_label="{{ dag_run.conf['positive_label'] }}",
         metrics=["accuracy", "f1", "precision", "recall", "roc_auc", "average_precision"],
         experiment_name="{{ dag_run.conf['experiment'] }}",
@@ -144,8 +125,11 @@ with DAG("test_train_recording", schedule=None, start_date=START, catchup=False)
         task_id="train",
         training_data="{{ dag_run.conf['data_dir'] }}/train.parquet",
         target="y",
-        estimator=recording_classifier,
-        estimator_params={"kill_file": "{{ dag_run.conf.get('kill_file', '') }}"},
+        estimator="tests.helpers.estimators.RecordingClassifier",
+        estimator_params={
+            "kill_file": "{{ dag_run.conf.get('kill_file', '') }}",
+            "fail_file": "{{ dag_run.conf.get('fail_file', '') }}",
+        },
         experiment_name="{{ dag_run.conf['experiment'] }}",
         retries=1,
         retry_delay=0,
