@@ -226,6 +226,10 @@ class TrainModelOperator(BaseOperator):
 
         self._digests: dict[str, str] = {}
         with self.hook.mlflow_env():
+            if experiment_id is None:
+                import mlflow
+
+                experiment_id = str(mlflow.set_experiment(self._experiment(context)).experiment_id)
             self._fail_stale_runs(context, experiment_id)
             run_id, model_uri, model_id = self._log_run(
                 context, experiment_id, result, params, all_metrics, tags, train_ds, eval_ds, train_ref, eval_ref,
@@ -317,15 +321,16 @@ class TrainModelOperator(BaseOperator):
             return str(self.run_name)
         return f"{self.task_id}-{context.get('run_id') or 'manual'}"[:250]
 
-    def _reach_mlflow(self, context: Context) -> str:
+    def _reach_mlflow(self, context: Context) -> str | None:
         """
-        Reach MLflow before any data is read or fitted: get (or create) the experiment; return its id.
+        Reach MLflow before any data is read or fitted: look the experiment up; return its id (``None``
+        when it does not exist yet: it is created when the run is logged, so bad input leaves none).
 
         The probe uses at most :data:`PROBE_MAX_RETRIES` retries of :data:`PROBE_TIMEOUT_SECONDS` each
         (or the connection's own, when lower), so an unreachable server fails the try in seconds with
         :class:`~mlops_provider.exceptions.MlflowConnectionError`, which Airflow retries.
         """
-        import mlflow
+        from mlflow import MlflowClient
 
         name = self._experiment(context)
         with self.hook.mlflow_env():
@@ -334,10 +339,13 @@ class TrainModelOperator(BaseOperator):
                 current = os.environ.get(key)
                 os.environ[key] = str(min(int(current), cap) if current and current.isdigit() else cap)
             try:
-                experiment = mlflow.set_experiment(name)
+                experiment = MlflowClient().get_experiment_by_name(name)
             except Exception:
                 self.log.error("MLflow at %s could not be reached: nothing was read or fitted", self.hook.tracking_uri)
                 raise
+        if experiment is None:
+            self.log.info("MLflow reached; experiment %r will be created when the run is logged", name)
+            return None
         self.log.info("MLflow reached: experiment %r (id %s)", name, experiment.experiment_id)
         return str(experiment.experiment_id)
 
