@@ -207,3 +207,19 @@ def test_good_input_still_scores(model_uri, tmp_path, private_tmp):
     assert result["n_rows"] == 100 and len(json.dumps(result)) < 4096
     assert len(pd.read_parquet(out)) == 100 and _leftovers(tmp_path) == []
     assert os.listdir(private_tmp) == []
+
+
+def test_unreachable_mlflow_is_a_retryable_transport_error(tmp_path, monkeypatch, private_tmp):
+    """Nothing listens on the port: the model cannot be loaded, and that is not the model's fault."""
+    from mlops_provider.exceptions import MlflowConnectionError
+    from tests.helpers.servers import free_port
+
+    url = f"http://127.0.0.1:{free_port()}"
+    monkeypatch.setenv("AIRFLOW_CONN_MLFLOW_DEFAULT", json.dumps({"conn_type": "mlflow", "host": url, "extra": {"max_retries": 0}}))
+    _frame().to_parquet(tmp_path / "batch.parquet", index=False)
+    out = tmp_path / "out.parquet"
+    for kwargs in ({"model_uri": "models:/m-0123456789abcdef0123456789abcdef"}, {"registered_model_name": "churn"}):
+        op = _operator(input_data=str(tmp_path / "batch.parquet"), output_uri=str(out), **kwargs)
+        with pytest.raises(MlflowConnectionError, match=f"Cannot reach MLflow tracking server {url}"):
+            op.execute(_context())
+    assert not out.exists() and _leftovers(tmp_path) == []

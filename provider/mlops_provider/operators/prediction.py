@@ -183,6 +183,9 @@ class BatchPredictOperator(BaseOperator):
             except Exception as err:
                 from mlflow.exceptions import MlflowException
 
+                translated = self.hook._translate_error(err)
+                if translated is not err:  # transport or credentials: retryable / named, not "bad model"
+                    raise translated from None
                 if isinstance(err, MlflowException | OSError):
                     raise MlopsConfigurationError(
                         f"Cannot load model {model_uri}: {str(err).splitlines()[0][:300]}"
