@@ -100,6 +100,103 @@ def test_register_bad_model_uri_leaves_nothing(client):
     assert client.search_registered_models(filter_string=f"name='{name}'") == []
 
 
+def _run_without_model() -> str:
+    """A run that logged a file but no model (the reference sample a training run also logs)."""
+    import mlflow
+
+    from mlops_provider.hooks.mlflow import MlflowHook
+
+    with MlflowHook().mlflow_env():
+        mlflow.set_experiment("test-registry")
+        with mlflow.start_run() as run:
+            mlflow.log_dict({"rows": 3}, "reference/stats.json")
+    return run.info.run_id
+
+
+def test_register_runs_uri_without_a_model_creates_nothing(client):
+    """Issue 13: runs:/<run>/<path> with no model there fails, and no registered model or version appears."""
+    from mlops_provider.core.registry import register_model_version
+
+    name = _name()
+    run_id = _run_without_model()
+    for path in ("model", "reference", "reference/stats.json"):
+        with pytest.raises(
+            MlopsConfigurationError,
+            match=rf"runs:/{run_id}/{path}' cannot be registered: run {run_id} has no model at '{path}'.*"
+            r"logged models: none; its artifacts: \['reference/'\]\. Nothing was registered",
+        ):
+            register_model_version(client, name, f"runs:/{run_id}/{path}")
+    with pytest.raises(MlopsConfigurationError, match="run 'f00d' does not exist"):
+        register_model_version(client, name, "runs:/f00d/model")
+    assert client.search_registered_models(filter_string=f"name='{name}'") == []
+
+    # a model registered before under that name gets no empty version either
+    uri, model_run = _log_model()
+    register_model_version(client, name, uri, model_run)
+    with pytest.raises(MlopsConfigurationError, match="has no model at 'model'"):
+        register_model_version(client, name, f"runs:/{run_id}/model")
+    assert [str(v.version) for v in client.search_model_versions(f"name='{name}'")] == ["1"]
+
+
+def test_register_runs_uri_of_a_logged_model_registers_its_files(client, tmp_path):
+    """runs:/<run>/model of an MLflow 3 logged model registers that model (and loads), as mlflow.register_model does."""
+    import mlflow.pyfunc
+
+    from mlops_provider.core.registry import register_model_version
+    from mlops_provider.hooks.mlflow import MlflowHook
+
+    name = _name()
+    uri, run_id = _log_model()
+    registered = register_model_version(client, name, f"runs:/{run_id}/model")
+    again = register_model_version(client, name, f"runs:/{run_id}/model")
+    assert registered.created and not again.created and registered.version == again.version == "1"
+    version = client.get_model_version(name, "1")
+    assert version.source == uri and version.run_id == run_id  # the logged model, not the run's empty folder
+    with MlflowHook().mlflow_env():
+        model = mlflow.pyfunc.load_model(f"models:/{name}/1")
+    assert f"models:/{model.metadata.model_id}" == uri
+
+
+@pytest.mark.parametrize(
+    ("operator", "kwargs", "match"),
+    [
+        ("RegisterModelOperator", {"model_uri": "runs:/x/model", "registered_model_name": "m", "alias": "latest"},
+         r"RegisterModelOperator 't': alias: Alias 'latest' is not valid"),
+        ("RegisterModelOperator", {"model_uri": "runs:/x/model", "registered_model_name": " "},
+         r"registered_model_name is empty"),
+        ("PromoteModelOperator", {"registered_model_name": "m", "version": "two"},
+         r"PromoteModelOperator 't': version must be a version number >= 1; got 'two'"),
+        ("PromoteModelOperator", {"registered_model_name": "m", "version": 0}, r"version must be a version number >= 1; got 0"),
+        ("PromoteModelOperator", {"registered_model_name": "m", "version": 2, "expected_champion_version": "v1"},
+         r"expected_champion_version must be a version number >= 1, 'none' \(no champion yet\) or None \(no check\); got 'v1'"),
+        ("PromoteModelOperator", {"registered_model_name": "m", "version": 2, "previous_alias": "v2"},
+         r"previous_alias: Alias 'v2' is not valid"),
+        ("RollbackModelOperator", {"registered_model_name": "m", "alias": "champ ion"}, r"alias: Alias 'champ ion' is not valid"),
+        ("RollbackModelOperator", {"registered_model_name": "m", "expected_champion_version": True},
+         r"expected_champion_version must be .*; got True"),
+    ],
+)
+def test_registry_operators_check_arguments_when_the_dag_is_parsed(operator, kwargs, match):
+    from mlops_provider.operators import registry
+
+    with pytest.raises(MlopsConfigurationError, match=match):
+        getattr(registry, operator)(task_id="t", **kwargs)
+
+
+def test_registry_operators_accept_templates_and_versions():
+    from mlops_provider.operators.registry import (
+        PromoteModelOperator,
+        RegisterModelOperator,
+        RollbackModelOperator,
+    )
+
+    RegisterModelOperator(task_id="r", model_uri="{{ x }}", registered_model_name="{{ y }}", alias=None)
+    PromoteModelOperator(task_id="p", registered_model_name="m", version="{{ ti.xcom_pull('r')['version'] }}",
+                         expected_champion_version="none")
+    PromoteModelOperator(task_id="p2", registered_model_name="m", version=3, expected_champion_version="2")
+    RollbackModelOperator(task_id="b", registered_model_name="m", expected_champion_version=None)
+
+
 def test_promote_moves_champion_and_keeps_previous(two_versions):
     from mlops_provider.core.registry import HISTORY_TAG, compare_and_set_alias, read_history
 

@@ -96,11 +96,11 @@ def test_metrics_natural_orientation(reg_frame):
         metrics.compute_metrics(model, X, y, ["auc_pr"])
 
 
-def test_infer_task_type():
-    assert metrics.infer_task_type(pd.Series([0, 1, 1, 0])) == "classification"
-    assert metrics.infer_task_type(pd.Series(["a", "b"])) == "classification"
-    assert metrics.infer_task_type(pd.Series([0.5, 1.25, 3.0])) == "regression"
-    assert metrics.infer_task_type(pd.Series(range(100))) == "regression"
+def test_infer_problem_type():
+    assert metrics.infer_problem_type(pd.Series([0, 1, 1, 0])) == "classification"
+    assert metrics.infer_problem_type(pd.Series(["a", "b"])) == "classification"
+    assert metrics.infer_problem_type(pd.Series([0.5, 1.25, 3.0])) == "regression"
+    assert metrics.infer_problem_type(pd.Series(range(100))) == "regression"
 
 
 # ---------------------------------------------------------------------- training core
@@ -109,7 +109,7 @@ def test_infer_task_type():
 def test_holdout_classification_defaults(clf_frame):
     est = training.build_estimator("sklearn.linear_model.LogisticRegression", {"C": 0.5})
     result = training.train_and_evaluate(est, clf_frame, _spec(holdout_fraction=0.25, cv_folds=3))
-    assert result.task_type == "classification" and result.n_classes == 2
+    assert result.problem_type == "classification" and result.n_classes == 2
     assert result.feature_columns == ["a", "b"]
     assert len(result.X_eval) == 50 and result.split == "holdout-stratified"
     assert set(result.metrics) == {"accuracy", "f1", "roc_auc", "log_loss"}
@@ -122,7 +122,7 @@ def test_time_split_evaluates_on_most_recent(reg_frame):
     spec = training.TrainingSpec(target="y", exclude_columns=["id"], time_column="ts", holdout_fraction=0.2)
     shuffled = reg_frame.sample(frac=1.0, random_state=1)
     result = training.train_and_evaluate(est, shuffled, spec)
-    assert result.task_type == "regression" and result.split == "time:ts"
+    assert result.problem_type == "regression" and result.split == "time:ts"
     assert "ts" not in result.feature_columns
     assert result.X_eval.index.min() > result.X_train.index.max()  # ids are in time order
     assert result.metrics["rmse"] < 0.1 and result.metrics["r2"] > 0.99
@@ -169,10 +169,10 @@ def test_bad_training_data(clf_frame, reg_frame):
     with pytest.raises(DatasetError, match="Target column 'label' is missing"):
         fit(clf_frame, target="label")
     with pytest.raises(DatasetError, match="not numeric.*regression"):
-        fit(clf_frame.assign(y=clf_frame["y"].map({0: "no", 1: "yes"})), task_type="regression")
+        fit(clf_frame.assign(y=clf_frame["y"].map({0: "no", 1: "yes"})), problem_type="regression")
     with pytest.raises(DatasetError, match="single class"):
         fit(clf_frame.assign(y=1))
-    with pytest.raises(DatasetError, match=r"\['b'\] are entirely missing"):
+    with pytest.raises(DatasetError, match=r"feature 'b' is entirely missing"):
         fit(clf_frame.assign(b=np.nan))
     with pytest.raises(DatasetError, match="missing value"):
         fit(clf_frame.assign(y=clf_frame["y"].where(clf_frame["id"] != 3)))
@@ -182,8 +182,160 @@ def test_bad_training_data(clf_frame, reg_frame):
         fit(clf_frame, holdout_fraction=1.5)
     with pytest.raises(MlopsConfigurationError, match="Unknown metric"):
         fit(clf_frame, metrics=["accuracy", "nope"])
-    with pytest.raises(MlopsConfigurationError, match="failed to fit"):
+    with pytest.raises(MlopsConfigurationError, match=r"failed to fit.*non-numeric column\(s\) \['a'\]"):
         fit(clf_frame.assign(a="text"))  # strings into LogisticRegression
+
+
+# ---------------------------------------------------------------------- issue 13: features checked before the fit
+
+
+def _unfitted(name: str = "sklearn.linear_model.LogisticRegression"):
+    return training.build_estimator(name)
+
+
+def _fails_before_fit(frame, match, **spec):
+    est = _unfitted()
+    with pytest.raises(DatasetError, match=match) as info:
+        training.train_and_evaluate(est, frame, _spec(**spec))
+    assert not hasattr(est, "classes_"), "the estimator was fitted before the check"
+    return str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("bad", "match"),
+    [
+        # text in a numeric column: examples quoted (CSV junk of several kinds)
+        (lambda f: f.assign(a=f["a"].round(3).astype(str).mask(f["id"] % 50 == 0, "?")),
+         r"'a' is numeric but 4 of 200 value\(s\) are not numbers \(e\.g\. '\?'\)"),
+        (lambda f: f.assign(a=f["a"].astype(str).mask(f["id"] == 1, "n/a").mask(f["id"] == 2, "1,5")),
+         r"'a' is numeric but 2 of 200 .*e\.g\. 'n/a', '1,5'"),
+        (lambda f: f.assign(a=f["a"].astype(object).mask(f["id"] == 7, "missing")),
+         r"'a' is numeric but 1 of 200 .*'missing'"),
+        # infinite values counted, as floats and as text
+        (lambda f: f.assign(b=f["b"].mask(f["id"] < 3, np.inf).mask(f["id"] == 9, -np.inf)),
+         r"'b' has 4 infinite value\(s\)"),
+        (lambda f: f.assign(b=f["b"].astype(str).mask(f["id"] < 2, "inf")), r"'b' has 2 infinite value\(s\)"),
+        # datetime columns named, with what to do
+        (lambda f: f.assign(seen=pd.date_range("2026-01-01", periods=len(f), freq="h")),
+         r"'seen' is a datetime column.*exclude_columns=\['seen'\].*time_column='seen'"),
+        (lambda f: f.assign(seen=pd.date_range("2026-01-01", periods=len(f), freq="h", tz="Europe/Paris")),
+         r"'seen' is a datetime column \(datetime64\[ns, Europe/Paris\]\)"),
+        (lambda f: f.assign(seen=[pd.Timestamp("2026-01-01").date()] * len(f)), r"'seen' is a datetime column \(object\)"),
+        # all-missing columns named
+        (lambda f: f.assign(b=np.nan), r"'b' is entirely missing \(all 200 values"),
+        (lambda f: f.assign(b=None), r"'b' is entirely missing"),
+    ],
+)
+def test_bad_feature_values_are_named_before_the_fit(clf_frame, bad, match):
+    frame = bad(clf_frame.drop(columns=["ts"]))
+    message = _fails_before_fit(frame, match, exclude_columns=["id"])
+    assert "cannot be used for training in the training data" in message
+
+
+def test_every_bad_feature_is_listed_in_one_message(clf_frame):
+    frame = clf_frame.assign(a=np.inf, b=np.nan)  # ts is a datetime too
+    message = _fails_before_fit(frame, r"3 feature column\(s\)", exclude_columns=["id"])
+    assert [line.split("'")[1] for line in message.splitlines()[1:]] == ["ts", "a", "b"]
+
+
+def test_categorical_text_is_left_to_the_estimator_and_explained(clf_frame):
+    """Text categories are not bad values: a pipeline with an encoder trains; a plain model's error names the column."""
+    from sklearn.compose import make_column_transformer
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import OneHotEncoder
+
+    frame = clf_frame.drop(columns=["ts"]).assign(colour=np.where(clf_frame["id"] % 3, "red", "blue"))
+    pipe = make_pipeline(
+        make_column_transformer((OneHotEncoder(), ["colour"]), remainder="passthrough"), LogisticRegression()
+    )
+    result = training.train_and_evaluate(pipe, frame, _spec(exclude_columns=["id"]))
+    assert result.metrics["accuracy"] > 0.6
+    with pytest.raises(MlopsConfigurationError, match=r"non-numeric column\(s\) \['colour'\].*OneHotEncoder"):
+        training.train_and_evaluate(_unfitted(), frame, _spec(exclude_columns=["id"]))
+
+
+def test_nan_fit_error_names_the_columns(clf_frame):
+    frame = clf_frame.drop(columns=["ts"])
+    frame.loc[[3, 4, 5], "b"] = np.nan
+    with pytest.raises(MlopsConfigurationError, match=r"contains NaN.*missing values: 'b' \(\d\).*SimpleImputer"):
+        training.train_and_evaluate(_unfitted(), frame, _spec(exclude_columns=["id"]))
+    # an estimator that accepts NaN trains on the same data
+    hgb = _unfitted("sklearn.ensemble.HistGradientBoostingClassifier")
+    assert training.train_and_evaluate(hgb, frame, _spec(exclude_columns=["id"])).metrics["accuracy"] > 0.6
+
+
+def test_bad_evaluation_data_is_named(clf_frame):
+    frame = clf_frame.drop(columns=["ts"])
+    with pytest.raises(DatasetError, match=r"in the evaluation data:\n  - feature 'b' has 50 infinite"):
+        training.train_and_evaluate(
+            _unfitted(), frame.iloc[:150], _spec(exclude_columns=["id"]), frame.iloc[150:].assign(b=np.inf)
+        )
+
+
+# ---------------------------------------------------------------------- issue 13: string labels, positive class
+
+
+def _yes_no(clf_frame):
+    return clf_frame.drop(columns=["ts"]).assign(y=clf_frame["y"].map({0: "no", 1: "yes"}))
+
+
+def test_string_labels_train_and_positive_label_drives_f1_precision_recall(clf_frame):
+    from sklearn.metrics import (
+        average_precision_score,
+        f1_score,
+        precision_score,
+        recall_score,
+        roc_auc_score,
+    )
+
+    frame = _yes_no(clf_frame)
+    names = ["accuracy", "f1", "precision", "recall", "roc_auc", "average_precision", "log_loss"]
+    runs = {}
+    for positive in (None, "yes", "no"):
+        result = training.train_and_evaluate(
+            _unfitted(), frame, _spec(exclude_columns=["id"], metrics=names, positive_label=positive, cv_folds=3)
+        )
+        runs[positive] = result
+        expected_positive = positive or "yes"  # default: the last class in sorted order
+        assert result.positive_label == expected_positive
+        model, X, y = result.estimator, result.X_eval, result.y_eval
+        pred = model.predict(X)
+        proba = model.predict_proba(X)[:, list(model.classes_).index(expected_positive)]
+        assert result.metrics["f1"] == f1_score(y, pred, pos_label=expected_positive)
+        assert result.metrics["precision"] == precision_score(y, pred, pos_label=expected_positive)
+        assert result.metrics["recall"] == recall_score(y, pred, pos_label=expected_positive)
+        assert result.metrics["roc_auc"] == pytest.approx(roc_auc_score(y == expected_positive, proba))
+        assert result.metrics["average_precision"] == pytest.approx(
+            average_precision_score(y == expected_positive, proba)
+        )
+        assert {"cv_f1_mean", "cv_recall_mean"} <= set(result.cv_metrics)
+    assert runs[None].metrics == runs["yes"].metrics
+    def prf(result):
+        return [result.metrics[k] for k in ("f1", "precision", "recall", "average_precision")]
+
+    assert prf(runs["no"]) != prf(runs["yes"])
+    assert runs["no"].cv_metrics["cv_f1_mean"] != runs["yes"].cv_metrics["cv_f1_mean"]
+    assert runs["no"].metrics["roc_auc"] == pytest.approx(runs["yes"].metrics["roc_auc"])  # AUC is symmetric
+
+
+def test_positive_label_matches_by_text_and_refuses_what_it_cannot_mean(clf_frame, reg_frame):
+    frame = clf_frame.drop(columns=["ts"])
+    result = training.train_and_evaluate(_unfitted(), frame, _spec(exclude_columns=["id"], positive_label="0"))
+    assert result.positive_label == 0 and type(result.positive_label) is not str
+    with pytest.raises(MlopsConfigurationError, match=r"positive_label='Yes' is not a class of 'y'; its classes are 'no', 'yes'"):
+        training.train_and_evaluate(_unfitted(), _yes_no(clf_frame), _spec(exclude_columns=["id"], positive_label="Yes"))
+    with pytest.raises(MlopsConfigurationError, match="binary classification only.*regression target"):
+        training.train_and_evaluate(
+            training.build_estimator("sklearn.linear_model.Ridge"), reg_frame.drop(columns=["ts"]),
+            _spec(exclude_columns=["id"], positive_label=1),
+        )
+    three = frame.assign(y=frame["id"] % 3)
+    with pytest.raises(MlopsConfigurationError, match="binary classification only.*3 classes"):
+        training.train_and_evaluate(_unfitted(), three, _spec(exclude_columns=["id"], positive_label=1))
+    assert metrics.resolve_positive_label([False, True], "True") is True
+    with pytest.raises(MlopsConfigurationError, match="its classes are 0, 1"):
+        metrics.resolve_positive_label([0, 1], True)  # a bool is not the class 1
 
 
 def test_git_commit_of_repo():
@@ -241,7 +393,7 @@ def test_train_operator_regression_time_split_and_batch_predict(test_dags, mlflo
     assert states == {"train": "success", "score": "success"}, states
     result = xcoms["train"]
     assert len(json.dumps(result)) < 4096
-    assert result["task_type"] == "regression" and result["split"] == "time:ts"
+    assert result["problem_type"] == "regression" and result["split"] == "time:ts"
     assert result["metrics"]["rmse"] > 0 and result["metrics"]["r2"] > 0.99
     assert {"cv_rmse_mean", "cv_r2_std"} <= set(result["metrics"])
     assert result["train_split"]["n_rows"] == 150 and result["eval_split"]["n_rows"] == 50
@@ -317,3 +469,172 @@ def test_params_are_the_models_hyperparameters_not_the_pipelines():
     assert params["model"] == "sklearn.linear_model._logistic.LogisticRegression"
     assert params["preprocessing"] == "scale: StandardScaler"
     assert not {"memory", "transform_input"} & set(params)  # the Pipeline's own parameters
+# ---------------------------------------------------------------------- issue 13: the operator
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"problem_type": "clasification"}, r"problem_type must be one of 'classification', 'regression' or None; got 'clasification'"),
+        ({"holdout_fraction": 1.5}, r"holdout_fraction must be a number in \(0, 1\); got 1.5"),
+        ({"holdout_fraction": 0}, r"holdout_fraction must be a number in \(0, 1\)"),
+        ({"holdout_fraction": "0.2"}, r"holdout_fraction must be a number"),
+        ({"seed": -1}, r"seed must be an integer >= 0"),
+        ({"seed": 1.5}, r"seed must be an integer"),
+        ({"cv_folds": 1}, r"cv_folds must be an integer >= 2; got 1"),
+        ({"reference_sample_rows": -5}, r"reference_sample_rows must be an integer >= 0"),
+        ({"task_type": "regression"}, r"argument 'task_type' was renamed to 'problem_type'; pass problem_type='regression'"),
+    ],
+)
+def test_train_operator_checks_arguments_when_the_dag_is_parsed(kwargs, match):
+    from mlops_provider.operators.training import TrainModelOperator
+
+    base = {"task_id": "t", "training_data": "x.parquet", "target": "y", "estimator": "sklearn.linear_model.Ridge"}
+    with pytest.raises(MlopsConfigurationError, match=f"TrainModelOperator 't': {match}"):
+        TrainModelOperator(**base, **kwargs)
+
+
+def test_train_operator_leaves_templated_arguments_for_execute():
+    from mlops_provider.operators.training import TrainModelOperator
+
+    op = TrainModelOperator(
+        task_id="t", training_data="x.parquet", target="y", estimator="sklearn.linear_model.Ridge",
+        problem_type="{{ params.kind }}", holdout_fraction="{{ params.f }}", seed="{{ params.seed }}",
+        cv_folds=0, reference_sample_rows=0, positive_label="{{ params.positive }}",
+    )
+    assert op.problem_type == "{{ params.kind }}" and "positive_label" in op.template_fields
+
+
+def test_train_operator_string_labels_with_positive_label(test_dags, mlflow_conn_sqlite, tmp_path, clf_frame):
+    from mlops_provider.hooks.mlflow import MlflowHook
+
+    _yes_no(clf_frame).to_parquet(tmp_path / "train.parquet", index=False)
+    experiment = f"labels-{uuid.uuid4().hex[:8]}"
+    results = {}
+    for positive in ("", "no"):
+        conf = {"data_dir": str(tmp_path), "experiment": experiment, "positive_label": positive}
+        _, xcoms, states = _run_dag(test_dags.string_labels_dag, conf)
+        assert states == {"train": "success"}, states
+        results[positive] = xcoms["train"]
+        json.dumps(xcoms["train"])
+    assert results[""]["positive_label"] == "yes" and results["no"]["positive_label"] == "no"
+    assert results[""]["problem_type"] == "classification" and "task_type" not in results[""]
+    assert results[""]["metrics"]["recall"] != results["no"]["metrics"]["recall"]
+    run = MlflowHook().get_client().get_run(results["no"]["run_id"])
+    assert run.data.params["positive_label"] == "no" and run.data.params["problem_type"] == "classification"
+    assert run.data.metrics["recall"] == pytest.approx(results["no"]["metrics"]["recall"])
+
+
+def _dead_mlflow_url() -> str:
+    from tests.helpers.servers import free_port
+
+    return f"http://127.0.0.1:{free_port()}"
+
+
+def test_unreachable_mlflow_fails_in_seconds_without_reading_or_fitting(
+    test_dags, monkeypatch, tmp_path, clf_frame, airflow_db, capfd
+):
+    """Nothing listens on the port: each try fails on the probe and Airflow retries (transport error)."""
+    import time
+
+    from mlops_provider.operators.training import TrainModelOperator
+    from tests.helpers.estimators import FIT_CALLS
+
+    url = _dead_mlflow_url()
+    monkeypatch.setenv("AIRFLOW_CONN_MLFLOW_DEFAULT", json.dumps({"conn_type": "mlflow", "host": url}))
+    big = pd.concat([clf_frame.drop(columns=["ts"])] * 500, ignore_index=True)  # 100k rows: a fit takes a while
+    big.to_parquet(tmp_path / "train.parquet", index=False)
+    FIT_CALLS.clear()
+    started = time.monotonic()
+    dr, xcoms, states = _run_dag(test_dags.recording_dag, {"data_dir": str(tmp_path), "experiment": "never"})
+    elapsed = time.monotonic() - started
+    assert states == {"train": "failed"}, states
+    assert FIT_CALLS == [], "the model was fitted although MLflow was unreachable"
+    logged = capfd.readouterr()
+    logged = logged.out + logged.err
+    assert logged.count(f"Cannot reach MLflow tracking server {url}") >= 2, logged[-3000:]
+    assert logged.count("could not be reached: nothing was read or fitted") >= 2
+    from airflow.utils.session import create_session
+
+    with create_session() as session:
+        (ti,) = dr.get_task_instances(session=session)
+        assert ti.try_number == 2, "a transport error must leave the retry to Airflow"
+    assert elapsed < 120, elapsed  # a bound only: both tries failed on the probe, not after a fit
+
+    # the same probe called directly raises the retryable transport error naming the server
+    from mlops_provider.exceptions import MlflowConnectionError
+
+    op = TrainModelOperator(task_id="t", training_data="x.parquet", target="y", estimator="sklearn.linear_model.Ridge",
+                            experiment_name="never")
+    with pytest.raises(MlflowConnectionError, match=f"Cannot reach MLflow tracking server {url}.*Connection refused"):
+        op._reach_mlflow({})
+
+
+_KILLED_TRY = """
+import importlib.util, json, sys
+import pendulum
+spec = importlib.util.spec_from_file_location("training_test_dags", sys.argv[1])
+module = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(module)
+when = pendulum.parse(sys.argv[2])
+module.recording_dag.test(logical_date=when, run_after=when, run_conf=json.loads(sys.argv[3]))
+"""
+
+
+def test_a_killed_try_leaves_no_run_running(test_dags, mlflow_conn_server, tmp_path, clf_frame):
+    """A try is SIGKILLed while it logs its MLflow run (a real kill of a real process); the next run of the
+    same task instance (same DAG, DAG run id, task, map index) marks that run FAILED before it starts its own.
+
+    ``dag.test`` recreates the DAG run for the same dates, so that next try is numbered 1 again; a
+    scheduler's retry would be try 2 (the retry path is tested below)."""
+    import subprocess
+    import sys
+
+    import pendulum
+    from mlflow import MlflowClient
+
+    clf_frame.drop(columns=["ts"]).to_parquet(tmp_path / "train.parquet", index=False)
+    kill_file = tmp_path / "kill-while-logging"
+    kill_file.touch()
+    experiment = f"killed-{uuid.uuid4().hex[:8]}"
+    conf = {"data_dir": str(tmp_path), "experiment": experiment, "kill_file": str(kill_file)}
+    logical_date = pendulum.datetime(2026, 3, 1, tz="UTC").add(seconds=uuid.uuid4().int % 10**6)
+    killed = subprocess.run(
+        [sys.executable, "-c", _KILLED_TRY, str(TEST_DAGS / "training_test_dags.py"), logical_date.isoformat(),
+         json.dumps(conf)],
+        capture_output=True, text=True, timeout=300,
+    )
+    assert killed.returncode == -9, (killed.stdout + killed.stderr)[-3000:]
+    client = MlflowClient(tracking_uri=mlflow_conn_server)
+    exp = client.get_experiment_by_name(experiment)
+    (left,) = client.search_runs([exp.experiment_id])
+    assert left.info.status == "RUNNING" and left.data.tags["mlops.try_number"] == "1"
+
+    kill_file.unlink()
+    dr = test_dags.recording_dag.test(logical_date=logical_date, run_after=logical_date, run_conf=conf)
+    assert dr.state == "success", dr.state
+    runs = {r.info.run_id: r for r in client.search_runs([exp.experiment_id])}
+    assert len(runs) == 2 and not [r for r in runs.values() if r.info.status == "RUNNING"]
+    earlier = runs[left.info.run_id]
+    assert earlier.info.status == "FAILED" and earlier.data.tags["mlops.superseded_by_try"] == "1"
+    (latest,) = [r for r in runs.values() if r.info.run_id != left.info.run_id]
+    assert latest.info.status == "FINISHED"
+    assert latest.data.tags["mlops.run_id"] == earlier.data.tags["mlops.run_id"] == dr.run_id
+
+
+def test_a_retry_after_a_failure_mid_run_leaves_no_run_running(test_dags, mlflow_conn_server, tmp_path, clf_frame):
+    """Try 1 fails while logging (a retryable error); Airflow's retry (try 2) succeeds; no run stays RUNNING."""
+    from mlflow import MlflowClient
+
+    clf_frame.drop(columns=["ts"]).to_parquet(tmp_path / "train.parquet", index=False)
+    fail_file = tmp_path / "fail-once"
+    fail_file.touch()
+    experiment = f"retried-{uuid.uuid4().hex[:8]}"
+    dr, xcoms, states = _run_dag(
+        test_dags.recording_dag, {"data_dir": str(tmp_path), "experiment": experiment, "fail_file": str(fail_file)}
+    )
+    assert states == {"train": "success"}, states
+    client = MlflowClient(tracking_uri=mlflow_conn_server)
+    runs = client.search_runs([client.get_experiment_by_name(experiment).experiment_id], order_by=["start_time"])
+    assert [(r.data.tags["mlops.try_number"], r.info.status) for r in runs] == [("1", "FAILED"), ("2", "FINISHED")]
+    assert xcoms["train"]["run_id"] == runs[1].info.run_id

@@ -18,7 +18,7 @@ if TYPE_CHECKING:
 
 CLASSIFICATION = "classification"
 REGRESSION = "regression"
-TASK_TYPES = (CLASSIFICATION, REGRESSION)
+PROBLEM_TYPES = (CLASSIFICATION, REGRESSION)
 
 #: Integer targets with at most this many distinct values are treated as class labels.
 MAX_CLASSES_FOR_INTEGER_TARGET = 20
@@ -53,9 +53,9 @@ def _error(message: str) -> Exception:
     return MlopsConfigurationError(message)
 
 
-def infer_task_type(y: Any) -> str:
+def infer_problem_type(y: Any) -> str:
     """
-    ``classification`` or ``regression`` from a target column.
+    The ``problem_type``, ``classification`` or ``regression``, from a target column.
 
     Booleans, strings and categoricals are labels; floats with fractional values are regression;
     integers (or whole floats) with at most :data:`MAX_CLASSES_FOR_INTEGER_TARGET` distinct values are labels.
@@ -65,7 +65,7 @@ def infer_task_type(y: Any) -> str:
 
     s = pd.Series(y).dropna()
     if s.empty:
-        raise _error("Cannot infer the task type: the target has no non-missing values")
+        raise _error("Cannot infer the problem_type: the target has no non-missing values")
     if pd.api.types.is_bool_dtype(s) or not pd.api.types.is_numeric_dtype(s):
         return CLASSIFICATION
     values = s.to_numpy(dtype=float)
@@ -76,15 +76,16 @@ def infer_task_type(y: Any) -> str:
     return REGRESSION
 
 
-def default_metrics(task_type: str, n_classes: int | None = None) -> list[str]:
+
+def default_metrics(problem_type: str, n_classes: int | None = None) -> list[str]:
     """Default metric names: accuracy, f1, roc_auc (binary only), log_loss; or rmse, mae, r2."""
-    if task_type == CLASSIFICATION:
+    if problem_type == CLASSIFICATION:
         if n_classes is not None and n_classes <= 2:
             return ["accuracy", "f1", "roc_auc", "log_loss"]
         return ["accuracy", "f1", "log_loss"]
-    if task_type == REGRESSION:
+    if problem_type == REGRESSION:
         return ["rmse", "mae", "r2"]
-    raise _error(f"Unknown task type {task_type!r}; expected one of {', '.join(TASK_TYPES)}")
+    raise _error(f"Unknown problem_type {problem_type!r}; expected one of {', '.join(PROBLEM_TYPES)}")
 
 
 def metric_key(name: str) -> str:
@@ -138,24 +139,80 @@ def _n_classes_of(estimator: Any) -> int | None:
     return len(classes) if classes is not None else None
 
 
+def resolve_positive_label(classes: Sequence[Any] | None, positive_label: Any = None, target: str = "target") -> Any:
+    """
+    The class that counts as positive for a binary target, from its sorted ``classes``.
+
+    Default (``positive_label=None``): the last class in sorted order, sklearn's convention
+    (``1`` of 0/1, ``True`` of False/True, ``'yes'`` of 'no'/'yes'); set it when that is not the class
+    of interest (``'bad'`` of 'bad'/'good', say).  A value given as text matches a class by its text, so
+    ``"1"`` from a template matches the integer class ``1``.  Returns ``None`` for regression and
+    multiclass targets, where no class is positive.
+
+    :raises MlopsConfigurationError: ``positive_label`` is not a class of a binary target, or is set
+        for a regression or multiclass target (it would have no effect).
+    """
+    if positive_label is not None and str(positive_label) == "":
+        positive_label = None
+    if classes is None or len(classes) != 2:
+        if positive_label is not None:
+            what = "a regression target" if classes is None else f"{len(classes)} classes"
+            raise _error(
+                f"positive_label={positive_label!r} applies to binary classification only, but {target!r} has "
+                f"{what}; remove positive_label (multiclass f1/precision/recall are macro averages)"
+            )
+        return None
+    classes = list(classes)
+    if positive_label is None:
+        return classes[-1]
+    for value in classes:
+        plain = _plain(value)
+        if plain == positive_label and isinstance(plain, bool) == isinstance(positive_label, bool):
+            return value
+    by_text = [value for value in classes if str(value) == str(positive_label)]
+    if len(by_text) == 1:
+        return by_text[0]
+    raise _error(
+        f"positive_label={positive_label!r} is not a class of {target!r}; its classes are "
+        f"{', '.join(repr(_plain(c)) for c in classes)}"
+    )
+
+
+def _plain(value: Any) -> Any:
+    """A numpy scalar as the Python value (JSON-safe); anything else unchanged."""
+    item = getattr(value, "item", None)
+    return item() if callable(item) else value
+
+
 def compute_metrics(
-    estimator: Any, X: pd.DataFrame, y: Any, metric_names: Sequence[str], n_classes: int | None = None
+    estimator: Any, X: pd.DataFrame, y: Any, metric_names: Sequence[str], n_classes: int | None = None,
+    positive_label: Any = None,
 ) -> dict[str, float]:
     """
     Score a fitted estimator on ``X, y``; return ``{reported name: natural value}``.
 
+    For a binary target, ``f1``, ``precision``, ``recall``, ``jaccard``, ``average_precision`` and
+    ``brier_score`` count ``positive_label`` as the positive class and ``roc_auc`` ranks by its
+    probability (see :func:`resolve_positive_label` for the default).
+
     A metric the estimator cannot produce (``roc_auc`` without ``predict_proba``, say) raises with the
     metric's name: asking for a metric that cannot be computed is a configuration error.
     """
+    import numpy as np
 
     if n_classes is None:
         n_classes = _n_classes_of(estimator)
+    positive = None
     if n_classes is not None:
+        classes = getattr(estimator, "classes_", None)
+        classes = list(classes) if classes is not None else list(np.unique(np.asarray(y)))
+        if n_classes == 2 or positive_label is not None:
+            positive = resolve_positive_label(classes, positive_label)
         y = compact_labels(y)
     results: dict[str, float] = {}
     for name in validate_metric_names(metric_names, n_classes):
         scorer_name, sign = resolve_scorer(name, n_classes)
-        scorer = _scorer(scorer_name, estimator)
+        scorer = _scorer(scorer_name, positive)
         try:
             value = float(scorer(estimator, X, y)) * sign
         except (AttributeError, ValueError, TypeError) as err:
@@ -183,9 +240,30 @@ def compact_labels(labels: Any) -> Any:
     return array.astype(np.int8)
 
 
-def _scorer(scorer_name: str, estimator: Any) -> Any:
+def _roc_auc_of_positive(y_true: Any, y_score: Any, *, pos_label: Any) -> float:
+    """ROC AUC with ``pos_label`` as the positive class (``y_score`` is the score of that class)."""
+    import numpy as np
+    from sklearn.metrics import roc_auc_score
+
+    return float(roc_auc_score(np.asarray(y_true) == pos_label, y_score))
+
+
+#: Binary scorers that depend on which class is positive: (function, response method, greater is better).
+_POSITIVE_CLASS_SCORERS = {
+    "f1": ("f1_score", "predict", True),
+    "precision": ("precision_score", "predict", True),
+    "recall": ("recall_score", "predict", True),
+    "jaccard": ("jaccard_score", "predict", True),
+    "average_precision": ("average_precision_score", ("decision_function", "predict_proba"), True),
+    "roc_auc": (None, ("predict_proba", "decision_function"), True),
+    "neg_brier_score": ("brier_score_loss", "predict_proba", False),
+}
+
+
+def _scorer(scorer_name: str, positive_label: Any = None) -> Any:
     """
-    sklearn's scorer, except that binary ``roc_auc`` ranks by ``predict_proba`` when the model has it.
+    sklearn's scorer, with the binary positive class set, and binary ``roc_auc`` ranking by
+    ``predict_proba`` when the model has it.
 
     sklearn's ``roc_auc`` scorer prefers ``decision_function``; probabilities are a monotone transform
     of it for sklearn's classifiers, so the AUC is the same (up to ties where probabilities saturate),
@@ -193,26 +271,36 @@ def _scorer(scorer_name: str, estimator: Any) -> Any:
     This is also how MLflow's evaluator computes it.  Training and the gate both use this function,
     so their numbers stay comparable.
     """
+    import sklearn.metrics
     from sklearn.metrics import get_scorer, make_scorer, roc_auc_score
 
-    if scorer_name == "roc_auc" and getattr(estimator, "predict_proba", None) is not None:
-        return make_scorer(roc_auc_score, response_method="predict_proba")
+    if positive_label is not None and scorer_name in _POSITIVE_CLASS_SCORERS:
+        func_name, response, greater = _POSITIVE_CLASS_SCORERS[scorer_name]
+        func = _roc_auc_of_positive if func_name is None else getattr(sklearn.metrics, func_name)
+        return make_scorer(func, greater_is_better=greater, response_method=response, pos_label=positive_label)
+    if scorer_name == "roc_auc":
+        return make_scorer(roc_auc_score, response_method=("predict_proba", "decision_function"))
     return get_scorer(scorer_name)
 
 
 def cross_validate_metrics(
     estimator: Any, X: pd.DataFrame, y: Any, metric_names: Sequence[str], folds: int, seed: int | None = None,
-    task_type: str = CLASSIFICATION, n_classes: int | None = None,
+    problem_type: str = CLASSIFICATION, n_classes: int | None = None, positive_label: Any = None,
 ) -> dict[str, float]:
-    """``cv_<name>_mean`` and ``cv_<name>_std`` over ``folds`` folds (stratified for classification)."""
+    """
+    ``cv_<name>_mean`` and ``cv_<name>_std`` over ``folds`` folds (stratified for classification).
+
+    ``positive_label``: the positive class of a binary target, already resolved
+    (:func:`resolve_positive_label`); the folds' metrics use it as :func:`compute_metrics` does.
+    """
     from sklearn.model_selection import KFold, StratifiedKFold, cross_validate
 
     if int(folds) < 2:
         raise _error(f"cv_folds must be at least 2, got {folds!r}")
     names = validate_metric_names(metric_names, n_classes)
-    scoring = {metric_key(n): resolve_scorer(n, n_classes)[0] for n in names}
+    scoring = {metric_key(n): _scorer(resolve_scorer(n, n_classes)[0], positive_label) for n in names}
     signs = {metric_key(n): resolve_scorer(n, n_classes)[1] for n in names}
-    splitter_cls = StratifiedKFold if task_type == CLASSIFICATION else KFold
+    splitter_cls = StratifiedKFold if problem_type == CLASSIFICATION else KFold
     cv = splitter_cls(n_splits=int(folds), shuffle=True, random_state=seed)
     try:
         scores = cross_validate(estimator, X, y, scoring=scoring, cv=cv, error_score="raise")

@@ -192,9 +192,7 @@ def register_model_version(
                 logged = client.get_logged_model(model_id)
                 run_id = run_id or logged.source_run_id
             elif parsed["artifact_path"]:
-                from mlflow.store.artifact.runs_artifact_repo import RunsArtifactRepository
-
-                source = RunsArtifactRepository.get_underlying_uri(model_uri)
+                source, model_id = _runs_uri_source(client, model_uri, str(run_id), str(parsed["artifact_path"]))
         except MlflowException as err:
             raise _config_error(f"Model {model_uri!r} cannot be registered: {_first_line(err)}") from None
 
@@ -229,6 +227,48 @@ def register_model_version(
         registry_client(client).set_registered_model_alias(name, alias, version)
     return RegisteredVersion(
         name=name, version=version, alias=alias or None, model_uri=model_uri, run_id=run_id, created=created
+    )
+
+
+def _runs_uri_source(client: MlflowClient, model_uri: str, run_id: str, path: str) -> tuple[str, str | None]:
+    """
+    (source, model_id) to register ``runs:/<run_id>/<path>`` from, as ``mlflow.register_model`` resolves it:
+    a model logged by the run under that name (MLflow 3: ``models:/m-<id>``), else an ``MLmodel`` file
+    among the run's own artifacts at ``path``.
+
+    :raises MlopsConfigurationError: the run does not exist, or holds no model at ``path`` (registering
+        it would create a version with no model files); nothing is created.
+    """
+    from mlflow.exceptions import MlflowException
+    from mlflow.store.artifact.runs_artifact_repo import RunsArtifactRepository
+
+    try:
+        run = client.get_run(run_id)
+    except MlflowException as err:
+        if _error_code(err) in ("RESOURCE_DOES_NOT_EXIST", "NOT_FOUND", "INVALID_PARAMETER_VALUE"):
+            raise _config_error(f"Model URI {model_uri!r} cannot be registered: run {run_id!r} does not exist") from None
+        raise
+    escaped = path.replace("'", "\\'")
+    logged = client.search_logged_models(
+        experiment_ids=[run.info.experiment_id],
+        filter_string=f"source_run_id = '{run_id}' AND name = '{escaped}'",
+    )
+    if logged:
+        latest = max(logged, key=lambda m: m.creation_timestamp or 0)
+        return f"models:/{latest.model_id}", latest.model_id
+    files = [a.path for a in client.list_artifacts(run_id, path)]
+    if f"{path.rstrip('/')}/MLmodel" in files:
+        return RunsArtifactRepository.get_underlying_uri(model_uri), None
+    top = sorted(a.path + ("/" if a.is_dir else "") for a in client.list_artifacts(run_id))[:20]
+    models = sorted(
+        m.name for m in client.search_logged_models(
+            experiment_ids=[run.info.experiment_id], filter_string=f"source_run_id = '{run_id}'"
+        )
+    )[:20]
+    raise _config_error(
+        f"Model URI {model_uri!r} cannot be registered: run {run_id} has no model at {path!r} "
+        f"(no logged model named {path!r} and no MLmodel file under its artifacts {path!r}); "
+        f"the run's logged models: {models or 'none'}; its artifacts: {top or 'none'}. Nothing was registered"
     )
 
 

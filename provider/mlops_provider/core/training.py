@@ -134,12 +134,14 @@ class TrainingSpec:
     target: str
     feature_columns: list[str] | None = None
     exclude_columns: list[str] = field(default_factory=list)
-    task_type: str | None = None
+    problem_type: str | None = None
     holdout_fraction: float = 0.2
     seed: int | None = 42
     time_column: str | None = None
     metrics: list[str] | None = None
     cv_folds: int | None = None
+    #: binary classification: the class that counts as positive; default the last class in sorted order
+    positive_label: Any = None
 
     def validated(self) -> TrainingSpec:
         if not self.target or not str(self.target).strip():
@@ -151,11 +153,11 @@ class TrainingSpec:
         if not 0.0 < frac < 1.0:
             raise _config_error(f"holdout_fraction must be between 0 and 1 (exclusive), got {frac}")
         self.holdout_fraction = frac
-        if self.task_type not in (None, "", *metrics_mod.TASK_TYPES):
+        if self.problem_type not in (None, "", *metrics_mod.PROBLEM_TYPES):
             raise _config_error(
-                f"task_type must be one of {', '.join(metrics_mod.TASK_TYPES)} or empty, got {self.task_type!r}"
+                f"problem_type must be one of {', '.join(metrics_mod.PROBLEM_TYPES)} or empty, got {self.problem_type!r}"
             )
-        self.task_type = self.task_type or None
+        self.problem_type = self.problem_type or None
         self.seed = None if self.seed in (None, "") else int(self.seed)
         self.cv_folds = None if self.cv_folds in (None, "", 0, "0") else int(self.cv_folds)
         self.feature_columns = _as_list(self.feature_columns, "feature_columns")
@@ -203,14 +205,14 @@ def resolve_features(frame: pd.DataFrame, spec: TrainingSpec, where: str) -> lis
     return features
 
 
-def check_target(y: pd.Series, task_type: str, where: str) -> int | None:
+def check_target(y: pd.Series, problem_type: str, where: str) -> int | None:
     """Validate the target for the task type; return the number of classes (classification)."""
     import pandas as pd
 
     n_missing = int(y.isna().sum())
     if n_missing:
         raise _data_error(f"Target column {y.name!r} has {n_missing} missing value(s) in {where}")
-    if task_type == metrics_mod.REGRESSION:
+    if problem_type == metrics_mod.REGRESSION:
         if pd.api.types.is_bool_dtype(y) or not pd.api.types.is_numeric_dtype(y):
             raise _data_error(
                 f"Target column {y.name!r} is not numeric (dtype {y.dtype}) but the task is regression"
@@ -225,10 +227,118 @@ def check_target(y: pd.Series, task_type: str, where: str) -> int | None:
     return n_classes
 
 
+#: Examples of bad values quoted per column in feature errors.
+MAX_EXAMPLES = 5
+#: A text column is treated as a numeric feature with bad values when at least this share of its
+#: non-missing values reads as a number (``"1.5"``, ``"3"``) and the rest does not (``"?"``, ``"n/a"``).
+NUMERIC_TEXT_SHARE = 0.5
+
+
+def feature_problems(X: pd.DataFrame) -> list[str]:
+    """
+    One line per unusable feature column, in column order (empty when all are usable).
+
+    * a datetime column (estimators cannot use timestamps as they are);
+    * a column that is entirely missing;
+    * infinite values in a numeric column (counted);
+    * a text column that is mostly numbers with some values that are not (examples quoted).
+
+    Text columns of categories (mostly non-numeric) are left to the estimator: a ``Pipeline`` with an
+    encoder accepts them, and a plain estimator's fit error is explained by :func:`explain_fit_error`.
+    """
+    import numpy as np
+    import pandas as pd
+
+    problems: list[str] = []
+    for column in X.columns:
+        values = X[column]
+        name = repr(column)
+        if pd.api.types.is_datetime64_any_dtype(values) or _holds_datetimes(values):
+            problems.append(
+                f"{name} is a datetime column ({values.dtype}): estimators cannot use timestamps; "
+                f"exclude it (exclude_columns=[{name}]), split by it (time_column={name}), "
+                "or derive numeric features from it (hour, day of week, age in days) upstream"
+            )
+            continue
+        non_missing = values.dropna()
+        if non_missing.empty:
+            problems.append(f"{name} is entirely missing (all {len(values)} values are NaN/null)")
+            continue
+        if pd.api.types.is_bool_dtype(values) or isinstance(values.dtype, pd.CategoricalDtype):
+            continue
+        if pd.api.types.is_numeric_dtype(values):
+            try:
+                n_inf = int(np.isinf(non_missing.to_numpy(dtype=float)).sum())
+            except (TypeError, ValueError):
+                n_inf = 0
+            if n_inf:
+                problems.append(
+                    f"{name} has {n_inf} infinite value(s) (inf/-inf) of {len(values)}; "
+                    "replace them (with NaN or a bound) or drop those rows"
+                )
+            continue
+        if pd.api.types.is_object_dtype(values) or pd.api.types.is_string_dtype(values):
+            as_numbers = pd.to_numeric(non_missing, errors="coerce")
+            bad = non_missing[as_numbers.isna()]
+            if len(bad) and (len(non_missing) - len(bad)) >= NUMERIC_TEXT_SHARE * len(non_missing):
+                examples = ", ".join(repr(v) for v in pd.unique(bad.astype(str))[:MAX_EXAMPLES])
+                problems.append(
+                    f"{name} is numeric but {len(bad)} of {len(non_missing)} value(s) are not numbers "
+                    f"(e.g. {examples}); clean them upstream or read them as missing "
+                    "(na_values in the CSV reader)"
+                )
+            elif np.isinf(as_numbers.to_numpy(dtype=float, na_value=np.nan)).any():
+                n_inf = int(np.isinf(as_numbers.to_numpy(dtype=float, na_value=np.nan)).sum())
+                problems.append(f"{name} has {n_inf} infinite value(s) ('inf'/'-inf'); replace them or drop those rows")
+    return problems
+
+
+def _holds_datetimes(values: pd.Series) -> bool:
+    """An object column whose values are dates or timestamps (Python or pandas objects)."""
+    import datetime as dt
+
+    import pandas as pd
+
+    if not pd.api.types.is_object_dtype(values):
+        return False
+    sample = values.dropna().head(100)
+    return bool(len(sample)) and all(isinstance(v, dt.date | dt.datetime | pd.Timestamp) for v in sample)
+
+
 def check_features(X: pd.DataFrame, where: str) -> None:
-    all_nan = [c for c in X.columns if X[c].isna().all()]
-    if all_nan:
-        raise _data_error(f"Feature column(s) {all_nan} are entirely missing (all NaN) in {where}")
+    """Raise :class:`DatasetError` listing every unusable feature column (see :func:`feature_problems`)."""
+    problems = feature_problems(X)
+    if problems:
+        lines = "\n".join(f"  - feature {p}" for p in problems)
+        raise _data_error(f"{len(problems)} feature column(s) cannot be used for training in {where}:\n{lines}")
+
+
+def explain_fit_error(err: BaseException, X: pd.DataFrame) -> str:
+    """The first line of a fit error, plus the columns that explain it (missing values, text)."""
+    import pandas as pd
+
+    text = str(err).strip()
+    first = text.splitlines()[0][:400] if text else type(err).__name__
+    hints: list[str] = []
+    if "NaN" in text:
+        counts = {c: int(n) for c, n in X.isna().sum().items() if n}
+        if counts:
+            listed = ", ".join(f"{c!r} ({n})" for c, n in list(counts.items())[:10])
+            hints.append(
+                f"column(s) with missing values: {listed}; impute them (a Pipeline with SimpleImputer) "
+                "or use an estimator that accepts NaN (HistGradientBoosting*)"
+            )
+    if "convert" in text or "string" in text:
+        text_columns = [
+            c for c in X.columns
+            if not (pd.api.types.is_numeric_dtype(X[c]) or pd.api.types.is_bool_dtype(X[c]))
+        ]
+        if text_columns:
+            hints.append(
+                f"non-numeric column(s) {text_columns[:10]}: encode them (a Pipeline with OneHotEncoder "
+                "or OrdinalEncoder) or exclude them (exclude_columns)"
+            )
+    return first + ("; " + "; ".join(hints) if hints else "")
 
 
 @dataclass
@@ -236,7 +346,7 @@ class TrainingResult:
     """A fitted estimator, its evaluation, and the frames it was trained and evaluated on."""
 
     estimator: Any
-    task_type: str
+    problem_type: str
     n_classes: int | None
     feature_columns: list[str]
     X_train: pd.DataFrame
@@ -246,9 +356,11 @@ class TrainingResult:
     metrics: dict[str, float]
     cv_metrics: dict[str, float]
     split: str
+    #: the class f1/precision/recall/average_precision count as positive (binary classification only)
+    positive_label: Any = None
 
 
-def split_frame(frame: pd.DataFrame, spec: TrainingSpec, task_type: str) -> tuple[pd.DataFrame, pd.DataFrame, str]:
+def split_frame(frame: pd.DataFrame, spec: TrainingSpec, problem_type: str) -> tuple[pd.DataFrame, pd.DataFrame, str]:
     """Holdout split: by time (most recent fraction evaluates) or random (stratified when it can be)."""
     n_eval = int(round(len(frame) * spec.holdout_fraction))
     if n_eval < 1 or len(frame) - n_eval < 2:
@@ -261,7 +373,7 @@ def split_frame(frame: pd.DataFrame, spec: TrainingSpec, task_type: str) -> tupl
     from sklearn.model_selection import train_test_split
 
     stratify = None
-    if task_type == metrics_mod.CLASSIFICATION:
+    if problem_type == metrics_mod.CLASSIFICATION:
         counts = frame[spec.target].value_counts()
         if counts.min() >= 2 and n_eval >= len(counts):
             stratify = frame[spec.target]
@@ -287,9 +399,10 @@ def train_and_evaluate(
     n_missing = int(target_all.isna().sum())
     if n_missing:
         raise _data_error(f"Target column {spec.target!r} has {n_missing} missing value(s) in the training data")
-    task_type = spec.task_type or metrics_mod.infer_task_type(target_all)
-    if task_type == metrics_mod.REGRESSION:
-        check_target(target_all, task_type, "the training data")
+    problem_type = spec.problem_type or metrics_mod.infer_problem_type(target_all)
+    if problem_type == metrics_mod.REGRESSION:
+        check_target(target_all, problem_type, "the training data")
+    check_features(train_frame[features], "the training data")
     if eval_frame is not None:
         if spec.target not in eval_frame.columns:
             raise _data_error(f"Target column {spec.target!r} is missing from the evaluation data")
@@ -298,34 +411,50 @@ def train_and_evaluate(
             raise _data_error(f"Feature column(s) {missing} missing from the evaluation data")
         train, evaluation, split = train_frame, eval_frame, "evaluation-dataset"
     else:
-        train, evaluation, split = split_frame(train_frame, spec, task_type)
+        train, evaluation, split = split_frame(train_frame, spec, problem_type)
     X_train, y_train = train[features], train[spec.target]
     X_eval, y_eval = evaluation[features], evaluation[spec.target]
-    n_classes = check_target(y_train, task_type, "the training split")
-    if task_type == metrics_mod.REGRESSION:
-        check_target(y_eval, task_type, "the evaluation split")
-    check_features(X_train, "the training split")
+    n_classes = check_target(y_train, problem_type, "the training split")
+    if problem_type == metrics_mod.REGRESSION:
+        check_target(y_eval, problem_type, "the evaluation split")
+    if eval_frame is not None:
+        check_features(X_eval, "the evaluation data")
+    empty = [c for c in X_train.columns if X_train[c].isna().all()]
+    if empty:
+        raise _data_error(f"Feature column(s) {empty} are entirely missing (all NaN) in the training split")
+    positive = metrics_mod.resolve_positive_label(
+        _classes(y_train) if problem_type == metrics_mod.CLASSIFICATION else None, spec.positive_label, spec.target
+    )
 
-    metric_names = spec.metrics or metrics_mod.default_metrics(task_type, n_classes)
+    metric_names = spec.metrics or metrics_mod.default_metrics(problem_type, n_classes)
     metric_names = metrics_mod.validate_metric_names(metric_names, n_classes)
     try:
         estimator.fit(X_train, y_train)
     except (ValueError, TypeError) as err:
-        first = str(err).strip().splitlines()[0][:400] if str(err).strip() else type(err).__name__
-        raise _config_error(f"Estimator {estimator_name} failed to fit: {first}") from None
-    scores = metrics_mod.compute_metrics(estimator, X_eval, y_eval, metric_names, n_classes=n_classes)
+        raise _config_error(f"Estimator {estimator_name} failed to fit: {explain_fit_error(err, X_train)}") from None
+    scores = metrics_mod.compute_metrics(
+        estimator, X_eval, y_eval, metric_names, n_classes=n_classes, positive_label=positive
+    )
     cv_scores: dict[str, float] = {}
     if spec.cv_folds:
         from sklearn.base import clone
 
         cv_scores = metrics_mod.cross_validate_metrics(
-            clone(estimator), X_train, y_train, metric_names, spec.cv_folds, spec.seed, task_type, n_classes
+            clone(estimator), X_train, y_train, metric_names, spec.cv_folds, spec.seed, problem_type, n_classes,
+            positive_label=positive,
         )
     return TrainingResult(
-        estimator=estimator, task_type=task_type, n_classes=n_classes, feature_columns=features,
+        estimator=estimator, problem_type=problem_type, n_classes=n_classes, feature_columns=features,
         X_train=X_train, y_train=y_train, X_eval=X_eval, y_eval=y_eval,
-        metrics=scores, cv_metrics=cv_scores, split=split,
+        metrics=scores, cv_metrics=cv_scores, split=split, positive_label=positive,
     )
+
+
+def _classes(y: pd.Series) -> list[Any]:
+    """The class labels in sklearn's order (``np.unique``: sorted)."""
+    import numpy as np
+
+    return list(np.unique(y.to_numpy()))
 
 
 def reference_sample(X: pd.DataFrame, max_rows: int, seed: int | None) -> pd.DataFrame:
@@ -347,10 +476,22 @@ def git_commit_of(path: str | None) -> str | None:
         git = os.path.join(current, ".git")
         if os.path.isdir(git):
             return _read_head(git)
+        if os.path.isfile(git):  # a linked worktree or submodule: ".git" names the git directory
+            return _read_head(_linked_git_dir(git, current))
         parent = os.path.dirname(current)
         if parent == current:
             return None
         current = parent
+
+
+def _linked_git_dir(git_file: str, work_tree: str) -> str:
+    try:
+        with open(git_file) as fh:
+            text = fh.read().strip()
+    except OSError:
+        return git_file
+    path = text.split(":", 1)[1].strip() if text.startswith("gitdir:") else text
+    return path if os.path.isabs(path) else os.path.normpath(os.path.join(work_tree, path))
 
 
 def _read_head(git_dir: str) -> str | None:
@@ -360,6 +501,11 @@ def _read_head(git_dir: str) -> str | None:
         if not head.startswith("ref:"):
             return head or None
         ref = head.split(":", 1)[1].strip()
+        common = os.path.join(git_dir, "commondir")  # refs of a linked worktree live in the main git dir
+        if os.path.isfile(common):
+            with open(common) as fh:
+                shared = fh.read().strip()
+            git_dir = shared if os.path.isabs(shared) else os.path.normpath(os.path.join(git_dir, shared))
         ref_file = os.path.join(git_dir, ref)
         if os.path.exists(ref_file):
             with open(ref_file) as fh:

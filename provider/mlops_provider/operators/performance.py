@@ -139,8 +139,7 @@ class ModelPerformanceOperator(LineageMixin, BaseOperator):
         )
         from mlops_provider.exceptions import DatasetError, MlopsConfigurationError
 
-        # core.metrics.infer_task_type is being renamed infer_problem_type: accept either name meanwhile
-        infer_problem_type = getattr(core_metrics, "infer_problem_type", None) or core_metrics.infer_task_type
+        infer_problem_type = core_metrics.infer_problem_type
 
         self._lineage = records.performance(self.predictions, self.labels)
         ids = [self.id_columns] if isinstance(self.id_columns, str) else list(self.id_columns)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import re
@@ -14,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseOperator
 
+from mlops_provider._args import check_number, is_templated
 from mlops_provider._names import batch_label, run_name
 from mlops_provider.hooks.mlflow import MlflowHook
 from mlops_provider.lineage import LineageMixin, records
@@ -39,7 +41,12 @@ class BatchPredictOperator(LineageMixin, BaseOperator):
     (parquet by row groups), so they may be larger than memory.  Prediction statistics (count,
     mean/std/min/max, or class shares) are logged to an MLflow run so the prediction distribution can
     be monitored later.  The output is written to a temporary file first and moved into place, so a
-    retry never leaves a half-written file behind.
+    retry never leaves a half-written file behind, and no staging file is left after any failure.
+
+    Refused before anything is read: an ``output_uri`` that is the input itself (it would overwrite the
+    batch) or an existing directory.  When the model cannot predict on a chunk, the error names the
+    rows and every input column with missing, infinite, non-numeric or datetime values, with the type
+    the model's signature expects, instead of MLflow's message, which echoes the whole DataFrame.
 
     :param input_data: dataset reference to score.
     :param output_uri: where to write the parquet (local path or object-storage URI).
@@ -48,7 +55,7 @@ class BatchPredictOperator(LineageMixin, BaseOperator):
     :param alias: alias to score with (default ``champion``).
     :param id_columns: input columns copied to the output to identify rows.
     :param output_conn_id: connection for an object-storage ``output_uri``.
-    :param batch_rows: rows per chunk.
+    :param batch_rows: rows per chunk (a positive integer).
     :param prediction_column: name of the prediction column.
     :param experiment_name: MLflow experiment of the statistics run (default: the DAG id).
     :param mlflow_conn_id: the MLflow connection.
@@ -87,6 +94,18 @@ class BatchPredictOperator(LineageMixin, BaseOperator):
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
+        where = f"BatchPredictOperator {self.task_id!r}"
+        check_number(where, "batch_rows", batch_rows, low=1, integer=True)
+        if not model_uri and not registered_model_name:
+            from mlops_provider.exceptions import MlopsConfigurationError
+
+            raise MlopsConfigurationError(f"{where}: give model_uri, or registered_model_name (with alias)")
+        if alias is not None and not is_templated(alias) and not model_uri:
+            from mlops_provider.core.registry import validate_alias
+
+            validate_alias(alias)
+        if isinstance(input_data, str) and not is_templated(input_data) and not is_templated(output_uri):
+            _refuse_same_path(where, input_data, output_uri)
         self.input_data = input_data
         self.output_uri = output_uri
         self.model_uri = model_uri
@@ -144,10 +163,15 @@ class BatchPredictOperator(LineageMixin, BaseOperator):
         if not self.output_uri or not str(self.output_uri).strip():
             raise MlopsConfigurationError("output_uri is required")
         output_uri = str(self.output_uri).strip()
+        if ref.uri:
+            _refuse_same_path("BatchPredictOperator", ref.uri, output_uri)
+        _refuse_directory(output_uri)
         try:
             batch_rows = int(self.batch_rows)
         except (TypeError, ValueError):
-            raise MlopsConfigurationError(f"batch_rows must be an integer, got {self.batch_rows!r}") from None
+            batch_rows = 0
+        if batch_rows < 1:
+            raise MlopsConfigurationError(f"batch_rows must be a positive integer, got {self.batch_rows!r}")
         id_columns = as_sequence(self.id_columns)
         pred_col = str(self.prediction_column or "prediction")
 
@@ -162,12 +186,17 @@ class BatchPredictOperator(LineageMixin, BaseOperator):
             except Exception as err:
                 from mlflow.exceptions import MlflowException
 
+                translated = self.hook._translate_error(err)
+                if translated is not err:  # transport or credentials: retryable / named, not "bad model"
+                    raise translated from None
                 if isinstance(err, MlflowException | OSError):
                     raise MlopsConfigurationError(
                         f"Cannot load model {model_uri}: {str(err).splitlines()[0][:300]}"
                     ) from None
                 raise
         features = _model_inputs(model)
+        self._expected_types = _model_input_types(model)
+        self._model_uri = model_uri
         columns = None if features is None else list(dict.fromkeys([*id_columns, *features]))
         stats = _PredictionStats()
         model_version = version or model_uri
@@ -214,9 +243,17 @@ class BatchPredictOperator(LineageMixin, BaseOperator):
                 try:
                     predictions = model.predict(X)
                 except Exception as err:
-                    raise MlopsConfigurationError(
-                        f"Model failed to predict on the input: {str(err).splitlines()[0][:300]}"
-                    ) from None
+                    cause = _predict_error_cause(err)
+                    problems = input_problems(X, getattr(self, "_expected_types", {}))
+                    named = re.search(r"\bcolumn '?(\w+)'?", cause)
+                    if not problems and named and named.group(1) in X.columns:
+                        problems = [f"{named.group(1)!r} ({X[named.group(1)].dtype}): {cause}"]
+                    rows = f"rows {n_rows}-{n_rows + len(X) - 1}"
+                    where = f"Model {getattr(self, '_model_uri', '')} failed to predict on {rows} of the input"
+                    if problems:
+                        listed = "\n".join(f"  - {p}" for p in problems)
+                        raise DatasetError(f"{where}: {cause}\nInput column(s) the model cannot use:\n{listed}") from None
+                    raise MlopsConfigurationError(f"{where}: {cause}") from None
                 out = batch[id_columns].reset_index(drop=True).copy()
                 out[pred_col] = _as_1d(predictions)
                 out["model_version"] = str(model_version)
@@ -266,6 +303,114 @@ class BatchPredictOperator(LineageMixin, BaseOperator):
                 mlflow.log_dict(summary, "predictions/stats.json")
         record_link(self, MlflowRunLink.name, self.hook.run_url(run.info.run_id, exp.experiment_id))
         return run.info.run_id
+
+
+def _norm_local(uri: str) -> str | None:
+    """The absolute local path of a local URI (``file://`` or a path), else ``None``."""
+    uri = str(uri).strip()
+    if uri.startswith("file://"):
+        uri = uri[len("file://") :]
+    elif "://" in uri:
+        return None
+    return os.path.abspath(os.path.expanduser(uri))
+
+
+def _refuse_same_path(where: str, input_uri: str, output_uri: Any) -> None:
+    """Refuse an ``output_uri`` that names the input itself: writing it would overwrite the batch."""
+    from mlops_provider.exceptions import MlopsConfigurationError
+
+    if not output_uri or not isinstance(output_uri, str):
+        return
+    local_in, local_out = _norm_local(input_uri), _norm_local(output_uri)
+    if local_in is not None and local_out is not None:
+        same = local_in == local_out or (
+            os.path.exists(local_in) and os.path.exists(local_out) and os.path.samefile(local_in, local_out)
+        )
+    else:
+        same = str(input_uri).strip().rstrip("/") == str(output_uri).strip().rstrip("/")
+    if same:
+        raise MlopsConfigurationError(
+            f"{where}: output_uri {output_uri!r} is the input itself; writing the predictions there would "
+            "overwrite the batch. Give another path (e.g. a predictions/ folder beside it)"
+        )
+
+
+def _refuse_directory(output_uri: str) -> None:
+    from mlops_provider.exceptions import MlopsConfigurationError
+
+    local = _norm_local(output_uri)
+    if output_uri.endswith("/") or (local is not None and os.path.isdir(local)):
+        raise MlopsConfigurationError(
+            f"output_uri {output_uri!r} is a directory; give the path of the parquet file to write, "
+            f"e.g. {output_uri.rstrip('/')}/predictions.parquet"
+        )
+
+
+def _predict_error_cause(err: BaseException) -> str:
+    """The part of a prediction error that says what is wrong (MLflow's message echoes the whole DataFrame)."""
+    text = str(err).strip()
+    match = re.search(r"\bError: (.+)", text, flags=re.S)
+    if match:
+        text = match.group(1).strip()
+    first = text.splitlines()[0] if text else type(err).__name__
+    return first[:300]
+
+
+#: MLflow signature types that hold numbers.
+_NUMERIC_TYPES = {"double", "float", "long", "integer"}
+#: Examples of bad values quoted per column.
+_MAX_EXAMPLES = 5
+
+
+def input_problems(X: pd.DataFrame, expected: dict[str, str]) -> list[str]:
+    """
+    One line per input column the model is likely to refuse, in column order: datetime columns,
+    non-numeric text, missing and infinite values, each with the type the model's signature expects.
+    """
+    import numpy as np
+    import pandas as pd
+
+    problems = []
+    for column in X.columns:
+        values = X[column]
+        want = expected.get(str(column))
+        wants = f"; the model expects {want}" if want else ""
+        if pd.api.types.is_datetime64_any_dtype(values):
+            problems.append(f"{column!r} is a datetime column ({values.dtype}){wants}")
+            continue
+        n_missing = int(values.isna().sum())
+        if want in ("long", "integer") and pd.api.types.is_float_dtype(values):
+            missing = f" with {n_missing} missing value(s) (NaN/null)" if n_missing else ""
+            problems.append(
+                f"{column!r} holds {values.dtype}{missing}{wants}: an integer column cannot hold NaN or fractions"
+            )
+        elif n_missing:
+            problems.append(f"{column!r} has {n_missing} missing value(s) (NaN/null){wants}")
+        present = values.dropna()
+        if pd.api.types.is_bool_dtype(values):
+            continue
+        if pd.api.types.is_numeric_dtype(values):
+            n_inf = int(np.isinf(present.to_numpy(dtype=float)).sum())
+            if n_inf:
+                problems.append(f"{column!r} has {n_inf} infinite value(s) (inf/-inf){wants}")
+        elif want is None or want in _NUMERIC_TYPES:
+            numbers = pd.to_numeric(present, errors="coerce")
+            bad = present[numbers.isna()]
+            if len(bad):
+                examples = ", ".join(repr(v) for v in pd.unique(bad.astype(str))[:_MAX_EXAMPLES])
+                problems.append(
+                    f"{column!r} has {len(bad)} non-numeric value(s) (e.g. {examples}){wants}"
+                )
+    return problems
+
+
+def _model_input_types(model: Any) -> dict[str, str]:
+    """Input column -> type name from the model's signature (empty without one)."""
+    try:
+        schema = model.metadata.get_input_schema()
+        return {str(spec.name): str(getattr(spec.type, "name", spec.type)) for spec in schema.inputs if spec.name}
+    except Exception:  # noqa: BLE001 - no signature, or a tensor signature
+        return {}
 
 
 def _model_inputs(model: Any) -> list[str] | None:
@@ -346,10 +491,22 @@ def _publish(tmp_path: str, output_uri: str, conn_id: str | None) -> None:
         raise DatasetError(f"No predictions were produced for {output_uri}")
     if output_uri.startswith("file://") or "://" not in output_uri:
         dest = output_uri[len("file://") :] if output_uri.startswith("file://") else os.path.expanduser(output_uri)
-        os.makedirs(os.path.dirname(os.path.abspath(dest)), exist_ok=True)
+        if os.path.isdir(dest):
+            raise DatasetError(
+                f"output_uri {output_uri!r} is a directory; give the path of the parquet file to write"
+            )
+        try:
+            os.makedirs(os.path.dirname(os.path.abspath(dest)), exist_ok=True)
+        except OSError as err:
+            raise DatasetError(f"Cannot create the folder of output_uri {output_uri!r}: {err.strerror or err}") from None
         staging = f"{dest}.tmp-{uuid.uuid4().hex[:8]}"
-        shutil.copyfile(tmp_path, staging)
-        os.replace(staging, dest)
+        try:
+            shutil.copyfile(tmp_path, staging)
+            os.replace(staging, dest)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.remove(staging)
+            raise
         return
     from airflow.sdk import ObjectStoragePath
 

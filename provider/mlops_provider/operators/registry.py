@@ -8,12 +8,37 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseOperator
 
+from mlops_provider._args import is_templated
 from mlops_provider.hooks.mlflow import MlflowHook
 from mlops_provider.lineage import LineageMixin, records
 from mlops_provider.links.mlflow import MlflowModelVersionLink, MlflowRunLink, record_link
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
+
+
+def _check_static(where: str, *, name: Any = None, aliases: dict[str, Any] | None = None,
+                  versions: dict[str, Any] | None = None) -> None:
+    """Parse-time checks of the registry arguments that are not templated (no I/O)."""
+    from mlops_provider.core.registry import validate_alias
+    from mlops_provider.exceptions import MlopsConfigurationError
+
+    if name is not None and not is_templated(name) and not str(name).strip():
+        raise MlopsConfigurationError(f"{where}: registered_model_name is empty")
+    for arg, alias in (aliases or {}).items():
+        if alias not in (None, "") and not is_templated(alias):
+            try:
+                validate_alias(alias)
+            except MlopsConfigurationError as err:
+                raise MlopsConfigurationError(f"{where}: {arg}: {err}") from None
+    for arg, (value, none_allowed) in (versions or {}).items():
+        if value is None or is_templated(value):
+            continue
+        text = "" if isinstance(value, bool) else str(value).strip()
+        if (text.isdigit() and int(text) >= 1) or (none_allowed and not isinstance(value, bool) and text.lower() in ("none", "null", "")):
+            continue
+        allowed = "a version number >= 1" + (", 'none' (no champion yet) or None (no check)" if none_allowed else "")
+        raise MlopsConfigurationError(f"{where}: {arg} must be {allowed}; got {value!r}")
 
 
 def _actor(context: Context, task_id: str) -> str:
@@ -39,6 +64,9 @@ class RegisterModelOperator(_RegistryOperator):
     Idempotent: when a version registered from the same model URI (and run) exists, it is returned
     and only the alias is set again, so a retry or a rerun never adds a second version.  The
     registered model is created when missing (and removed again if creating the version fails).
+    A ``runs:/<run_id>/<path>`` URI whose run holds no model at ``<path>`` fails with
+    :class:`~mlops_provider.exceptions.MlopsConfigurationError` naming the run's logged models and
+    artifacts, and creates nothing (no version without model files).
 
     :param model_uri: the logged model, ``models:/m-<id>`` (what ``TrainModelOperator`` returns) or
         ``runs:/<run_id>/<path>``.
@@ -65,6 +93,7 @@ class RegisterModelOperator(_RegistryOperator):
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
+        _check_static(f"RegisterModelOperator {self.task_id!r}", name=registered_model_name, aliases={"alias": alias})
         self.model_uri = model_uri
         self.registered_model_name = registered_model_name
         self.alias = alias
@@ -140,6 +169,11 @@ class PromoteModelOperator(_RegistryOperator):
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
+        _check_static(
+            f"PromoteModelOperator {self.task_id!r}", name=registered_model_name,
+            aliases={"alias": alias, "previous_alias": previous_alias},
+            versions={"version": (version, False), "expected_champion_version": (expected_champion_version, True)},
+        )
         self.registered_model_name = registered_model_name
         self.version = version
         self.expected_champion_version = expected_champion_version
@@ -209,6 +243,11 @@ class RollbackModelOperator(_RegistryOperator):
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
+        _check_static(
+            f"RollbackModelOperator {self.task_id!r}", name=registered_model_name,
+            aliases={"alias": alias, "previous_alias": previous_alias},
+            versions={"expected_champion_version": (expected_champion_version, True)},
+        )
         self.registered_model_name = registered_model_name
         self.reason = reason
         self.expected_champion_version = expected_champion_version

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseOperator
 
+from mlops_provider._args import PROBLEM_TYPES, check_choice, check_number, reject_renamed
 from mlops_provider.hooks.mlflow import MlflowHook
 from mlops_provider.lineage import LineageMixin, records
 from mlops_provider.links.mlflow import MlflowRunLink, record_link
@@ -24,6 +25,11 @@ REFERENCE_ARTIFACT_FILE = "features.parquet"
 REFERENCE_ARTIFACT_PATH = f"{REFERENCE_ARTIFACT_DIR}/{REFERENCE_ARTIFACT_FILE}"
 #: MLflow's dataset digest column holds at most 36 characters; the full digest is in the tags.
 _MLFLOW_DIGEST_CHARS = 32
+#: The probe that reaches MLflow before the fit: at most this many seconds per request and retries.
+PROBE_TIMEOUT_SECONDS = 10
+PROBE_MAX_RETRIES = 1
+#: Tag on an earlier try's run that this try found RUNNING and marked FAILED.
+SUPERSEDED_TAG = "mlops.superseded_by_try"
 
 
 class TrainModelOperator(LineageMixin, BaseOperator):
@@ -34,7 +40,14 @@ class TrainModelOperator(LineageMixin, BaseOperator):
     input example, the training and evaluation datasets with their digests (``mlflow.log_input``),
     provenance tags (DAG, run, task, try, data digests, provider version, git commit of the DAG
     folder), and a sample of the training features under ``reference/features.parquet`` for drift
-    checks.  The model is fitted before the MLflow run starts, so bad input leaves no run behind.
+    checks.
+
+    Order of work, so that nothing is fitted or half-logged in vain: the arguments are checked, MLflow
+    is reached (an unreachable server fails the try in seconds, before any data is read or fitted),
+    the features are checked (datetime, all-missing, infinite and non-numeric values are named), the
+    model is fitted and evaluated, and only then is the MLflow run started, so bad input leaves no run
+    behind.  A run of an earlier try of the same task instance that is still ``RUNNING`` (the try was
+    killed) is marked ``FAILED`` first, so a retry never leaves a run ``RUNNING``.
 
     :param training_data: dataset reference (path/URI string, dict with ``uri``/``conn_id``/``sql``, or
         :class:`~mlops_provider.core.datasets.DatasetRef`).
@@ -47,6 +60,10 @@ class TrainModelOperator(LineageMixin, BaseOperator):
         ``time_column``.
     :param exclude_columns: id/time columns that are not features.
     :param problem_type: ``classification`` or ``regression``; inferred from the target when omitted.
+    :param positive_label: binary classification: the class that ``f1``, ``precision``, ``recall``,
+        ``average_precision`` count as positive and whose probability ``roc_auc`` ranks by.  Default:
+        the last class in sorted order (``1`` of 0/1, ``True``, ``'yes'`` of 'no'/'yes'); a class given
+        as text matches by its text.  Refused for regression and multiclass targets.
     :param holdout_fraction: fraction of rows held out for evaluation.
     :param seed: random seed of the split (and of cross-validation and the reference sample).
     :param time_column: split by time instead: train on the past, evaluate on the most recent rows.
@@ -71,6 +88,7 @@ class TrainModelOperator(LineageMixin, BaseOperator):
         "feature_columns",
         "exclude_columns",
         "problem_type",
+        "positive_label",
         "holdout_fraction",
         "seed",
         "time_column",
@@ -96,6 +114,7 @@ class TrainModelOperator(LineageMixin, BaseOperator):
         feature_columns: list[str] | str | None = None,
         exclude_columns: list[str] | str | None = None,
         problem_type: str | None = None,
+        positive_label: Any = None,
         holdout_fraction: float | str = 0.2,
         seed: int | str | None = 42,
         time_column: str | None = None,
@@ -110,14 +129,24 @@ class TrainModelOperator(LineageMixin, BaseOperator):
         mlflow_conn_id: str = MlflowHook.default_conn_name,
         **kwargs: Any,
     ) -> None:
+        reject_renamed(f"TrainModelOperator {kwargs.get('task_id')!r}", kwargs, {"task_type": "problem_type"})
         super().__init__(**kwargs)
+        where = f"TrainModelOperator {self.task_id!r}"
+        check_choice(where, "problem_type", problem_type, PROBLEM_TYPES, optional=True)
+        check_number(where, "holdout_fraction", holdout_fraction, low=0, high=1, low_open=True, high_open=True)
+        check_number(where, "seed", seed, low=0, integer=True, optional=True)
+        if cv_folds != 0:
+            check_number(where, "cv_folds", cv_folds, low=2, integer=True, optional=True)
+        check_number(where, "reference_sample_rows", reference_sample_rows, low=0, integer=True)
         self.training_data = training_data
         self.target = target
-        self.estimator = estimator
+        # Airflow calls a callable template field with the context when it renders: keep a factory aside
+        self.estimator = _EstimatorFactory(estimator) if callable(estimator) else estimator
         self.estimator_params = estimator_params
         self.feature_columns = feature_columns
         self.exclude_columns = exclude_columns
         self.problem_type = problem_type
+        self.positive_label = positive_label
         self.holdout_fraction = holdout_fraction
         self.seed = seed
         self.time_column = time_column
@@ -146,7 +175,8 @@ class TrainModelOperator(LineageMixin, BaseOperator):
             target=self.target,
             feature_columns=self.feature_columns,
             exclude_columns=self.exclude_columns,
-            task_type=self.problem_type,
+            problem_type=self.problem_type,
+            positive_label=self.positive_label,
             holdout_fraction=self.holdout_fraction,
             seed=self.seed,
             time_column=self.time_column,
@@ -161,9 +191,11 @@ class TrainModelOperator(LineageMixin, BaseOperator):
             raise MlopsConfigurationError(
                 f"reference_sample_rows must be an integer, got {self.reference_sample_rows!r}"
             ) from None
-        label = training.estimator_label(self.estimator)
+        factory = self.estimator.factory if isinstance(self.estimator, _EstimatorFactory) else self.estimator
+        label = training.estimator_label(factory)
         user_params = training.coerce_params(self.estimator_params)
-        estimator = training.build_estimator(self.estimator, user_params)
+        estimator = training.build_estimator(factory, user_params)
+        experiment_id = self._reach_mlflow(context)
 
         train_ds = load_dataset(train_ref)
         eval_ds = load_dataset(eval_ref) if eval_ref is not None else None
@@ -180,24 +212,34 @@ class TrainModelOperator(LineageMixin, BaseOperator):
         params.update(
             {
                 "target": spec.target,
-                "task_type": result.task_type,
+                "problem_type": result.problem_type,
                 "split": result.split,
                 "holdout_fraction": str(spec.holdout_fraction),
                 "seed": str(spec.seed),
                 "n_features": str(len(result.feature_columns)),
             }
         )
+        positive = _plain(result.positive_label)
+        if positive is not None:
+            params["positive_label"] = str(positive)[:500]
+            self.log.info("Positive class of %r: %r (f1, precision, recall count it)", spec.target, positive)
         all_metrics = {**result.metrics, **result.cv_metrics}
         all_metrics.update({"n_train_rows": float(len(result.X_train)), "n_eval_rows": float(len(result.X_eval))})
 
         self._digests: dict[str, str] = {}
         with self.hook.mlflow_env():
-            run_id, experiment_id, model_uri, model_id = self._log_run(
-                context, result, params, all_metrics, tags, train_ds, eval_ds, train_ref, eval_ref, sample_rows
+            if experiment_id is None:
+                import mlflow
+
+                experiment_id = str(mlflow.set_experiment(self._experiment(context)).experiment_id)
+            self._fail_stale_runs(context, experiment_id)
+            run_id, model_uri, model_id = self._log_run(
+                context, experiment_id, result, params, all_metrics, tags, train_ds, eval_ds, train_ref, eval_ref,
+                sample_rows,
             )
         self._lineage = records.training(
             train_ref, eval_ref, self.hook.tracking_uri, run_id=run_id, experiment_id=experiment_id, model_uri=model_uri,
-            model_id=model_id, estimator=label, params=params, metrics=all_metrics, problem_type=result.task_type,
+            model_id=model_id, estimator=label, params=params, metrics=all_metrics, problem_type=result.problem_type,
         )
         record_link(self, MlflowRunLink.name, self.hook.run_url(run_id, experiment_id))
         return {
@@ -206,7 +248,8 @@ class TrainModelOperator(LineageMixin, BaseOperator):
             "model_uri": model_uri,
             "model_id": model_id,
             "reference_uri": f"runs:/{run_id}/{REFERENCE_ARTIFACT_PATH}",
-            "task_type": result.task_type,
+            "problem_type": result.problem_type,
+            "positive_label": positive if isinstance(positive, str | int | float | bool) or positive is None else str(positive),
             "metrics": {k: round(v, 6) for k, v in all_metrics.items()},
             "split": result.split,
             "n_features": len(result.feature_columns),
@@ -234,6 +277,7 @@ class TrainModelOperator(LineageMixin, BaseOperator):
             "mlops.dag_id": getattr(dag, "dag_id", "") or "",
             "mlops.run_id": str(context.get("run_id") or ""),
             "mlops.task_id": self.task_id,
+            "mlops.map_index": str(getattr(ti, "map_index", -1)),
             "mlops.try_number": str(getattr(ti, "try_number", "") or ""),
             "mlops.estimator": label[:250],
             "mlops.training_digest": train_ds.digest,
@@ -285,18 +329,85 @@ class TrainModelOperator(LineageMixin, BaseOperator):
 
         return run_name("train", self._experiment(context).removesuffix("-training"), context)
 
+    def _reach_mlflow(self, context: Context) -> str | None:
+        """
+        Reach MLflow before any data is read or fitted: look the experiment up; return its id (``None``
+        when it does not exist yet: it is created when the run is logged, so bad input leaves none).
+
+        The probe uses at most :data:`PROBE_MAX_RETRIES` retries of :data:`PROBE_TIMEOUT_SECONDS` each
+        (or the connection's own, when lower), so an unreachable server fails the try in seconds with
+        :class:`~mlops_provider.exceptions.MlflowConnectionError`, which Airflow retries.
+        """
+        from mlflow import MlflowClient
+
+        name = self._experiment(context)
+        with self.hook.mlflow_env():
+            for key, cap in (("MLFLOW_HTTP_REQUEST_MAX_RETRIES", PROBE_MAX_RETRIES),
+                             ("MLFLOW_HTTP_REQUEST_TIMEOUT", PROBE_TIMEOUT_SECONDS)):
+                current = os.environ.get(key)
+                os.environ[key] = str(min(int(current), cap) if current and current.isdigit() else cap)
+            try:
+                experiment = MlflowClient().get_experiment_by_name(name)
+            except Exception:
+                self.log.error("MLflow at %s could not be reached: nothing was read or fitted", self.hook.tracking_uri)
+                raise
+        if experiment is None:
+            self.log.info("MLflow reached; experiment %r will be created when the run is logged", name)
+            return None
+        self.log.info("MLflow reached: experiment %r (id %s)", name, experiment.experiment_id)
+        return str(experiment.experiment_id)
+
+    def _fail_stale_runs(self, context: Context, experiment_id: str) -> list[str]:
+        """
+        Mark ``FAILED`` the runs of earlier tries of this task instance that are still ``RUNNING``.
+
+        A try that was killed (SIGKILL, out of memory, a lost worker) cannot end its run; this try finds
+        it by the tags of the same DAG, DAG run, task and map index, and ends it, tagging which try did.
+        """
+        from mlflow import MlflowClient
+
+        ti = context.get("ti")
+        dag = context.get("dag")
+        try_number = str(getattr(ti, "try_number", "") or "")
+
+        def quoted(value: Any) -> str:
+            return "'" + str(value).replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+        flt = " and ".join(
+            [
+                f"tags.`mlops.dag_id` = {quoted(getattr(dag, 'dag_id', '') or '')}",
+                f"tags.`mlops.run_id` = {quoted(context.get('run_id') or '')}",
+                f"tags.`mlops.task_id` = {quoted(self.task_id)}",
+                f"tags.`mlops.map_index` = {quoted(getattr(ti, 'map_index', -1))}",
+                "attributes.status = 'RUNNING'",
+            ]
+        )
+        client = MlflowClient()
+        stale = client.search_runs([experiment_id], filter_string=flt, max_results=100)
+        failed = []
+        for run in stale:  # this try has not started its own run yet: every RUNNING one is left over
+            client.set_tag(run.info.run_id, SUPERSEDED_TAG, try_number or "?")
+            client.set_terminated(run.info.run_id, status="FAILED")
+            failed.append(run.info.run_id)
+        if failed:
+            self.log.warning(
+                "Marked FAILED %d MLflow run(s) of earlier tries of this task left RUNNING: %s",
+                len(failed), ", ".join(failed),
+            )
+        return failed
+
     def _log_run(
-        self, context, result, params, all_metrics, tags, train_ds, eval_ds, train_ref, eval_ref, sample_rows
-    ) -> tuple[str, str, str, str | None]:
+        self, context, experiment_id, result, params, all_metrics, tags, train_ds, eval_ds, train_ref, eval_ref,
+        sample_rows,
+    ) -> tuple[str, str, str | None]:
         import mlflow
         import mlflow.sklearn
         from mlflow.models import infer_signature
 
         from mlops_provider.core.training import reference_sample
 
-        experiment = mlflow.set_experiment(self._experiment(context))
-        self.hook.mark_experiment_kind(experiment)
-        with mlflow.start_run(experiment_id=experiment.experiment_id, run_name=self._run_name(context), tags=tags) as run:
+        self.hook.mark_experiment_kind(mlflow.get_experiment(experiment_id))  # model development, not GenAI
+        with mlflow.start_run(experiment_id=experiment_id, run_name=self._run_name(context), tags=tags) as run:
             run_id = run.info.run_id
             mlflow.log_params(params)
             mlflow.log_metrics(all_metrics)  # one batched request
@@ -324,7 +435,7 @@ class TrainModelOperator(LineageMixin, BaseOperator):
                 path = os.path.join(tmp, REFERENCE_ARTIFACT_FILE)
                 sample.to_parquet(path, index=False)
                 mlflow.log_artifact(path, artifact_path=REFERENCE_ARTIFACT_DIR)
-        return run_id, experiment.experiment_id, info.model_uri, getattr(info, "model_id", None)
+        return run_id, info.model_uri, getattr(info, "model_id", None)
 
     def _pip_requirements(self) -> list[str] | None:
         req = self.pip_requirements
@@ -349,6 +460,22 @@ def _skops_types(estimator: Any) -> list[str] | None:
     except ImportError:
         return None
     return list(skops.io.get_untrusted_types(data=skops.io.dumps(estimator))) or None
+
+
+class _EstimatorFactory:
+    """A callable estimator (class or factory), held so that template rendering leaves it alone."""
+
+    def __init__(self, factory: Callable[..., Any]) -> None:
+        self.factory = factory
+
+    def __repr__(self) -> str:
+        return getattr(self.factory, "__qualname__", None) or repr(self.factory)
+
+
+def _plain(value: Any) -> Any:
+    """A numpy scalar as the Python value (JSON-safe); anything else unchanged."""
+    item = getattr(value, "item", None)
+    return item() if callable(item) else value
 
 
 def result_seed(params: dict[str, str]) -> int | None:

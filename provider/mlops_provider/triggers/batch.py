@@ -24,7 +24,6 @@ from typing import Any
 from airflow.triggers.base import BaseEventTrigger, BaseTrigger, TriggerEvent
 
 from mlops_provider._args import check_number
-from mlops_provider.exceptions import MlopsConfigurationError
 from mlops_provider.core.batches import (
     DEFAULT_MARKER,
     Batch,
@@ -33,6 +32,7 @@ from mlops_provider.core.batches import (
     default_ledger_path,
     discover_batches,
 )
+from mlops_provider.exceptions import MlopsConfigurationError
 
 #: Errors that mean the configuration is wrong (retrying will not help); ``LocationError`` is a ValueError.
 _PERMANENT_ERRORS = (PermissionError, NotADirectoryError, ValueError)

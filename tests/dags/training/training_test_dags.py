@@ -22,7 +22,7 @@ with DAG("test_train_regression_and_score", schedule=None, start_date=START, cat
         time_column="ts",
         estimator="sklearn.linear_model.Ridge",
         estimator_params='{"alpha": {{ 0.1 }}}',
-        holdout_fraction="0.25",
+        holdout_fraction="{{ 0.25 }}",
         cv_folds=3,
         reference_sample_rows=50,
         experiment_name="{{ dag_run.conf['experiment'] }}",
@@ -96,3 +96,41 @@ with DAG("test_validation_lineage", schedule=None, start_date=START, catchup=Fal
         experiment_name="{{ dag_run.conf['experiment'] }}",
     )
     validate >> [train_validated, train_other_data]
+
+
+# ---------------------------------------------------------------------- issue 13: no silent answers
+
+def make_logistic_regression(C: float = 1.0):
+    """A callable estimator (Airflow must not call it as a template field)."""
+    from sklearn.linear_model import LogisticRegression
+
+    return LogisticRegression(C=C)
+
+
+with DAG("test_train_string_labels", schedule=None, start_date=START, catchup=False) as string_labels_dag:
+    TrainModelOperator(
+        task_id="train",
+        training_data="{{ dag_run.conf['data_dir'] }}/train.parquet",
+        target="y",
+        estimator=make_logistic_regression,
+        estimator_params={"C": 0.5},
+        positive_label="{{ dag_run.conf['positive_label'] }}",
+        metrics=["accuracy", "f1", "precision", "recall", "roc_auc", "average_precision"],
+        experiment_name="{{ dag_run.conf['experiment'] }}",
+        retries=0,
+    )
+
+with DAG("test_train_recording", schedule=None, start_date=START, catchup=False) as recording_dag:
+    TrainModelOperator(
+        task_id="train",
+        training_data="{{ dag_run.conf['data_dir'] }}/train.parquet",
+        target="y",
+        estimator="tests.helpers.estimators.RecordingClassifier",
+        estimator_params={
+            "kill_file": "{{ dag_run.conf.get('kill_file', '') }}",
+            "fail_file": "{{ dag_run.conf.get('fail_file', '') }}",
+        },
+        experiment_name="{{ dag_run.conf['experiment'] }}",
+        retries=1,
+        retry_delay=0,
+    )
