@@ -48,7 +48,7 @@ def main(work: Path) -> None:
         MLOPS_DATA_DIR=str(data), MLOPS_PIPELINES_DIR=str(pipelines), MLOPS_PROPOSALS_DIR=str(work / "proposed"),
         MLOPS_RETRAIN_SCHEDULE="",
     )
-    import pipeline_factory
+    from mlops_provider import pipeline_dags as pipeline_factory
 
     from mlops_provider.pipelines import load_pipeline
 
