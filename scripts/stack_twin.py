@@ -44,6 +44,9 @@ COMPOSE_FILE = ROOT / "docker-compose.yml"
 DEFAULT_ENV_FILE = ROOT / ".env"
 DEFAULT_STATE_DIR = ROOT / ".stack"
 
+sys.path.insert(0, str(ROOT / "deploy"))
+import check_env  # noqa: E402  (deploy/check_env.py: the settings check compose's env-check service runs)
+
 # ---------------------------------------------------------------------------------------------
 # The component table: what docker-compose.yml says, verbatim (a test keeps the two equal).
 
@@ -88,6 +91,10 @@ MLFLOW_ENV: dict[str, str] = {
     "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "${MLFLOW_SERVER_ENABLE_JOB_EXECUTION:-false}",
 }
 
+#: The env-check service gets every checked setting as compose interpolated it (empty when unset, so
+#: that it names every missing one instead of compose stopping at the first).
+ENV_CHECK_ENV: dict[str, str] = {key: f"${{{key}:-}}" for key in (*check_env.REQUIRED, *check_env.OPTIONAL)}
+
 
 @dataclass(frozen=True)
 class Component:
@@ -107,10 +114,12 @@ class Component:
     working_dir: str | None = None
 
 
-_INFRA = {"redis": "service_healthy", "postgres": "service_healthy"}
+_ENV_CHECKED = {"env-check": "service_completed_successfully"}
+_INFRA = {"redis": "service_healthy", "postgres": "service_healthy", **_ENV_CHECKED}
 _AFTER_INIT = {**_INFRA, "airflow-init": "service_completed_successfully"}
 
 COMPONENTS: tuple[Component, ...] = (
+    Component("env-check", ("python", "/opt/mlops/deploy/check_env.py", "--environ"), ENV_CHECK_ENV, kind="oneshot"),
     Component("postgres", kind="external"),
     Component("redis", kind="external"),
     Component(
@@ -127,7 +136,7 @@ COMPONENTS: tuple[Component, ...] = (
             "mlflow:${MLFLOW_PORT:-5000},localhost:${MLFLOW_PORT:-5000},127.0.0.1:${MLFLOW_PORT:-5000}",
         ),
         env=MLFLOW_ENV,
-        depends_on={"postgres": "service_healthy"},
+        depends_on={"postgres": "service_healthy", **_ENV_CHECKED},
         working_dir="/mlflow",
     ),
     Component(
@@ -183,50 +192,9 @@ TWIN_ONLY_ENV = {
     "PYTHONUNBUFFERED": "logs reach the log files at once",
 }
 
-#: Settings the twin checks before it starts anything: name -> (check, what is expected).
-_SAFE = re.compile(r"^[A-Za-z0-9._~\-]+$")
-_IDENT = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
-PLACEHOLDERS = {"change-me", "changeme", "secret", "password", "xxx"}
-
-
-def _fernet_ok(value: str) -> bool:
-    import base64
-    import binascii
-
-    try:
-        return len(base64.urlsafe_b64decode(value.encode())) == 32
-    except (binascii.Error, ValueError):
-        return False
-
-
-def _int_in(lo: int, hi: int):
-    return lambda v: v.isdigit() and lo <= int(v) <= hi
-
-
-REQUIRED: dict[str, tuple[Any, str]] = {
-    "POSTGRES_USER": (lambda v: bool(_IDENT.match(v)), "a PostgreSQL role name (lower-case letters, digits, _)"),
-    "POSTGRES_PASSWORD": (lambda v: bool(_SAFE.match(v)), "a non-empty URL-safe secret (letters, digits, . _ ~ -)"),
-    "AIRFLOW_FERNET_KEY": (_fernet_ok, "a Fernet key (32 url-safe base64-encoded bytes)"),
-    "AIRFLOW_JWT_SECRET": (lambda v: len(v) >= 32, "a secret of at least 32 characters"),
-    "AIRFLOW_API_SECRET_KEY": (lambda v: len(v) >= 16, "a secret of at least 16 characters"),
-    "AIRFLOW_ADMIN_PASSWORD": (lambda v: len(v) >= 8, "a password of at least 8 characters"),
-    "MLFLOW_ADMIN_PASSWORD": (
-        lambda v: len(v) >= 8 and bool(_SAFE.match(v)), "a URL/JSON-safe password of at least 8 characters",
-    ),
-    "MLFLOW_FLASK_SERVER_SECRET_KEY": (lambda v: len(v) >= 16, "a secret of at least 16 characters"),
-}
-OPTIONAL: dict[str, tuple[Any, str]] = {
-    "AIRFLOW_DB_NAME": (lambda v: bool(_IDENT.match(v)), "a database name (lower-case letters, digits, _)"),
-    "MLFLOW_DB_NAME": (lambda v: bool(_IDENT.match(v)), "a database name (lower-case letters, digits, _)"),
-    "REDIS_DB": (_int_in(0, 15), "a redis database number 0-15"),
-    "AIRFLOW_API_PORT": (_int_in(1, 65535), "a TCP port"),
-    "MLFLOW_PORT": (_int_in(1, 65535), "a TCP port"),
-    "MLFLOW_WORKERS": (_int_in(1, 64), "a number of server workers 1-64"),
-    "AIRFLOW_WORKER_CONCURRENCY": (_int_in(1, 256), "a number of task slots 1-256"),
-    "AIRFLOW_TASK_HEARTBEAT_TIMEOUT": (_int_in(5, 86400), "seconds, 5-86400"),
-    "AIRFLOW_ADMIN_USERNAME": (lambda v: bool(re.match(r"^[A-Za-z0-9_.\-]+$", v)), "a user name"),
-    "MLFLOW_ADMIN_USERNAME": (lambda v: bool(re.match(r"^[A-Za-z0-9_.\-]+$", v)), "a user name"),
-}
+#: The settings checked before anything starts, and how: one source, deploy/check_env.py (compose's
+#: env-check service runs it too).
+PLACEHOLDERS, REQUIRED, OPTIONAL = check_env.PLACEHOLDERS, check_env.REQUIRED, check_env.OPTIONAL
 
 
 class StackConfigError(Exception):
@@ -238,28 +206,11 @@ class StackConfigError(Exception):
 
 
 def read_env_file(path: Path) -> dict[str, str]:
-    """Parse a compose ``.env`` file: ``KEY=VALUE`` lines, ``#`` comments, optional quotes."""
-    path = Path(path)
-    if not path.is_file():
-        raise StackConfigError(f"env file {path} not found: copy .env.example to {path.name} and fill in the secrets")
-    values: dict[str, str] = {}
-    for number, raw in enumerate(path.read_text().splitlines(), 1):
-        line = raw.strip()
-        if not line or line.startswith("#"):
-            continue
-        if line.startswith("export "):
-            line = line[len("export "):]
-        key, sep, value = line.partition("=")
-        key = key.strip()
-        if not sep or not re.match(r"^[A-Za-z_][A-Za-z0-9_]*$", key):
-            raise StackConfigError(f"{path}:{number}: expected KEY=VALUE, got {raw!r}")
-        value = value.strip()
-        if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
-            value = value[1:-1]
-        elif " #" in value:
-            value = value.split(" #", 1)[0].rstrip()
-        values[key] = value
-    return values
+    """Parse a compose ``.env`` file (deploy/check_env.py's parser): ``KEY=VALUE`` lines, comments, quotes."""
+    try:
+        return check_env.read_env_file(path)
+    except check_env.EnvFileError as err:
+        raise StackConfigError(str(err)) from err
 
 
 _VAR = re.compile(r"\$\$|\$\{([A-Za-z_][A-Za-z0-9_]*)(?:(:?[-?])([^}]*))?\}|\$([A-Za-z_][A-Za-z0-9_]*)")
@@ -288,24 +239,10 @@ def interpolate(template: str, values: dict[str, str]) -> str:
 
 
 def validate(values: dict[str, str]) -> None:
-    """Refuse a missing, placeholder or malformed setting, naming it."""
-    problems = []
-    for key, (check, expected) in REQUIRED.items():
-        value = values.get(key, "")
-        if not value:
-            problems.append(f"{key} is missing (expected {expected})")
-        elif value.lower() in PLACEHOLDERS:
-            problems.append(f"{key} is still the placeholder {value!r} (expected {expected})")
-        elif not check(value):
-            problems.append(f"{key} is wrong (expected {expected})")
-    for key, (check, expected) in OPTIONAL.items():
-        value = values.get(key)
-        if value not in (None, "") and not check(value):
-            problems.append(f"{key}={value!r} is wrong (expected {expected})")
-    if values.get("AIRFLOW_DB_NAME", "airflow") == values.get("MLFLOW_DB_NAME", "mlflow"):
-        problems.append("AIRFLOW_DB_NAME and MLFLOW_DB_NAME must name two different databases")
-    if problems:
-        raise StackConfigError("the stack refuses to start:\n  " + "\n  ".join(problems))
+    """Refuse a missing, placeholder or malformed setting, naming each (deploy/check_env.py's check)."""
+    found = check_env.problems(values)
+    if found:
+        raise StackConfigError("the stack refuses to start:\n  " + "\n  ".join(found))
 
 
 def free_port() -> int:
@@ -457,7 +394,7 @@ class Stack:
     def component_command(self, name: str, replica: int = 1) -> list[str]:
         comp = BY_NAME[name]
         argv = [self.localise(interpolate(arg, self.values)) for arg in comp.command]
-        if argv and argv[0] in ("airflow", "mlflow"):
+        if argv and argv[0] in ("airflow", "mlflow", "python"):
             argv[0] = str(BIN / argv[0])
         if name == "mlflow":
             argv[argv.index("--host") + 1] = "127.0.0.1"
@@ -579,6 +516,13 @@ class Stack:
         pids = {key: proc.pid for key, proc in self.procs.items() if proc.poll() is None}
         (self.state_dir / "pids.json").write_text(json.dumps(pids, indent=1))
 
+    def run_env_check(self) -> None:
+        """env-check: deploy/check_env.py on the interpolated settings, as compose's env-check service."""
+        proc = subprocess.run(self.component_command("env-check"), env=self.component_env("env-check"),
+                              capture_output=True, text=True, timeout=60, check=False)
+        if proc.returncode != 0:
+            raise StackConfigError(f"env-check failed ({proc.returncode}): {proc.stderr.strip()}")
+
     def init(self) -> None:
         """airflow-init: password file and ``airflow db migrate`` (deploy/airflow-init.sh)."""
         self.airflow_home.mkdir(parents=True, exist_ok=True)
@@ -600,6 +544,7 @@ class Stack:
         for port, what in ((self.api_port, "AIRFLOW_API_PORT"), (self.mlflow_port, "MLFLOW_PORT")):
             if not port_free(port):
                 raise StackConfigError(f"{what}={port}: the port is in use")
+        self.run_env_check()
         self.state_dir.mkdir(parents=True, exist_ok=True)
         self.check_infra()
         self.create_databases()
