@@ -184,13 +184,22 @@ HOST_MAP = {
 TWIN_ONLY_ENV = {
     "AIRFLOW_HOME": "the image's /opt/airflow: a folder under the state directory",
     "AIRFLOW__CORE__DAGS_FOLDER": "the mounted ./dags (or the folder given with --dags-folder)",
-    "AIRFLOW__API__HOST": "bind 127.0.0.1 instead of the container's 0.0.0.0",
+    "AIRFLOW__API__HOST": "bind STACK_BIND_HOST (127.0.0.1 unless set) instead of the container's 0.0.0.0",
+    "AIRFLOW__SCHEDULER__SCHEDULER_HEALTH_CHECK_SERVER_HOST": "bind STACK_BIND_HOST instead of 0.0.0.0",
     "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": "two workers on one host need two log-server ports",
     "AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT": "a free port (other Airflows may run on the machine)",
     "AIRFLOW__SCHEDULER__SCHEDULER_HEALTH_CHECK_SERVER_PORT": "a free port instead of 8974",
     "PATH": "the virtualenv's bin/ first (the image's PATH)",
     "PYTHONUNBUFFERED": "logs reach the log files at once",
 }
+
+#: Where the twin's servers listen (``STACK_BIND_HOST`` in the env file; compose ignores it): the API
+#: server, MLflow and the scheduler's health check bind it.  Airflow 3.3.2's log servers (``serve_logs``
+#: of the Celery workers and the triggerer) have no host setting and bind every interface, so on the
+#: loopback address the twin does not start them (``--skip-serve-logs``): every process shares one
+#: filesystem and the API server reads the task and trigger log files directly.
+BIND_HOSTS = ("127.0.0.1", "0.0.0.0")
+SKIP_SERVE_LOGS = ("airflow-worker", "airflow-triggerer")
 
 #: The settings checked before anything starts, and how: one source, deploy/check_env.py (compose's
 #: env-check service runs it too).
@@ -319,6 +328,8 @@ class Stack:
         self.extra_env = dict(extra_env or {})
         self.values = read_env_file(self.env_file)
         validate(self.values)
+        if self.bind_host not in BIND_HOSTS:
+            raise StackConfigError(f"STACK_BIND_HOST={self.bind_host!r} is wrong (expected one of {', '.join(BIND_HOSTS)})")
         self.procs: dict[str, subprocess.Popen] = {}
         self._side_ports: dict[str, int] = {}
         self._log_offsets: dict[str, int] = {}
@@ -328,6 +339,11 @@ class Stack:
 
     def get(self, key: str, default: str = "") -> str:
         return self.values.get(key) or default
+
+    @property
+    def bind_host(self) -> str:
+        """The address the twin's servers listen on: 127.0.0.1 unless ``STACK_BIND_HOST`` says 0.0.0.0."""
+        return self.get("STACK_BIND_HOST", "127.0.0.1")
 
     @property
     def api_port(self) -> int:
@@ -382,7 +398,8 @@ class Stack:
                 {
                     "AIRFLOW_HOME": str(self.airflow_home),
                     "AIRFLOW__CORE__DAGS_FOLDER": str(self.dags_folder),
-                    "AIRFLOW__API__HOST": "127.0.0.1",
+                    "AIRFLOW__API__HOST": self.bind_host,
+                    "AIRFLOW__SCHEDULER__SCHEDULER_HEALTH_CHECK_SERVER_HOST": self.bind_host,
                     "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(self._side_port(f"worker-log-{replica}")),
                     "AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT": str(self._side_port("trigger-log")),
                     "AIRFLOW__SCHEDULER__SCHEDULER_HEALTH_CHECK_SERVER_PORT": str(self._side_port("scheduler-health")),
@@ -397,9 +414,11 @@ class Stack:
         if argv and argv[0] in ("airflow", "mlflow", "python"):
             argv[0] = str(BIN / argv[0])
         if name == "mlflow":
-            argv[argv.index("--host") + 1] = "127.0.0.1"
+            argv[argv.index("--host") + 1] = self.bind_host
         if name == "airflow-worker":
             argv += ["--celery-hostname", f"worker{replica}@%h"]
+        if name in SKIP_SERVE_LOGS and self.bind_host == "127.0.0.1":
+            argv.append("--skip-serve-logs")  # its log server would listen on every interface
         return argv
 
     # ---------------------------------------------------------------- infrastructure

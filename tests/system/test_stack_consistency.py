@@ -313,3 +313,61 @@ def test_twin_runs_the_env_check_component(tmp_path):
     bad = stack.component_env("env-check") | {"AIRFLOW_ADMIN_PASSWORD": "change-me"}
     proc = subprocess.run(argv, env=bad, capture_output=True, text=True, timeout=60)
     assert proc.returncode == 1 and "AIRFLOW_ADMIN_PASSWORD is still the placeholder" in proc.stderr
+
+
+# ---- listening addresses
+
+
+def _listen_settings(stack: Stack) -> dict[str, str]:
+    """Every listening address the twin gives its components: command ``--host`` and ``*HOST`` settings."""
+    found = {}
+    for comp in COMPONENTS:
+        if not comp.command:
+            continue
+        argv = stack.component_command(comp.name)
+        if "--host" in argv:
+            found[f"{comp.name} --host"] = argv[argv.index("--host") + 1]
+        for key, value in stack.component_env(comp.name).items():
+            if key.endswith("_HOST") and key.startswith("AIRFLOW__"):
+                found[f"{comp.name} {key}"] = value
+    return found
+
+
+def test_twin_listens_on_loopback_unless_configured(tmp_path):
+    stack = Stack(valid_env(tmp_path), tmp_path / "state")
+    hosts = _listen_settings(stack)
+    assert set(hosts.values()) == {"127.0.0.1"}, hosts
+    assert hosts["mlflow --host"] == "127.0.0.1"
+    for name in ("airflow-apiserver", "airflow-scheduler"):
+        env = stack.component_env(name)
+        assert env["AIRFLOW__API__HOST"] == "127.0.0.1"
+        assert env["AIRFLOW__SCHEDULER__SCHEDULER_HEALTH_CHECK_SERVER_HOST"] == "127.0.0.1"  # Airflow's default: 0.0.0.0
+    # Airflow 3.3.2's log servers bind every interface (no host setting): not started on loopback
+    for name in ("airflow-worker", "airflow-triggerer"):
+        assert stack.component_command(name)[-1] == "--skip-serve-logs", name
+    for name in ("airflow-scheduler", "airflow-apiserver", "airflow-dag-processor", "mlflow"):
+        assert "--skip-serve-logs" not in stack.component_command(name), name
+    assert "0.0.0.0" not in json.dumps([stack.component_command(c.name) for c in COMPONENTS if c.command])
+
+    everywhere = Stack(valid_env(tmp_path, STACK_BIND_HOST="0.0.0.0"), tmp_path / "state")
+    assert set(_listen_settings(everywhere).values()) == {"0.0.0.0"}
+    assert "--skip-serve-logs" not in everywhere.component_command("airflow-worker")
+    with pytest.raises(StackConfigError, match=re.escape("STACK_BIND_HOST='10.0.0.1' is wrong")):
+        Stack(valid_env(tmp_path, STACK_BIND_HOST="10.0.0.1"), tmp_path / "state")
+
+
+def test_published_ports_are_documented():
+    header = "\n".join(line for line in (ROOT / "docker-compose.yml").read_text().splitlines() if line.startswith("#"))
+    docs = (ROOT / "docs" / "deployment.md").read_text()
+    published = {name: svc["ports"] for name, svc in COMPOSE["services"].items() if svc.get("ports")}
+    assert set(published) == {"airflow-apiserver", "mlflow", "marquez", "marquez-web"}, published
+    for name, ports in published.items():
+        for mapping in ports:
+            host_port = re.match(r"^(\$\{[^}]*\}|\d+):", mapping).group(1)  # "${MLFLOW_PORT:-5000}"
+            assert re.search(rf"^#\s+{re.escape(name)}\s+{re.escape(host_port)}\s", header, re.M), (name, host_port)
+            variable = re.match(r"\$\{(\w+)", host_port).group(1)
+            assert f"`{variable}`" in docs.split("### Ports and listening addresses")[1], variable
+    for unpublished in ("postgres 5432", "redis 6379", "8793", "8794", "8974"):
+        assert unpublished in header, unpublished
+    for name, svc in COMPOSE["services"].items():
+        assert name in published or not svc.get("ports"), name
