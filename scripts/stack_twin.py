@@ -532,8 +532,16 @@ class Stack:
             self._save_pids()
 
     def _save_pids(self) -> None:
-        pids = {key: proc.pid for key, proc in self.procs.items() if proc.poll() is None}
-        (self.state_dir / "pids.json").write_text(json.dumps(pids, indent=1))
+        """Record the live process groups: this Stack's, and those another ``scripts/stack`` started."""
+        pids = self.running_pids()  # a restart from a new process keeps the others tracked
+        for key, proc in self.procs.items():
+            if proc.poll() is None:
+                pids[key] = proc.pid
+            else:
+                pids.pop(key, None)
+        path = self.state_dir / "pids.json"
+        path.with_suffix(".tmp").write_text(json.dumps(pids, indent=1))
+        path.with_suffix(".tmp").replace(path)
 
     def run_env_check(self) -> None:
         """env-check: deploy/check_env.py on the interpolated settings, as compose's env-check service."""
@@ -630,10 +638,41 @@ class Stack:
                 proc.wait(timeout=10)
         self._save_pids()
 
+    def component_keys(self) -> list[str]:
+        """The keys of the long-running processes: ``mlflow``, ..., ``airflow-worker-1``, ``airflow-worker-2``."""
+        return [self._key(name, r) for name in START_ORDER for r in range(1, BY_NAME[name].replicas + 1)]
+
     def restart(self, key: str) -> None:
-        """``restart: always``: start a component (``mlflow``, ``airflow-worker-2``...) again."""
+        """
+        ``docker compose restart``: stop the component (``mlflow``, ``airflow-worker-2``...) if it runs, start it again.
+
+        The others stay tracked in ``pids.json``, also when another process (``scripts/stack``) started them.
+        """
+        if key not in self.component_keys():
+            raise StackConfigError(f"no component {key!r}: one of {', '.join(self.component_keys())}")
+        pid = self.procs[key].pid if key in self.procs else self.running_pids().get(key)
+        if pid is not None and _alive(pid):
+            self.kill(key, signal.SIGTERM)
+            deadline = time.monotonic() + 30
+            while _alive(pid) and time.monotonic() < deadline:
+                time.sleep(0.2)
+            _signal_group(pid, signal.SIGKILL)
         name, _, replica = key.rpartition("-") if key[-1].isdigit() and key.startswith("airflow-worker") else (key, "", "1")
         self.spawn(name, int(replica))
+
+    def wait_component(self, key: str, timeout: float = 240) -> None:
+        """Wait until one component is healthy (``restart``); raise with its log tail otherwise."""
+        deadline = time.monotonic() + timeout
+        status = "starting"
+        while time.monotonic() < deadline:
+            proc = self.procs.get(key)
+            if proc is not None and proc.poll() is not None:
+                raise RuntimeError(f"{key} exited with {proc.returncode}:\n{self.tail(key)}")
+            status = self.health().get(key, "unknown")
+            if status == "healthy":
+                return
+            time.sleep(2)
+        raise TimeoutError(f"{key} not healthy within {timeout}s ({status}):\n{self.tail(key)}")
 
     def ensure_running(self) -> list[str]:
         """Restart every component that has exited (compose's ``restart: always``); returns their keys."""

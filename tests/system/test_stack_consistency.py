@@ -371,3 +371,13 @@ def test_published_ports_are_documented():
         assert unpublished in header, unpublished
     for name, svc in COMPOSE["services"].items():
         assert name in published or not svc.get("ports"), name
+
+
+def test_restart_names_the_components(tmp_path):
+    env = valid_env(tmp_path)
+    cli = subprocess.run([str(ROOT / "scripts" / "stack"), "--env-file", str(env), "--state-dir", str(tmp_path / "state"),
+                          "restart", "airflow-worker"], capture_output=True, text=True, timeout=120)
+    assert cli.returncode == 2, cli.stderr
+    assert "no component 'airflow-worker': one of mlflow, airflow-apiserver" in cli.stderr
+    assert "airflow-worker-1, airflow-worker-2" in cli.stderr
+    assert not (tmp_path / "state").exists()  # nothing was started
