@@ -573,6 +573,7 @@ class Stack:
                 raise StackConfigError(f"{what}={port}: the port is in use")
         self.run_env_check()
         self.state_dir.mkdir(parents=True, exist_ok=True)
+        (self.state_dir / "stopping").unlink(missing_ok=True)  # left by an interrupted down
         self.check_infra()
         self.create_databases()
         try:
@@ -595,6 +596,9 @@ class Stack:
 
     def down(self, volumes: bool = False) -> None:
         """``docker compose down [--volumes]``: stop every process group; with volumes, drop the state."""
+        stopping = self.state_dir / "stopping"  # tells a supervisor (``supervise``) to stop restarting
+        if self.state_dir.is_dir():
+            stopping.touch()
         pids = {key: proc.pid for key, proc in self.procs.items()}
         pids.update(self.running_pids())
         order = ["airflow-worker", "airflow-triggerer", "airflow-scheduler", "airflow-dag-processor",
@@ -617,9 +621,13 @@ class Stack:
                     proc.wait(timeout=5)
                 except subprocess.TimeoutExpired:
                     pass
+        late = {k: p for k, p in self.running_pids().items() if p not in pids.values()}
+        for pid in late.values():  # started by a supervisor just before it saw ``stopping``
+            _signal_group(pid, signal.SIGKILL)
         pid_file = self.state_dir / "pids.json"
         if pid_file.exists():
             pid_file.unlink()
+        stopping.unlink(missing_ok=True)
         self._token = None
         if volumes:
             self.drop_databases()
@@ -659,6 +667,25 @@ class Stack:
             _signal_group(pid, signal.SIGKILL)
         name, _, replica = key.rpartition("-") if key[-1].isdigit() and key.startswith("airflow-worker") else (key, "", "1")
         self.spawn(name, int(replica))
+
+    def supervise(self, interval: float = 5) -> list[str]:
+        """
+        Compose's ``restart: always`` for a running twin: restart every component that is not running.
+
+        Runs until the stack is brought down (``pids.json`` gone, or ``down`` under way); returns the keys it
+        restarted, in order.
+        """
+        restarted: list[str] = []
+        pid_file, stopping = self.state_dir / "pids.json", self.state_dir / "stopping"
+        while pid_file.exists() and not stopping.exists():
+            running = self.running_pids()
+            for key in self.component_keys():
+                if key not in running and pid_file.exists() and not stopping.exists():
+                    print(f"supervise: {key} is not running: restarting it", flush=True)
+                    self.restart(key)
+                    restarted.append(key)
+            time.sleep(interval)
+        return restarted
 
     def wait_component(self, key: str, timeout: float = 240) -> None:
         """Wait until one component is healthy (``restart``); raise with its log tail otherwise."""

@@ -381,3 +381,9 @@ def test_restart_names_the_components(tmp_path):
     assert "no component 'airflow-worker': one of mlflow, airflow-apiserver" in cli.stderr
     assert "airflow-worker-1, airflow-worker-2" in cli.stderr
     assert not (tmp_path / "state").exists()  # nothing was started
+
+
+def test_supervise_refuses_a_stack_that_is_not_running(tmp_path):
+    cli = subprocess.run([str(ROOT / "scripts" / "stack"), "--env-file", str(valid_env(tmp_path)), "--state-dir",
+                          str(tmp_path / "state"), "supervise"], capture_output=True, text=True, timeout=120)
+    assert cli.returncode == 1 and "not running" in cli.stderr, cli.stderr

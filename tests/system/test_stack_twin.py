@@ -750,10 +750,11 @@ def _group_members(pgids: set[int]) -> set[int]:
     return members
 
 
-def test_restart_from_a_new_process_then_down_stops_everything(stack):
+def test_restart_and_supervise_from_new_processes_then_down_stops_everything(stack):
     """
-    ``scripts/stack restart airflow-triggerer`` (a new process) keeps every other component in ``pids.json``,
-    so ``scripts/stack down`` (another new process) then stops every process group: none is orphaned.
+    ``scripts/stack restart airflow-triggerer`` (a new process) keeps every other component in ``pids.json``;
+    ``scripts/stack supervise`` restarts a worker that was SIGKILLed; ``scripts/stack down`` (another new
+    process) then stops every process group, none is orphaned, and the supervisor exits by itself.
 
     Stops the session's twin: the last test that needs it running (the one after it only reads log files).
     """
@@ -771,15 +772,39 @@ def test_restart_from_a_new_process_then_down_stops_everything(stack):
     assert {k: v for k, v in after.items() if k != "airflow-triggerer"} == {
         k: v for k, v in before.items() if k != "airflow-triggerer"}
     assert _group_members({after["airflow-triggerer"]})  # the new one runs
-    members = _group_members(set(after.values()))
-    assert len(members) > len(after), members  # the groups hold children too (workers' pools, gunicorn...)
 
-    down = subprocess.run([*cli, "down"], capture_output=True, text=True, timeout=300)
-    assert down.returncode == 0, down.stdout + down.stderr
-    left = _group_members(set(after.values()))
+    # supervise: compose's restart: always
+    supervisor = subprocess.Popen([*cli, "supervise", "--interval", "1"], stdout=subprocess.PIPE,
+                                  stderr=subprocess.STDOUT, text=True)
+    try:
+        killed = after["airflow-worker-2"]
+        os.killpg(killed, signal.SIGKILL)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            now = stack.running_pids()
+            if now.get("airflow-worker-2") not in (None, killed):
+                break
+            time.sleep(0.5)
+        else:
+            raise AssertionError(f"the supervisor did not restart airflow-worker-2: {stack.running_pids()}")
+        supervised = stack.running_pids()
+        assert set(supervised) == set(after), supervised
+        assert {k: v for k, v in supervised.items() if k != "airflow-worker-2"} == {
+            k: v for k, v in after.items() if k != "airflow-worker-2"}
+        members = _group_members(set(supervised.values()))
+        assert len(members) > len(supervised), members  # the groups hold children too (pools, gunicorn...)
+
+        down = subprocess.run([*cli, "down"], capture_output=True, text=True, timeout=300)
+        assert down.returncode == 0, down.stdout + down.stderr
+        output, _ = supervisor.communicate(timeout=30)  # it exits by itself once the stack is down
+    finally:
+        if supervisor.poll() is None:
+            supervisor.kill()
+    assert supervisor.returncode == 0 and "restarted ['airflow-worker-2']" in output, output
+    left = _group_members(set(supervised.values()) | set(after.values()))
     assert not left, f"orphaned after down: {left}"
     assert not (stack.state_dir / "pids.json").exists()
-    print(f"\nrestart kept {len(after)} components tracked; down stopped {len(members)} processes")
+    print(f"\nrestart and supervise kept {len(supervised)} components tracked; down stopped {len(members)} processes")
 
 
 # --------------------------------------------------------------------------------------------- last: the components' own logs
