@@ -44,6 +44,9 @@ COMPOSE_FILE = ROOT / "docker-compose.yml"
 DEFAULT_ENV_FILE = ROOT / ".env"
 DEFAULT_STATE_DIR = ROOT / ".stack"
 
+sys.path.insert(0, str(ROOT / "deploy"))
+import check_env  # noqa: E402  (deploy/check_env.py: the settings check compose's env-check service runs)
+
 # ---------------------------------------------------------------------------------------------
 # The component table: what docker-compose.yml says, verbatim (a test keeps the two equal).
 
@@ -88,6 +91,10 @@ MLFLOW_ENV: dict[str, str] = {
     "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "${MLFLOW_SERVER_ENABLE_JOB_EXECUTION:-false}",
 }
 
+#: The env-check service gets every checked setting as compose interpolated it (empty when unset, so
+#: that it names every missing one instead of compose stopping at the first).
+ENV_CHECK_ENV: dict[str, str] = {key: f"${{{key}:-}}" for key in (*check_env.REQUIRED, *check_env.OPTIONAL)}
+
 
 @dataclass(frozen=True)
 class Component:
@@ -107,10 +114,12 @@ class Component:
     working_dir: str | None = None
 
 
-_INFRA = {"redis": "service_healthy", "postgres": "service_healthy"}
+_ENV_CHECKED = {"env-check": "service_completed_successfully"}
+_INFRA = {"redis": "service_healthy", "postgres": "service_healthy", **_ENV_CHECKED}
 _AFTER_INIT = {**_INFRA, "airflow-init": "service_completed_successfully"}
 
 COMPONENTS: tuple[Component, ...] = (
+    Component("env-check", ("python", "/opt/mlops/deploy/check_env.py", "--environ"), ENV_CHECK_ENV, kind="oneshot"),
     Component("postgres", kind="external"),
     Component("redis", kind="external"),
     Component(
@@ -127,7 +136,7 @@ COMPONENTS: tuple[Component, ...] = (
             "mlflow:${MLFLOW_PORT:-5000},localhost:${MLFLOW_PORT:-5000},127.0.0.1:${MLFLOW_PORT:-5000}",
         ),
         env=MLFLOW_ENV,
-        depends_on={"postgres": "service_healthy"},
+        depends_on={"postgres": "service_healthy", **_ENV_CHECKED},
         working_dir="/mlflow",
     ),
     Component(
@@ -175,7 +184,8 @@ HOST_MAP = {
 TWIN_ONLY_ENV = {
     "AIRFLOW_HOME": "the image's /opt/airflow: a folder under the state directory",
     "AIRFLOW__CORE__DAGS_FOLDER": "the mounted ./dags (or the folder given with --dags-folder)",
-    "AIRFLOW__API__HOST": "bind 127.0.0.1 instead of the container's 0.0.0.0",
+    "AIRFLOW__API__HOST": "bind STACK_BIND_HOST (127.0.0.1 unless set) instead of the container's 0.0.0.0",
+    "AIRFLOW__SCHEDULER__SCHEDULER_HEALTH_CHECK_SERVER_HOST": "bind STACK_BIND_HOST instead of 0.0.0.0",
     "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": "two workers on one host need two log-server ports",
     "AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT": "a free port (other Airflows may run on the machine)",
     "AIRFLOW__SCHEDULER__SCHEDULER_HEALTH_CHECK_SERVER_PORT": "a free port instead of 8974",
@@ -183,50 +193,17 @@ TWIN_ONLY_ENV = {
     "PYTHONUNBUFFERED": "logs reach the log files at once",
 }
 
-#: Settings the twin checks before it starts anything: name -> (check, what is expected).
-_SAFE = re.compile(r"^[A-Za-z0-9._~\-]+$")
-_IDENT = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
-PLACEHOLDERS = {"change-me", "changeme", "secret", "password", "xxx"}
+#: Where the twin's servers listen (``STACK_BIND_HOST`` in the env file; compose ignores it): the API
+#: server, MLflow and the scheduler's health check bind it.  Airflow 3.3.2's log servers (``serve_logs``
+#: of the Celery workers and the triggerer) have no host setting and bind every interface, so on the
+#: loopback address the twin does not start them (``--skip-serve-logs``): every process shares one
+#: filesystem and the API server reads the task and trigger log files directly.
+BIND_HOSTS = ("127.0.0.1", "0.0.0.0")
+SKIP_SERVE_LOGS = ("airflow-worker", "airflow-triggerer")
 
-
-def _fernet_ok(value: str) -> bool:
-    import base64
-    import binascii
-
-    try:
-        return len(base64.urlsafe_b64decode(value.encode())) == 32
-    except (binascii.Error, ValueError):
-        return False
-
-
-def _int_in(lo: int, hi: int):
-    return lambda v: v.isdigit() and lo <= int(v) <= hi
-
-
-REQUIRED: dict[str, tuple[Any, str]] = {
-    "POSTGRES_USER": (lambda v: bool(_IDENT.match(v)), "a PostgreSQL role name (lower-case letters, digits, _)"),
-    "POSTGRES_PASSWORD": (lambda v: bool(_SAFE.match(v)), "a non-empty URL-safe secret (letters, digits, . _ ~ -)"),
-    "AIRFLOW_FERNET_KEY": (_fernet_ok, "a Fernet key (32 url-safe base64-encoded bytes)"),
-    "AIRFLOW_JWT_SECRET": (lambda v: len(v) >= 32, "a secret of at least 32 characters"),
-    "AIRFLOW_API_SECRET_KEY": (lambda v: len(v) >= 16, "a secret of at least 16 characters"),
-    "AIRFLOW_ADMIN_PASSWORD": (lambda v: len(v) >= 8, "a password of at least 8 characters"),
-    "MLFLOW_ADMIN_PASSWORD": (
-        lambda v: len(v) >= 8 and bool(_SAFE.match(v)), "a URL/JSON-safe password of at least 8 characters",
-    ),
-    "MLFLOW_FLASK_SERVER_SECRET_KEY": (lambda v: len(v) >= 16, "a secret of at least 16 characters"),
-}
-OPTIONAL: dict[str, tuple[Any, str]] = {
-    "AIRFLOW_DB_NAME": (lambda v: bool(_IDENT.match(v)), "a database name (lower-case letters, digits, _)"),
-    "MLFLOW_DB_NAME": (lambda v: bool(_IDENT.match(v)), "a database name (lower-case letters, digits, _)"),
-    "REDIS_DB": (_int_in(0, 15), "a redis database number 0-15"),
-    "AIRFLOW_API_PORT": (_int_in(1, 65535), "a TCP port"),
-    "MLFLOW_PORT": (_int_in(1, 65535), "a TCP port"),
-    "MLFLOW_WORKERS": (_int_in(1, 64), "a number of server workers 1-64"),
-    "AIRFLOW_WORKER_CONCURRENCY": (_int_in(1, 256), "a number of task slots 1-256"),
-    "AIRFLOW_TASK_HEARTBEAT_TIMEOUT": (_int_in(5, 86400), "seconds, 5-86400"),
-    "AIRFLOW_ADMIN_USERNAME": (lambda v: bool(re.match(r"^[A-Za-z0-9_.\-]+$", v)), "a user name"),
-    "MLFLOW_ADMIN_USERNAME": (lambda v: bool(re.match(r"^[A-Za-z0-9_.\-]+$", v)), "a user name"),
-}
+#: The settings checked before anything starts, and how: one source, deploy/check_env.py (compose's
+#: env-check service runs it too).
+PLACEHOLDERS, REQUIRED, OPTIONAL = check_env.PLACEHOLDERS, check_env.REQUIRED, check_env.OPTIONAL
 
 
 class StackConfigError(Exception):
@@ -238,28 +215,11 @@ class StackConfigError(Exception):
 
 
 def read_env_file(path: Path) -> dict[str, str]:
-    """Parse a compose ``.env`` file: ``KEY=VALUE`` lines, ``#`` comments, optional quotes."""
-    path = Path(path)
-    if not path.is_file():
-        raise StackConfigError(f"env file {path} not found: copy .env.example to {path.name} and fill in the secrets")
-    values: dict[str, str] = {}
-    for number, raw in enumerate(path.read_text().splitlines(), 1):
-        line = raw.strip()
-        if not line or line.startswith("#"):
-            continue
-        if line.startswith("export "):
-            line = line[len("export "):]
-        key, sep, value = line.partition("=")
-        key = key.strip()
-        if not sep or not re.match(r"^[A-Za-z_][A-Za-z0-9_]*$", key):
-            raise StackConfigError(f"{path}:{number}: expected KEY=VALUE, got {raw!r}")
-        value = value.strip()
-        if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
-            value = value[1:-1]
-        elif " #" in value:
-            value = value.split(" #", 1)[0].rstrip()
-        values[key] = value
-    return values
+    """Parse a compose ``.env`` file (deploy/check_env.py's parser): ``KEY=VALUE`` lines, comments, quotes."""
+    try:
+        return check_env.read_env_file(path)
+    except check_env.EnvFileError as err:
+        raise StackConfigError(str(err)) from err
 
 
 _VAR = re.compile(r"\$\$|\$\{([A-Za-z_][A-Za-z0-9_]*)(?:(:?[-?])([^}]*))?\}|\$([A-Za-z_][A-Za-z0-9_]*)")
@@ -288,24 +248,10 @@ def interpolate(template: str, values: dict[str, str]) -> str:
 
 
 def validate(values: dict[str, str]) -> None:
-    """Refuse a missing, placeholder or malformed setting, naming it."""
-    problems = []
-    for key, (check, expected) in REQUIRED.items():
-        value = values.get(key, "")
-        if not value:
-            problems.append(f"{key} is missing (expected {expected})")
-        elif value.lower() in PLACEHOLDERS:
-            problems.append(f"{key} is still the placeholder {value!r} (expected {expected})")
-        elif not check(value):
-            problems.append(f"{key} is wrong (expected {expected})")
-    for key, (check, expected) in OPTIONAL.items():
-        value = values.get(key)
-        if value not in (None, "") and not check(value):
-            problems.append(f"{key}={value!r} is wrong (expected {expected})")
-    if values.get("AIRFLOW_DB_NAME", "airflow") == values.get("MLFLOW_DB_NAME", "mlflow"):
-        problems.append("AIRFLOW_DB_NAME and MLFLOW_DB_NAME must name two different databases")
-    if problems:
-        raise StackConfigError("the stack refuses to start:\n  " + "\n  ".join(problems))
+    """Refuse a missing, placeholder or malformed setting, naming each (deploy/check_env.py's check)."""
+    found = check_env.problems(values)
+    if found:
+        raise StackConfigError("the stack refuses to start:\n  " + "\n  ".join(found))
 
 
 def free_port() -> int:
@@ -382,6 +328,8 @@ class Stack:
         self.extra_env = dict(extra_env or {})
         self.values = read_env_file(self.env_file)
         validate(self.values)
+        if self.bind_host not in BIND_HOSTS:
+            raise StackConfigError(f"STACK_BIND_HOST={self.bind_host!r} is wrong (expected one of {', '.join(BIND_HOSTS)})")
         self.procs: dict[str, subprocess.Popen] = {}
         self._side_ports: dict[str, int] = {}
         self._log_offsets: dict[str, int] = {}
@@ -391,6 +339,11 @@ class Stack:
 
     def get(self, key: str, default: str = "") -> str:
         return self.values.get(key) or default
+
+    @property
+    def bind_host(self) -> str:
+        """The address the twin's servers listen on: 127.0.0.1 unless ``STACK_BIND_HOST`` says 0.0.0.0."""
+        return self.get("STACK_BIND_HOST", "127.0.0.1")
 
     @property
     def api_port(self) -> int:
@@ -445,7 +398,8 @@ class Stack:
                 {
                     "AIRFLOW_HOME": str(self.airflow_home),
                     "AIRFLOW__CORE__DAGS_FOLDER": str(self.dags_folder),
-                    "AIRFLOW__API__HOST": "127.0.0.1",
+                    "AIRFLOW__API__HOST": self.bind_host,
+                    "AIRFLOW__SCHEDULER__SCHEDULER_HEALTH_CHECK_SERVER_HOST": self.bind_host,
                     "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(self._side_port(f"worker-log-{replica}")),
                     "AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT": str(self._side_port("trigger-log")),
                     "AIRFLOW__SCHEDULER__SCHEDULER_HEALTH_CHECK_SERVER_PORT": str(self._side_port("scheduler-health")),
@@ -457,12 +411,14 @@ class Stack:
     def component_command(self, name: str, replica: int = 1) -> list[str]:
         comp = BY_NAME[name]
         argv = [self.localise(interpolate(arg, self.values)) for arg in comp.command]
-        if argv and argv[0] in ("airflow", "mlflow"):
+        if argv and argv[0] in ("airflow", "mlflow", "python"):
             argv[0] = str(BIN / argv[0])
         if name == "mlflow":
-            argv[argv.index("--host") + 1] = "127.0.0.1"
+            argv[argv.index("--host") + 1] = self.bind_host
         if name == "airflow-worker":
             argv += ["--celery-hostname", f"worker{replica}@%h"]
+        if name in SKIP_SERVE_LOGS and self.bind_host == "127.0.0.1":
+            argv.append("--skip-serve-logs")  # its log server would listen on every interface
         return argv
 
     # ---------------------------------------------------------------- infrastructure
@@ -576,8 +532,23 @@ class Stack:
             self._save_pids()
 
     def _save_pids(self) -> None:
-        pids = {key: proc.pid for key, proc in self.procs.items() if proc.poll() is None}
-        (self.state_dir / "pids.json").write_text(json.dumps(pids, indent=1))
+        """Record the live process groups: this Stack's, and those another ``scripts/stack`` started."""
+        pids = self.running_pids()  # a restart from a new process keeps the others tracked
+        for key, proc in self.procs.items():
+            if proc.poll() is None:
+                pids[key] = proc.pid
+            else:
+                pids.pop(key, None)
+        path = self.state_dir / "pids.json"
+        path.with_suffix(".tmp").write_text(json.dumps(pids, indent=1))
+        path.with_suffix(".tmp").replace(path)
+
+    def run_env_check(self) -> None:
+        """env-check: deploy/check_env.py on the interpolated settings, as compose's env-check service."""
+        proc = subprocess.run(self.component_command("env-check"), env=self.component_env("env-check"),
+                              capture_output=True, text=True, timeout=60, check=False)
+        if proc.returncode != 0:
+            raise StackConfigError(f"env-check failed ({proc.returncode}): {proc.stderr.strip()}")
 
     def init(self) -> None:
         """airflow-init: password file and ``airflow db migrate`` (deploy/airflow-init.sh)."""
@@ -600,7 +571,9 @@ class Stack:
         for port, what in ((self.api_port, "AIRFLOW_API_PORT"), (self.mlflow_port, "MLFLOW_PORT")):
             if not port_free(port):
                 raise StackConfigError(f"{what}={port}: the port is in use")
+        self.run_env_check()
         self.state_dir.mkdir(parents=True, exist_ok=True)
+        (self.state_dir / "stopping").unlink(missing_ok=True)  # left by an interrupted down
         self.check_infra()
         self.create_databases()
         try:
@@ -623,6 +596,9 @@ class Stack:
 
     def down(self, volumes: bool = False) -> None:
         """``docker compose down [--volumes]``: stop every process group; with volumes, drop the state."""
+        stopping = self.state_dir / "stopping"  # tells a supervisor (``supervise``) to stop restarting
+        if self.state_dir.is_dir():
+            stopping.touch()
         pids = {key: proc.pid for key, proc in self.procs.items()}
         pids.update(self.running_pids())
         order = ["airflow-worker", "airflow-triggerer", "airflow-scheduler", "airflow-dag-processor",
@@ -645,9 +621,13 @@ class Stack:
                     proc.wait(timeout=5)
                 except subprocess.TimeoutExpired:
                     pass
+        late = {k: p for k, p in self.running_pids().items() if p not in pids.values()}
+        for pid in late.values():  # started by a supervisor just before it saw ``stopping``
+            _signal_group(pid, signal.SIGKILL)
         pid_file = self.state_dir / "pids.json"
         if pid_file.exists():
             pid_file.unlink()
+        stopping.unlink(missing_ok=True)
         self._token = None
         if volumes:
             self.drop_databases()
@@ -666,10 +646,60 @@ class Stack:
                 proc.wait(timeout=10)
         self._save_pids()
 
+    def component_keys(self) -> list[str]:
+        """The keys of the long-running processes: ``mlflow``, ..., ``airflow-worker-1``, ``airflow-worker-2``."""
+        return [self._key(name, r) for name in START_ORDER for r in range(1, BY_NAME[name].replicas + 1)]
+
     def restart(self, key: str) -> None:
-        """``restart: always``: start a component (``mlflow``, ``airflow-worker-2``...) again."""
+        """
+        ``docker compose restart``: stop the component (``mlflow``, ``airflow-worker-2``...) if it runs, start it again.
+
+        The others stay tracked in ``pids.json``, also when another process (``scripts/stack``) started them.
+        """
+        if key not in self.component_keys():
+            raise StackConfigError(f"no component {key!r}: one of {', '.join(self.component_keys())}")
+        pid = self.procs[key].pid if key in self.procs else self.running_pids().get(key)
+        if pid is not None and _alive(pid):
+            self.kill(key, signal.SIGTERM)
+            deadline = time.monotonic() + 30
+            while _alive(pid) and time.monotonic() < deadline:
+                time.sleep(0.2)
+            _signal_group(pid, signal.SIGKILL)
         name, _, replica = key.rpartition("-") if key[-1].isdigit() and key.startswith("airflow-worker") else (key, "", "1")
         self.spawn(name, int(replica))
+
+    def supervise(self, interval: float = 5) -> list[str]:
+        """
+        Compose's ``restart: always`` for a running twin: restart every component that is not running.
+
+        Runs until the stack is brought down (``pids.json`` gone, or ``down`` under way); returns the keys it
+        restarted, in order.
+        """
+        restarted: list[str] = []
+        pid_file, stopping = self.state_dir / "pids.json", self.state_dir / "stopping"
+        while pid_file.exists() and not stopping.exists():
+            running = self.running_pids()
+            for key in self.component_keys():
+                if key not in running and pid_file.exists() and not stopping.exists():
+                    print(f"supervise: {key} is not running: restarting it", flush=True)
+                    self.restart(key)
+                    restarted.append(key)
+            time.sleep(interval)
+        return restarted
+
+    def wait_component(self, key: str, timeout: float = 240) -> None:
+        """Wait until one component is healthy (``restart``); raise with its log tail otherwise."""
+        deadline = time.monotonic() + timeout
+        status = "starting"
+        while time.monotonic() < deadline:
+            proc = self.procs.get(key)
+            if proc is not None and proc.poll() is not None:
+                raise RuntimeError(f"{key} exited with {proc.returncode}:\n{self.tail(key)}")
+            status = self.health().get(key, "unknown")
+            if status == "healthy":
+                return
+            time.sleep(2)
+        raise TimeoutError(f"{key} not healthy within {timeout}s ({status}):\n{self.tail(key)}")
 
     def ensure_running(self) -> list[str]:
         """Restart every component that has exited (compose's ``restart: always``); returns their keys."""

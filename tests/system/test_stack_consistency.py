@@ -59,6 +59,10 @@ def _compose_command(service: str) -> list[str]:
 PROFILE_SERVICES = {n for n, s in COMPOSE["services"].items() if s.get("profiles")}
 
 
+#: Services that run once and exit (the others restart always and have a healthcheck).
+ONESHOT = {c.name for c in COMPONENTS if c.kind == "oneshot"}
+
+
 def test_same_services():
     assert set(COMPOSE["services"]) - PROFILE_SERVICES == {c.name for c in COMPONENTS}
     assert {"airflow-init", "airflow-apiserver", "airflow-scheduler", "airflow-dag-processor",
@@ -144,8 +148,8 @@ def test_compose_structure():
     assert "version" not in COMPOSE  # Compose Specification, like Airflow's official file
     for name, svc in services.items():
         assert "image" in svc, name
-        assert svc.get("restart") == "always" or name == "airflow-init", name
-        if name != "airflow-init":
+        assert svc.get("restart") == "always" or name in ONESHOT, name
+        if name not in ONESHOT:
             assert "healthcheck" in svc and svc["healthcheck"]["test"], name
         for dep, spec in (svc.get("depends_on") or {}).items():
             assert dep in services, (name, dep)
@@ -221,3 +225,165 @@ def test_lineage_profile_is_optional_and_wired():
         transport = json.loads(override["services"][name]["environment"]["AIRFLOW__OPENLINEAGE__TRANSPORT"])
         assert transport == {"type": "http", "url": "http://marquez:5000", "endpoint": "api/v1/lineage"}
     assert "openlineage" in (ROOT / "Dockerfile").read_text()  # the image has the extra
+
+
+# ---- secrets refused everywhere: the env-check service (deploy/check_env.py)
+
+CHECK_ENV = ROOT / "deploy" / "check_env.py"
+PLACEHOLDER_SECRETS = sorted(k for k, v in read_env_file(ROOT / ".env.example").items()
+                             if k in stack_twin.REQUIRED and v == "change-me")
+
+
+def _check_env(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    """deploy/check_env.py as the env-check container runs it: a bare python, no project packages."""
+    return subprocess.run([sys.executable, "-I", str(CHECK_ENV), *args], capture_output=True, text=True,
+                          timeout=60, env=env if env is not None else {"PATH": os.environ["PATH"]})
+
+
+def test_one_settings_check_for_compose_and_the_twin():
+    import check_env
+
+    assert stack_twin.REQUIRED is check_env.REQUIRED and stack_twin.OPTIONAL is check_env.OPTIONAL
+    assert stack_twin.read_env_file(ROOT / ".env.example") == check_env.read_env_file(ROOT / ".env.example")
+    # the compose service hands the check every setting it checks
+    env = COMPOSE["services"]["env-check"]["environment"]
+    assert set(env) == set(check_env.REQUIRED) | set(check_env.OPTIONAL)
+
+
+def test_every_other_service_waits_for_the_env_check():
+    for name, svc in COMPOSE["services"].items():
+        if name in PROFILE_SERVICES or name == "env-check":
+            continue
+        assert svc["depends_on"]["env-check"] == {"condition": "service_completed_successfully"}, name
+
+
+def test_env_check_refuses_env_example_naming_each_placeholder():
+    assert len(PLACEHOLDER_SECRETS) == 7, PLACEHOLDER_SECRETS
+    proc = _check_env(str(ROOT / ".env.example"))
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    for key in PLACEHOLDER_SECRETS:
+        assert f"{key} is still the placeholder 'change-me'" in proc.stderr, (key, proc.stderr)
+
+
+def test_env_check_names_each_empty_secret(tmp_path):
+    env = valid_env(tmp_path, POSTGRES_PASSWORD="", AIRFLOW_JWT_SECRET="", MLFLOW_ADMIN_PASSWORD="change-me")
+    proc = _check_env(str(env))
+    assert proc.returncode == 1
+    assert "POSTGRES_PASSWORD is missing" in proc.stderr and "AIRFLOW_JWT_SECRET is missing" in proc.stderr
+    assert "MLFLOW_ADMIN_PASSWORD is still the placeholder" in proc.stderr
+    assert "AIRFLOW_FERNET_KEY" not in proc.stderr  # only the bad ones are named
+    assert "pg-secret-1" not in proc.stderr + proc.stdout  # a good secret is never printed
+
+
+def test_env_check_passes_a_generated_env(tmp_path):
+    from stack_twin import generate_env
+
+    proc = _check_env(str(generate_env(tmp_path / ".env")))
+    assert proc.returncode == 0, proc.stderr
+    assert "every setting" in proc.stdout
+
+
+@pytest.mark.parametrize("example", [True, False], ids=["env-example-refused", "generated-env-passes"])
+def test_env_check_service_as_compose_resolves_it(tmp_path, example):
+    """The env-check service's environment as ``docker-compose config`` resolves it, run through its command."""
+    from stack_twin import generate_env
+
+    env_file = ROOT / ".env.example" if example else generate_env(tmp_path / ".env")
+    resolved = subprocess.run(["docker-compose", "--env-file", str(env_file), "-f", str(ROOT / "docker-compose.yml"),
+                               "config"], capture_output=True, text=True, timeout=120, cwd=tmp_path,
+                              env={k: v for k, v in os.environ.items() if k not in stack_twin.REQUIRED})
+    assert resolved.returncode == 0, resolved.stderr  # compose alone accepts the placeholders
+    service = yaml.safe_load(resolved.stdout)["services"]["env-check"]
+    assert service["command"] == ["python", "/opt/mlops/deploy/check_env.py", "--environ"]
+    assert f"{CHECK_ENV}:/opt/mlops/deploy/check_env.py:ro" in service["volumes"]
+    proc = _check_env("--environ", env={"PATH": os.environ["PATH"], **service["environment"]})
+    if example:
+        assert proc.returncode == 1
+        assert [k for k in PLACEHOLDER_SECRETS if f"{k} is still the placeholder" in proc.stderr] == PLACEHOLDER_SECRETS
+    else:
+        assert proc.returncode == 0, proc.stderr
+
+
+def test_twin_runs_the_env_check_component(tmp_path):
+    """The twin's env-check component is compose's command with the localised path, and it passes a good env."""
+    stack = Stack(valid_env(tmp_path), tmp_path / "state")
+    argv = stack.component_command("env-check")
+    assert argv[1:] == [str(CHECK_ENV), "--environ"]
+    stack.run_env_check()  # raises StackConfigError otherwise
+    bad = stack.component_env("env-check") | {"AIRFLOW_ADMIN_PASSWORD": "change-me"}
+    proc = subprocess.run(argv, env=bad, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 1 and "AIRFLOW_ADMIN_PASSWORD is still the placeholder" in proc.stderr
+
+
+# ---- listening addresses
+
+
+def _listen_settings(stack: Stack) -> dict[str, str]:
+    """Every listening address the twin gives its components: command ``--host`` and ``*HOST`` settings."""
+    found = {}
+    for comp in COMPONENTS:
+        if not comp.command:
+            continue
+        argv = stack.component_command(comp.name)
+        if "--host" in argv:
+            found[f"{comp.name} --host"] = argv[argv.index("--host") + 1]
+        for key, value in stack.component_env(comp.name).items():
+            if key.endswith("_HOST") and key.startswith("AIRFLOW__"):
+                found[f"{comp.name} {key}"] = value
+    return found
+
+
+def test_twin_listens_on_loopback_unless_configured(tmp_path):
+    stack = Stack(valid_env(tmp_path), tmp_path / "state")
+    hosts = _listen_settings(stack)
+    assert set(hosts.values()) == {"127.0.0.1"}, hosts
+    assert hosts["mlflow --host"] == "127.0.0.1"
+    for name in ("airflow-apiserver", "airflow-scheduler"):
+        env = stack.component_env(name)
+        assert env["AIRFLOW__API__HOST"] == "127.0.0.1"
+        assert env["AIRFLOW__SCHEDULER__SCHEDULER_HEALTH_CHECK_SERVER_HOST"] == "127.0.0.1"  # Airflow's default: 0.0.0.0
+    # Airflow 3.3.2's log servers bind every interface (no host setting): not started on loopback
+    for name in ("airflow-worker", "airflow-triggerer"):
+        assert stack.component_command(name)[-1] == "--skip-serve-logs", name
+    for name in ("airflow-scheduler", "airflow-apiserver", "airflow-dag-processor", "mlflow"):
+        assert "--skip-serve-logs" not in stack.component_command(name), name
+    assert "0.0.0.0" not in json.dumps([stack.component_command(c.name) for c in COMPONENTS if c.command])
+
+    everywhere = Stack(valid_env(tmp_path, STACK_BIND_HOST="0.0.0.0"), tmp_path / "state")
+    assert set(_listen_settings(everywhere).values()) == {"0.0.0.0"}
+    assert "--skip-serve-logs" not in everywhere.component_command("airflow-worker")
+    with pytest.raises(StackConfigError, match=re.escape("STACK_BIND_HOST='10.0.0.1' is wrong")):
+        Stack(valid_env(tmp_path, STACK_BIND_HOST="10.0.0.1"), tmp_path / "state")
+
+
+def test_published_ports_are_documented():
+    header = "\n".join(line for line in (ROOT / "docker-compose.yml").read_text().splitlines() if line.startswith("#"))
+    docs = (ROOT / "docs" / "deployment.md").read_text()
+    published = {name: svc["ports"] for name, svc in COMPOSE["services"].items() if svc.get("ports")}
+    assert set(published) == {"airflow-apiserver", "mlflow", "marquez", "marquez-web"}, published
+    for name, ports in published.items():
+        for mapping in ports:
+            host_port = re.match(r"^(\$\{[^}]*\}|\d+):", mapping).group(1)  # "${MLFLOW_PORT:-5000}"
+            assert re.search(rf"^#\s+{re.escape(name)}\s+{re.escape(host_port)}\s", header, re.M), (name, host_port)
+            variable = re.match(r"\$\{(\w+)", host_port).group(1)
+            assert f"`{variable}`" in docs.split("### Ports and listening addresses")[1], variable
+    for unpublished in ("postgres 5432", "redis 6379", "8793", "8794", "8974"):
+        assert unpublished in header, unpublished
+    for name, svc in COMPOSE["services"].items():
+        assert name in published or not svc.get("ports"), name
+
+
+def test_restart_names_the_components(tmp_path):
+    env = valid_env(tmp_path)
+    cli = subprocess.run([str(ROOT / "scripts" / "stack"), "--env-file", str(env), "--state-dir", str(tmp_path / "state"),
+                          "restart", "airflow-worker"], capture_output=True, text=True, timeout=120)
+    assert cli.returncode == 2, cli.stderr
+    assert "no component 'airflow-worker': one of mlflow, airflow-apiserver" in cli.stderr
+    assert "airflow-worker-1, airflow-worker-2" in cli.stderr
+    assert not (tmp_path / "state").exists()  # nothing was started
+
+
+def test_supervise_refuses_a_stack_that_is_not_running(tmp_path):
+    cli = subprocess.run([str(ROOT / "scripts" / "stack"), "--env-file", str(valid_env(tmp_path)), "--state-dir",
+                          str(tmp_path / "state"), "supervise"], capture_output=True, text=True, timeout=120)
+    assert cli.returncode == 1 and "not running" in cli.stderr, cli.stderr

@@ -414,6 +414,40 @@ def test_no_secret_in_task_logs_xcom_or_mlflow_tags(stack, mlflow_client):
             assert value not in text, f"{key} in tags/params of MLflow run {run.info.run_id}"
 
 
+def _listening(stack: Stack) -> dict[str, set[str]]:
+    """Listening TCP addresses (``ss``) of every process in the twin's process groups, by component."""
+    groups = {proc.pid: key for key, proc in stack.procs.items()}
+    owner: dict[int, str] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(") ", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[2]) in groups:  # pgrp
+            owner[int(stat.parent.name)] = groups[int(fields[2])]
+    found: dict[str, set[str]] = {}
+    out = subprocess.run(["ss", "-ltnpH"], capture_output=True, text=True, timeout=30, check=True).stdout
+    for line in out.splitlines():
+        local = line.split()[3]
+        for pid in map(int, re.findall(r"pid=(\d+)", line)):
+            if pid in owner:
+                found.setdefault(owner[pid], set()).add(local)
+    return found
+
+
+def test_every_component_listens_on_loopback_only(stack):
+    """``ss`` on the running twin: API server, MLflow and the scheduler's health check on 127.0.0.1, no log server."""
+    found = _listening(stack)
+    addresses = {addr for addrs in found.values() for addr in addrs}
+    assert addresses and all(a.startswith("127.0.0.1:") for a in addresses), found
+    assert f"127.0.0.1:{stack.api_port}" in found["airflow-apiserver"]
+    assert f"127.0.0.1:{stack.mlflow_port}" in found["mlflow"]
+    health = stack.component_env("airflow-scheduler")["AIRFLOW__SCHEDULER__SCHEDULER_HEALTH_CHECK_SERVER_PORT"]
+    assert f"127.0.0.1:{health}" in found["airflow-scheduler"], found
+    # the log servers are not started on loopback (--skip-serve-logs): the workers and triggerer listen nowhere
+    assert not {k for k in found if k.startswith(("airflow-worker", "airflow-triggerer"))}, found
+
+
 def test_mlflow_basic_auth_with_the_hook(stack, monkeypatch):
     """The MLflow server of the stack refuses anonymous and wrong credentials; the hook's connection works."""
     from mlops_provider.hooks.mlflow import MlflowHook
@@ -698,6 +732,79 @@ def test_postgresql_restarted_during_a_run(stack, mlflow_client):
     restarted += stack.ensure_running()
     print(f"\nPostgreSQL restart: run {state}; tries {tries}; components restarted: {restarted}")
     stack.wait_healthy(300)
+
+
+# --------------------------------------------------------------------------------------------- restart, then down
+
+
+def _group_members(pgids: set[int]) -> set[int]:
+    """Every live process whose process group is one of ``pgids``."""
+    members = set()
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(") ", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[2]) in pgids and fields[0] != "Z":
+            members.add(int(stat.parent.name))
+    return members
+
+
+def test_restart_and_supervise_from_new_processes_then_down_stops_everything(stack):
+    """
+    ``scripts/stack restart airflow-triggerer`` (a new process) keeps every other component in ``pids.json``;
+    ``scripts/stack supervise`` restarts a worker that was SIGKILLed; ``scripts/stack down`` (another new
+    process) then stops every process group, none is orphaned, and the supervisor exits by itself.
+
+    Stops the session's twin: the last test that needs it running (the one after it only reads log files).
+    """
+    cli = [str(ROOT / "scripts" / "stack"), "--env-file", str(stack.env_file), "--state-dir", str(stack.state_dir),
+           "--dags-folder", str(stack.dags_folder)]
+    before = stack.running_pids()
+    assert set(stack.component_keys()) <= set(before), before
+    old = before["airflow-triggerer"]
+
+    restarted = subprocess.run([*cli, "restart", "airflow-triggerer"], capture_output=True, text=True, timeout=400)
+    assert restarted.returncode == 0, restarted.stdout + restarted.stderr
+    after = json.loads((stack.state_dir / "pids.json").read_text())
+    assert set(after) == set(before), (before, after)  # nothing dropped: the old code kept only the triggerer
+    assert after["airflow-triggerer"] != old and not _group_members({old})
+    assert {k: v for k, v in after.items() if k != "airflow-triggerer"} == {
+        k: v for k, v in before.items() if k != "airflow-triggerer"}
+    assert _group_members({after["airflow-triggerer"]})  # the new one runs
+
+    # supervise: compose's restart: always
+    supervisor = subprocess.Popen([*cli, "supervise", "--interval", "1"], stdout=subprocess.PIPE,
+                                  stderr=subprocess.STDOUT, text=True)
+    try:
+        killed = after["airflow-worker-2"]
+        os.killpg(killed, signal.SIGKILL)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            now = stack.running_pids()
+            if now.get("airflow-worker-2") not in (None, killed):
+                break
+            time.sleep(0.5)
+        else:
+            raise AssertionError(f"the supervisor did not restart airflow-worker-2: {stack.running_pids()}")
+        supervised = stack.running_pids()
+        assert set(supervised) == set(after), supervised
+        assert {k: v for k, v in supervised.items() if k != "airflow-worker-2"} == {
+            k: v for k, v in after.items() if k != "airflow-worker-2"}
+        members = _group_members(set(supervised.values()))
+        assert len(members) > len(supervised), members  # the groups hold children too (pools, gunicorn...)
+
+        down = subprocess.run([*cli, "down"], capture_output=True, text=True, timeout=300)
+        assert down.returncode == 0, down.stdout + down.stderr
+        output, _ = supervisor.communicate(timeout=30)  # it exits by itself once the stack is down
+    finally:
+        if supervisor.poll() is None:
+            supervisor.kill()
+    assert supervisor.returncode == 0 and "restarted ['airflow-worker-2']" in output, output
+    left = _group_members(set(supervised.values()) | set(after.values()))
+    assert not left, f"orphaned after down: {left}"
+    assert not (stack.state_dir / "pids.json").exists()
+    print(f"\nrestart and supervise kept {len(supervised)} components tracked; down stopped {len(members)} processes")
 
 
 # --------------------------------------------------------------------------------------------- last: the components' own logs
