@@ -49,7 +49,6 @@ def main(work: Path) -> None:
         MLOPS_RETRAIN_SCHEDULE="",
     )
     from mlops_provider import pipeline_dags as pipeline_factory
-
     from mlops_provider.pipelines import load_pipeline
 
     spec = load_pipeline(pipelines / f"{model}.yaml")

@@ -31,6 +31,11 @@ AIRFLOW_IMAGE_SERVICES = {n for n, s in COMPOSE["services"].items() if "airflow"
                           and "mlflow" not in str(s.get("image", ""))}
 
 
+
+def _require_docker_compose() -> None:
+    """Fail, never skip: .ci/run installs Debian's docker-compose when it is missing."""
+    assert shutil.which("docker-compose"), "Debian's docker-compose is needed: apt-get install docker-compose"
+
 def valid_env(tmp_path: Path, **override: str) -> Path:
     from cryptography.fernet import Fernet
 
@@ -170,10 +175,10 @@ def test_compose_structure():
     assert services["mlflow"]["environment"]["MLFLOW_BACKEND_STORE_URI"].startswith("postgresql://")
 
 
-@pytest.mark.skipif(shutil.which("docker-compose") is None, reason="Debian's docker-compose is not installed")
 def test_docker_compose_config_accepts_the_file(tmp_path):
     """``docker-compose config`` (Debian's docker-compose 1.29, no engine needed) with a filled-in env file."""
     env = valid_env(tmp_path)
+    _require_docker_compose()
     ok = subprocess.run(["docker-compose", "--env-file", str(env), "-f", str(ROOT / "docker-compose.yml"), "config"],
                         capture_output=True, text=True, timeout=120, cwd=tmp_path)
     assert ok.returncode == 0, ok.stderr
@@ -289,6 +294,7 @@ def test_env_check_service_as_compose_resolves_it(tmp_path, example):
     from stack_twin import generate_env
 
     env_file = ROOT / ".env.example" if example else generate_env(tmp_path / ".env")
+    _require_docker_compose()
     resolved = subprocess.run(["docker-compose", "--env-file", str(env_file), "-f", str(ROOT / "docker-compose.yml"),
                                "config"], capture_output=True, text=True, timeout=120, cwd=tmp_path,
                               env={k: v for k, v in os.environ.items() if k not in stack_twin.REQUIRED})

@@ -44,9 +44,7 @@ def _require_services() -> None:
     missing = [name for name, ok in (("PostgreSQL on 127.0.0.1:5432", postgres_available()),
                                      ("Redis on 127.0.0.1:6379", redis_ping())) if not ok]
     if missing:
-        if os.environ.get("CI"):
-            pytest.fail(f"{', '.join(missing)} not reachable in CI")
-        pytest.skip(f"{', '.join(missing)} not reachable")
+        pytest.fail(f"{', '.join(missing)} not reachable (the machine starts them; never skipped)")
 
 
 def _write_env(path: Path) -> Path:

@@ -158,7 +158,7 @@ def test_sql_query_through_airflow_connection(monkeypatch, frame):
     from tests.helpers.postgres import create_database, drop_database, postgres_available, sqlalchemy_url
 
     if not postgres_available():
-        pytest.skip("PostgreSQL on 127.0.0.1:5432 is not running")
+        pytest.fail("PostgreSQL on 127.0.0.1:5432 is not running (the machine starts it; never skipped)")
     db = create_database()
     try:
         import sqlalchemy
