@@ -225,8 +225,8 @@ def _ids(datasets) -> set[tuple[str, str]]:
 def test_pipeline_runs_as_expected(captured):
     states = captured["runs"]["states"]
     assert states["training"]["promote"] == "success" and states["training"]["batch_score"] == "success", states
-    assert states["monitor_day1"]["check_drift"] == "success", states
-    assert states["monitor_day3"]["validate_batch"] == "skipped", states  # quarantined
+    assert states["monitor_day1"]["check_batch.check_drift"] == "success", states
+    assert states["monitor_day3"]["check_batch.validate_batch"] == "skipped", states  # quarantined
     assert states["failing"]["validate_broken_batch"] == "failed", states
 
 
@@ -272,9 +272,9 @@ def test_training_data_model_version_predictions_are_connected(captured):
 def test_batch_validation_drift_are_connected_by_the_batch(captured):
     day1 = captured["runs"]["batches"]["1"]
     dm = "drift_monitor__"
-    validate = _one(captured, dm, "validate_batch")
-    score = _one(captured, dm, "score_batch")
-    drift = _one(captured, dm, "check_drift")
+    validate = _one(captured, dm, "check_batch.validate_batch")
+    score = _one(captured, dm, "check_batch.score_batch")
+    drift = _one(captured, dm, "check_batch.check_drift")
     batch = ("file", day1)
     assert batch in _ids(validate["inputs"]) and batch in _ids(score["inputs"]) and batch in _ids(drift["inputs"])
     (reference,) = [d for d in drift["inputs"] if (d["namespace"], d["name"]) != batch]
@@ -301,7 +301,7 @@ def _failed_columns(event, batch) -> set[str]:
 def test_assertions_show_each_failing_column_of_the_bad_batch(captured):
     day3 = captured["runs"]["batches"]["3"]
     # quarantined (task skipped): the assertions and the quarantine location as an output
-    quarantined = _one(captured, "drift_monitor__", "validate_batch", index=1)
+    quarantined = _one(captured, "drift_monitor__", "check_batch.validate_batch", index=1)
     assert _failed_columns(quarantined, day3) == {"credit_score", "employment_type"}
     (out,) = quarantined["outputs"]
     assert out["namespace"] == "file" and "/quarantine/" in out["name"]
