@@ -49,9 +49,10 @@ EXPECTED_LINKS = {
     (TRAINING, "gate"): {"MLflow model version", "Gate report"},
     (TRAINING, "promote"): {"MLflow model version"},
     (TRAINING, "batch_score"): {"MLflow run", "MLflow model version"},
-    (MONITOR, "validate_batch"): {"MLflow run", "Validation report"},
-    (MONITOR, "check_drift"): {"MLflow run", "Drift report"},
-    (MONITOR, "score_batch"): {"MLflow run", "MLflow model version"},
+    # the drift monitor checks each batch of a run in the mapped group check_batch
+    (MONITOR, "check_batch.validate_batch"): {"MLflow run", "Validation report"},
+    (MONITOR, "check_batch.check_drift"): {"MLflow run", "Drift report"},
+    (MONITOR, "check_batch.score_batch"): {"MLflow run", "MLflow model version"},
 }
 PAGE_SAYS = {
     "MLflow run": "MLflow run:",
@@ -112,10 +113,12 @@ def test_mlops_view_shows_the_model_versions_and_champion(logged_in, demo_story)
     shot(browser, "ui-version")
 
 
-def _latest_success(stack, dag_id: str, task_id: str) -> str:
+def _latest_success(stack, dag_id: str, task_id: str) -> tuple[str, int]:
+    """The latest run, and the map index, where ``task_id`` succeeded (mapped tasks have one per batch)."""
     for run in reversed(stack.runs(dag_id)):
-        if stack.task_states(dag_id, run["dag_run_id"]).get(task_id) == "success":
-            return run["dag_run_id"]
+        for ti in stack.task_instances(dag_id, run["dag_run_id"]):
+            if ti["task_id"] == task_id and ti["state"] == "success":
+                return run["dag_run_id"], ti.get("map_index", -1)
     raise AssertionError(f"no run of {dag_id} where {task_id} succeeded")
 
 
@@ -126,9 +129,10 @@ def test_every_extra_link_opens_a_page_that_answers(logged_in, demo_story):
     token = stack.token()
     checked = []
     for (dag_id, task_id), names in EXPECTED_LINKS.items():
-        run_id = _latest_success(stack, dag_id, task_id)
+        run_id, map_index = _latest_success(stack, dag_id, task_id)
         links = stack.api(
-            "GET", f"/dags/{dag_id}/dagRuns/{quote(run_id, safe='')}/taskInstances/{task_id}/links"
+            "GET",
+            f"/dags/{dag_id}/dagRuns/{quote(run_id, safe='')}/taskInstances/{task_id}/links?map_index={map_index}",
         )["extra_links"]
         missing = {name for name in names if not links.get(name)}
         assert not missing, f"{dag_id}.{task_id}: no URL for {missing} (links: {links})"
@@ -144,7 +148,7 @@ def test_every_extra_link_opens_a_page_that_answers(logged_in, demo_story):
     # the buttons on the task instance page of the Airflow UI
     from selenium.webdriver.common.by import By
 
-    run_id = _latest_success(stack, TRAINING, "gate")
+    run_id, _ = _latest_success(stack, TRAINING, "gate")
     browser.get(f"{stack.url}/dags/{TRAINING}/runs/{quote(run_id, safe='')}/tasks/gate/details")
     button = wait(lambda: browser.find_element(By.XPATH, "//a[normalize-space()='Gate report']"),
                   what="the gate task's 'Gate report' button (Details tab)")
