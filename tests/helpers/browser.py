@@ -5,7 +5,9 @@ A missing browser is a failure, never a skip: ``apt-get install chromium chromiu
 
 from __future__ import annotations
 
+import os
 import shutil
+import tempfile
 import time
 import urllib.error
 import urllib.request
@@ -13,7 +15,10 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[2]
-SHOTS = ROOT / "docs" / "img"
+#: docs/img when MLOPS_UPDATE_SCREENSHOTS=1 (to refresh docs/ui.md's pictures); otherwise a temporary
+#: folder, so a plain `make test` leaves the checkout unchanged.
+SHOTS = (ROOT / "docs" / "img" if os.environ.get("MLOPS_UPDATE_SCREENSHOTS") == "1"
+         else Path(tempfile.gettempdir()) / "mlops-screenshots")
 
 
 def start_chromium() -> Any:
@@ -52,7 +57,7 @@ def wait(predicate: Any, timeout: float = 60, what: str = "condition") -> Any:
 
 
 def shot(driver: Any, name: str) -> Path:
-    """Save a screenshot as docs/img/<name>.png (docs/ui.md shows them)."""
+    """Save a screenshot as <SHOTS>/<name>.png (docs/img with MLOPS_UPDATE_SCREENSHOTS=1: docs/ui.md shows them)."""
     import io
 
     from PIL import Image
