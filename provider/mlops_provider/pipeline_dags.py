@@ -15,12 +15,14 @@ The builders, one per DAG:
 
 * :func:`build_continuous_training` (``continuous_training__<model>``, level 1): policy -> assemble
   the training window -> validate -> train -> register challenger -> gate -> promote -> batch score.
-  Scheduled by a cron expression *or* by the ``training_data``, ``drift`` and ``performance_decay``
-  assets of the model.
+  Scheduled by a cron expression *or* by the ``training_data``, ``drift``, ``prediction_drift`` and
+  ``performance_decay`` assets of the model.
 * :func:`build_drift_monitor` (``drift_monitor__<model>``): runs on landed batches (``AssetWatcher`` +
   ``NewBatchTrigger``); Airflow may merge several arrivals into one run, and every batch of the run is
   checked on its own (a mapped task group): validate (quarantine on failure) -> score with the champion ->
-  drift check against the champion's profile -> drift Asset event.
+  drift check against the champion's profile (features, and the champion's outputs on the batch against
+  its outputs on its evaluation data) -> drift / prediction drift Asset events; per-batch quality figures
+  (``quality.*``) logged to MLflow with the batch's ordinal as step.
 * :func:`build_performance_monitor` (``performance_monitor__<model>``): runs on landed label files, each
   checked on its own (a mapped task group): join the labels with the stored predictions -> performance-decay Asset event.
 * :func:`build_cicd` (``cicd_pipeline__<model>``, level 2): a changed definition written to
@@ -40,7 +42,7 @@ from typing import Any
 import pendulum
 from airflow.sdk import DAG, Asset, AssetWatcher, Param, task, task_group
 
-from mlops_provider.operators.drift import DriftCheckOperator, drift_asset_uri
+from mlops_provider.operators.drift import DriftCheckOperator, drift_asset_uri, prediction_drift_asset_uri
 from mlops_provider.operators.gate import PromotionGateOperator
 from mlops_provider.operators.performance import ModelPerformanceOperator, performance_decay_uri
 from mlops_provider.operators.prediction import BatchPredictOperator
@@ -205,9 +207,10 @@ def build_continuous_training(spec: PipelineSpec) -> DAG:
     model = spec.name
     policy = spec.raw["retraining"]
     drift = Asset(drift_asset_uri(model))
+    prediction_drift = Asset(prediction_drift_asset_uri(model))
     decay = Asset(performance_decay_uri(model))
     new_data = Asset(training_data_uri(model))
-    assets = new_data | drift | decay
+    assets = new_data | drift | prediction_drift | decay
     cron = expand_env(policy["schedule"] or "").strip()
     if cron:
         from airflow.timetables.assets import AssetOrTimeSchedule
@@ -346,6 +349,12 @@ def pending_batches(ledger_path: str, consumer: str, triggered: list[dict[str, A
         path = _local(uri)
         batches = [b for b in batches if b["batch_uri"] != path]  # the same file re-landed: its latest content
         batches.append({"batch_uri": path, "name": os.path.basename(path), "batch_id": batch_id})
+    if batches:
+        # each batch's ordinal in the stream (1, 2, ...: the order it was taken in), the MLflow step of its
+        # quality figures; the ledger never changes a claim, so a rerun finds the same step
+        order = {row["batch_id"]: i for i, row in enumerate(ledger.history(f"{consumer}.taken"), start=1)}
+        for b in batches:
+            b["step"] = order.get(b["batch_id"])
     return batches
 
 
@@ -424,6 +433,10 @@ def build_drift_monitor(spec: PipelineSpec) -> DAG:
                 columns=spec.raw["drift"]["columns"] or spec.feature_columns,
                 drift_share=float(spec.raw["drift"]["drift_share"]),
                 monitoring_experiment=f"{model}-monitoring",
+                # the champion scores the batch; its outputs against its outputs on its evaluation data
+                # (emits mlops://<model>/prediction_drift only when they drifted)
+                prediction_drift=bool(spec.raw["drift"]["predictions"]),
+                batch_step=f"{{{{ {this}.get('step') or '' }}}}",  # the batch's ordinal: MLflow step of quality.*
             )
             batch_of(batch) >> validate >> score >> drift
 

@@ -116,6 +116,7 @@ SCHEMA: dict[str, Field] = {
         children={
             "drift_share": Field("number", default=0.5),
             "columns": Field("list[str]"),
+            "predictions": Field("bool", default=True, doc="also check the champion's outputs (prediction drift)"),
         },
     ),
     "performance": Field(

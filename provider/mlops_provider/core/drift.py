@@ -95,6 +95,12 @@ _CATEGORICAL_ONLY = {"chisquare", "z"}
 _RESCALE_ABOVE = 2.0**500
 
 NUM, CAT, TEXT = "num", "cat", "text"
+#: Reserved profile columns holding the model's outputs on its evaluation data (prediction drift, see
+#: :mod:`mlops_provider.core.prediction_drift`): the class or score, and a binary classifier's probability.
+#: Feature checks leave them out.
+PREDICTION_COLUMN = "__prediction__"
+PROBA_COLUMN = "__proba__"
+OUTPUT_COLUMNS = (PREDICTION_COLUMN, PROBA_COLUMN)
 #: ``note`` of a reference column the batch lacks (counted as drifted).
 MISSING_IN_CURRENT = "missing in current"
 #: ``note`` of a column with no value left in the batch after dropping NaN and +/-inf (counted as drifted).
@@ -1131,7 +1137,8 @@ def check_drift(
         ref_rows = len(reference) if rows is None else len(rows)
         source_rows, sampled = len(reference), rows is not None
     elif isinstance(reference, ReferenceProfile):
-        ref_names = list(reference.columns)
+        # the model's outputs stored with the profile are checked by the prediction drift check only
+        ref_names = [n for n in reference.columns if n not in OUTPUT_COLUMNS]
         ref_get = {n: (lambda s=s: s) for n, s in reference.columns.items()}
         ref_rows, source_rows, sampled = reference.n_rows, reference.source_rows, reference.sampled
     else:

@@ -22,7 +22,9 @@ What this policy makes explicit
   does not retrain: its events that are older than the running retraining's start are recorded as
   *merged into* that retraining (they are covered by it); newer events are *deferred* and merged into
   the next retraining after the cooldown.  ``manual`` runs bypass the cooldown.
-* **Stale events**: drift and decay events name the model version they measured (``model_version`` in
+* **Kinds**: ``drift`` (features), ``prediction_drift`` (the model's outputs), ``performance_decay``,
+  ``new_training_data``, ``schedule``, ``manual``; each reason names its kind.
+* **Stale events**: drift, prediction drift and decay events name the model version they measured (``model_version`` in
   ``extra``).  Given the current champion's version, an event about an older version (the champion was
   replaced since) is dropped, recorded as consumed with why, and listed in ``decision.dropped``.
 * **Idempotent**: the decision of a run is stored; a retried task gets the same decision back.
@@ -40,7 +42,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from typing import Any
 
-KINDS = ("drift", "performance_decay", "new_training_data", "schedule", "manual", "other")
+KINDS = ("drift", "prediction_drift", "performance_decay", "new_training_data", "schedule", "manual", "other")
 MAX_REASONS_IN_XCOM = 50
 
 
@@ -56,6 +58,8 @@ def classify(asset_uri: str | None, asset_name: str | None, extra: dict[str, Any
     text = f"{asset_uri or ''} {asset_name or ''}".lower()
     if "performance_decay" in text or "decay" in text:
         return "performance_decay"
+    if "prediction_drift" in text:  # mlops://<model>/prediction_drift: the model's outputs drifted
+        return "prediction_drift"
     if "drift" in text:
         return "drift"
     return "new_training_data"

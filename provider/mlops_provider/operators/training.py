@@ -23,6 +23,11 @@ REFERENCE_ARTIFACT_DIR = "reference"
 REFERENCE_ARTIFACT_FILE = "features.parquet"
 #: Artifact path of the training-feature sample that drift checks compare against.
 REFERENCE_ARTIFACT_PATH = f"{REFERENCE_ARTIFACT_DIR}/{REFERENCE_ARTIFACT_FILE}"
+#: The model's outputs on its evaluation split (prediction drift reference) and what they are.
+OUTPUTS_ARTIFACT_FILE = "outputs.parquet"
+OUTPUTS_SPEC_FILE = "outputs.json"
+OUTPUTS_ARTIFACT_PATH = f"{REFERENCE_ARTIFACT_DIR}/{OUTPUTS_ARTIFACT_FILE}"
+OUTPUTS_SPEC_PATH = f"{REFERENCE_ARTIFACT_DIR}/{OUTPUTS_SPEC_FILE}"
 #: MLflow's dataset digest column holds at most 36 characters; the full digest is in the tags.
 _MLFLOW_DIGEST_CHARS = 32
 #: The probe that reaches MLflow before the fit: at most this many seconds per request and retries.
@@ -39,8 +44,10 @@ class TrainModelOperator(LineageMixin, BaseOperator):
     The run gets the params, all metrics (one batched call), the model with its signature and an
     input example, the training and evaluation datasets with their digests (``mlflow.log_input``),
     provenance tags (DAG, run, task, try, data digests, provider version, git commit of the DAG
-    folder), and a sample of the training features under ``reference/features.parquet`` for drift
-    checks.
+    folder), a sample of the training features under ``reference/features.parquet`` for drift
+    checks, and the model's outputs on the evaluation split under ``reference/outputs.parquet``
+    (described by ``reference/outputs.json``: the class, a binary classifier's probability of the
+    positive class, or the score) for prediction drift checks.
 
     Order of work, so that nothing is fitted or half-logged in vain: the arguments are checked, MLflow
     is reached (an unreachable server fails the try in seconds, before any data is read or fitted),
@@ -435,7 +442,28 @@ class TrainModelOperator(LineageMixin, BaseOperator):
                 path = os.path.join(tmp, REFERENCE_ARTIFACT_FILE)
                 sample.to_parquet(path, index=False)
                 mlflow.log_artifact(path, artifact_path=REFERENCE_ARTIFACT_DIR)
+                self._log_outputs(mlflow, result, tmp)
         return run_id, info.model_uri, getattr(info, "model_id", None)
+
+    def _log_outputs(self, mlflow: Any, result: Any, tmp: str) -> None:
+        """The model's outputs on the evaluation split: the prediction drift reference of this version."""
+        import json
+
+        from mlops_provider.core.prediction_drift import model_outputs, output_spec_for
+
+        spec = output_spec_for(result.estimator, result.problem_type, result.positive_label)
+        outputs = model_outputs(result.estimator, result.X_eval, spec)
+        path = os.path.join(tmp, OUTPUTS_ARTIFACT_FILE)
+        outputs.to_parquet(path, index=False)
+        spec_path = os.path.join(tmp, OUTPUTS_SPEC_FILE)
+        with open(spec_path, "w", encoding="utf-8") as fh:
+            json.dump({**spec.to_dict(), "rows": len(outputs), "data": "evaluation split"}, fh)
+        mlflow.log_artifact(path, artifact_path=REFERENCE_ARTIFACT_DIR)
+        mlflow.log_artifact(spec_path, artifact_path=REFERENCE_ARTIFACT_DIR)
+        self.log.info(
+            "Logged the model's outputs on the %d evaluation rows (%s) for prediction drift",
+            len(outputs), ", ".join(spec.label(c) for c in spec.types()),
+        )
 
     def _pip_requirements(self) -> list[str] | None:
         req = self.pip_requirements
