@@ -412,6 +412,15 @@ def test_train_operator_regression_time_split_and_batch_predict(test_dags, mlflo
         local = mlflow.artifacts.download_artifacts(result["reference_uri"], dst_path=str(tmp_path / "ref"))
     ref = pd.read_parquet(local)
     assert list(ref.columns) == ["a", "b"] and len(ref) == 50
+    # the model's outputs on the evaluation split: the prediction drift reference (a score for regression)
+    with MlflowHook().mlflow_env():
+        outputs_dir = mlflow.artifacts.download_artifacts(
+            f"runs:/{result['run_id']}/reference", dst_path=str(tmp_path / "outputs")
+        )
+    outputs = pd.read_parquet(Path(outputs_dir) / "outputs.parquet")
+    assert list(outputs.columns) == ["__prediction__"] and len(outputs) == 50
+    spec = json.loads((Path(outputs_dir) / "outputs.json").read_text())
+    assert spec["problem_type"] == "regression" and spec["columns"] == {"__prediction__": "num"} and spec["rows"] == 50
 
     scored = xcoms["score"]
     assert len(json.dumps(scored)) < 4096

@@ -630,7 +630,10 @@ class DriftCheckOperator(LineageMixin, BaseOperator, SkipMixin):
         check_number(where, "max_reference_rows", max_reference_rows, low=1, integer=True, optional=True)
         check_choice(where, "prediction_drift", prediction_drift, (True, False))
         if not is_templated(batch_step):
-            check_number(where, "batch_step", batch_step, low=0, integer=True, optional=True)
+            step = batch_step
+            if isinstance(step, str) and step.strip().isdigit():
+                step = int(step)  # a literal "3", as a rendered template gives it
+            check_number(where, "batch_step", None if step == "" else step, low=0, integer=True, optional=True)
         if prediction_drift and isinstance(reference, str) and not is_templated(reference) and not parse_model_uri(reference):
             from mlops_provider.exceptions import MlopsConfigurationError
 
