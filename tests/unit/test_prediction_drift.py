@@ -355,6 +355,15 @@ def test_rerun_logs_the_same_step_once(mlflow_conn_sqlite, tmp_path):
         history = client.get_metric_history(run_id, "quality.null_share.plan")
         assert [(m.step, m.value) for m in history] == [(3, 0.0)]
 
+    # a batch without one of the model's inputs cannot be scored: named, never "no prediction drift"
+    from mlops_provider.exceptions import DatasetError
+
+    lacking = tmp_path / "lacking.parquet"
+    _features(500, 12).drop(columns=["debt"]).to_parquet(lacking)
+    with pytest.raises(DatasetError, match=r"lacks the model's input column\(s\) \['debt'\]"):
+        DriftCheckOperator(task_id="drift", reference=f"models:/{name}@champion", current=str(lacking),
+                           columns=["income", "plan"], prediction_drift=True).execute(_context())
+
 
 def test_version_without_stored_outputs_is_reported_not_checked(mlflow_conn_sqlite, tmp_path, capfd):
     from mlops_provider.hooks.mlflow import MlflowHook
