@@ -7,7 +7,8 @@ after that nothing is triggered by hand: the tests only land files.
 
 * Six batches land within one second (five good ones and the broken one of the demo story): Airflow
   merges the arrivals into fewer runs, and each batch still gets its own validation, prediction file and
-  drift result; the quarantined batch stops only its own score and drift check.
+  drift result (features and the champion's outputs, quality figures at the batch's own step); the
+  quarantined batch stops only its own score and drift check.
 * A changed definition written to the proposals folder runs ``cicd_pipeline__loan_default`` on its own
   (``NewBatchTrigger`` on one file): CI in a real worker (component tests, DAG integrity in subprocesses
   under the task supervisor's blocked DB URL, data contract), then CD to a deployed pipeline.
@@ -154,6 +155,14 @@ def test_every_batch_of_a_merged_run_is_validated_scored_and_drift_checked(stack
     drift = [stack.xcom(MONITOR, taken[n][0], "check_batch.check_drift", map_index=taken[n][1]) for n in GOOD]
     assert all(d and d["current"]["uri"].endswith(n) for d, n in zip(drift, GOOD, strict=True)), drift
     assert not any(d["dataset_drift"] for d in drift)  # stable batches: no retraining is started
+    # the champion's outputs on each batch were checked too (stable batches: no prediction drift event)
+    assert all(d["prediction_drift"]["status"] == "checked" and d["prediction_drift"]["drift"] is False
+               for d in drift), [d.get("prediction_drift") for d in drift]
+    # each batch's quality figures sit at its own step (its ordinal in the ledger; the broken batch has one
+    # too) in the one data-quality run of the model
+    steps = [d["batch_step"] for d in drift]
+    assert len(set(steps)) == len(GOOD) and set(steps) <= set(range(1, len(frames) + 1)), steps
+    assert len({d["quality_run_id"] for d in drift}) == 1
 
 
 def test_a_changed_proposal_runs_cicd_by_itself_and_deploys_it(stack):

@@ -394,3 +394,25 @@ def test_prediction_drift_needs_a_model_reference():
         DriftCheckOperator(task_id="d", reference="models:/m@champion", current="x", batch_step=-1)
     with pytest.raises(MlopsConfigurationError, match="prediction_drift"):
         DriftCheckOperator(task_id="d", reference="models:/m@champion", current="x", prediction_drift="yes")
+
+
+def test_drift_sensor_ends_on_prediction_drift(mlflow_conn_sqlite, tmp_path):
+    import os
+
+    from mlops_provider.sensors.drift import DriftSensor
+
+    name, _, _ = _champion_with_outputs(tmp_path)
+    landing = tmp_path / "landing"
+    landing.mkdir()
+    sensor = DriftSensor(task_id="wait", location=f"{landing}/*.parquet", reference=f"models:/{name}@champion",
+                         columns=["plan"], prediction_drift=True, deferrable=False, mode="poke",
+                         consumer="test.pd", poke_interval=0.1)
+    _features(1500, 11).to_parquet(landing / "b1.parquet")
+    assert sensor.poke({"run_id": "manual__pd"}) is False  # outputs as at training: keep waiting
+    os.utime(landing / "b1.parquet", (1, 1))
+    _features(1500, 12, 1.0).to_parquet(landing / "b2.parquet")  # the plan column does not move, the outputs do
+    done = sensor.poke({"run_id": "manual__pd"})
+    verdict = done.xcom_value
+    assert done.is_done and verdict["batch_uri"].endswith("b2.parquet")
+    assert verdict["dataset_drift"] is False and verdict["prediction_drift"]["drift"] is True
+    json.dumps(verdict)

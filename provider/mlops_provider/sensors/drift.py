@@ -93,6 +93,11 @@ class DriftSensor(LineageMixin, BaseSensorOperator):
         safe and catches what the delay does not.
     :param deferrable: defer to the triggerer while waiting; default :func:`default_deferrable` (true,
         unless ``AIRFLOW__OPERATORS__DEFAULT_DEFERRABLE`` says otherwise).
+    :param prediction_drift: also score each batch with the reference's model version and compare its
+        outputs with the outputs stored with that version (needs a ``models:/`` reference; see
+        ``DriftCheckOperator``).  A batch whose outputs drifted ends the sensor too (``drift`` is true,
+        ``prediction_drift`` in the XCom says which); a version without stored outputs fails the task
+        with ``MlopsConfigurationError`` (the sensor has no other place to say it was not checked).
     """
 
     template_fields: Sequence[str] = ("location", "reference", "consumer", "ledger_path", "columns")
@@ -116,6 +121,7 @@ class DriftSensor(LineageMixin, BaseSensorOperator):
         min_age_seconds: float = 0.0,
         resume_settle_seconds: float = 10.0,
         deferrable: bool | None = None,
+        prediction_drift: bool = False,
         **kwargs: Any,
     ) -> None:
         # A retry is safe (the ledger claims a batch only after its check) and restarts the wait at once.
@@ -133,6 +139,7 @@ class DriftSensor(LineageMixin, BaseSensorOperator):
         check_number(where, "min_age_seconds", min_age_seconds, low=0)
         check_number(where, "resume_settle_seconds", resume_settle_seconds, low=0)
         check_choice(where, "deferrable", deferrable, (True, False), optional=True)
+        check_choice(where, "prediction_drift", prediction_drift, (True, False))
         super().__init__(**kwargs)
         self.deferrable = default_deferrable() if deferrable is None else deferrable
         if self.deferrable:  # the trigger lists every poke_interval seconds: 0 would spin the triggerer
@@ -150,6 +157,7 @@ class DriftSensor(LineageMixin, BaseSensorOperator):
         self.marker = marker
         self.min_age_seconds = min_age_seconds
         self.resume_settle_seconds = resume_settle_seconds
+        self.prediction_drift = prediction_drift
 
     # ------------------------------------------------------------------ shared helpers
 
@@ -175,7 +183,8 @@ class DriftSensor(LineageMixin, BaseSensorOperator):
         from mlops_provider.operators.drift import resolve_drift_reference
 
         self._resolved_reference = resolve_drift_reference(
-            self.reference, mlflow_conn_id=self.mlflow_conn_id, columns=list(self.columns) if self.columns else None
+            self.reference, mlflow_conn_id=self.mlflow_conn_id, columns=list(self.columns) if self.columns else None,
+            outputs=self.prediction_drift,
         )
         return self._resolved_reference.reference
 
@@ -195,6 +204,7 @@ class DriftSensor(LineageMixin, BaseSensorOperator):
         from mlops_provider.operators.drift import verdict_line
 
         frame = load_batch_frame(batch_uri, files, self.conn_id)
+        full = frame
         if self.columns:
             missing = [c for c in self.columns if c not in frame.columns]
             if missing:
@@ -218,9 +228,10 @@ class DriftSensor(LineageMixin, BaseSensorOperator):
                 "'no drift'. Fix or remove the batch; the next try checks it again"
             )
         self.log.info("Batch %s: %s", batch_uri, verdict_line(result))
+        prediction = self._check_outputs(batch_uri, full) if self.prediction_drift else None
         full = result.to_summary()
         drifted = set(full["drifted_columns"])
-        return {
+        out = {
             "dataset_drift": full["dataset_drift"],
             "share_of_drifted_columns": round(full["share_of_drifted_columns"], 6),
             "number_of_columns": full["number_of_columns"],
@@ -233,6 +244,25 @@ class DriftSensor(LineageMixin, BaseSensorOperator):
             "not_tested": full["not_tested"],
             "columns": {k: v for k, v in full["columns"].items() if k in drifted and len(drifted) <= 20},
         }
+        if prediction is not None:
+            out["prediction_drift"] = prediction.to_summary()
+        return out
+
+    def _check_outputs(self, batch_uri: str, frame: pd.DataFrame) -> Any:
+        """Prediction drift of the batch (the reference's model version scores it); loud when it cannot."""
+        from mlops_provider.exceptions import MlopsConfigurationError
+        from mlops_provider.operators.drift import check_batch_outputs
+
+        resolved = self._resolved_reference
+        if not resolved.model_name:
+            raise MlopsConfigurationError(
+                f"DriftSensor {self.task_id!r}: prediction_drift needs a models:/ reference; got {resolved.description}"
+            )
+        if resolved.outputs_missing:
+            raise MlopsConfigurationError(f"DriftSensor {self.task_id!r}: prediction drift: {resolved.outputs_missing}")
+        prediction, _ = check_batch_outputs(resolved, frame, mlflow_conn_id=self.mlflow_conn_id, batch=batch_uri)
+        self.log.info("Batch %s: %s", batch_uri, prediction.verdict_line())
+        return prediction
 
     def _process(self, batch: Mapping[str, Any], context: Context) -> dict[str, Any]:
         """Check one batch, claim it, return the verdict (``drift`` key)."""
@@ -243,7 +273,7 @@ class DriftSensor(LineageMixin, BaseSensorOperator):
         verdict = {
             "batch_uri": uri,
             "batch_id": batch["batch_id"],
-            "drift": bool(summary["dataset_drift"]),
+            "drift": bool(summary["dataset_drift"]) or bool((summary.get("prediction_drift") or {}).get("drift")),
             "arrival_to_verdict_seconds": round(time.time() - float(batch.get("batch_mtime") or time.time()), 3),
             **summary,
         }
