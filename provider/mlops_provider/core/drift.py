@@ -403,6 +403,11 @@ def _json_scalar(value: Any) -> Any:
 def _encode_array(arr: np.ndarray) -> dict[str, Any]:
     import numpy as np
 
+    from mlops_provider.core.profile_store import collect_array
+
+    collected = collect_array(arr)  # a binary save stores the array itself, column by column
+    if collected is not None:
+        return collected
     arr = np.ascontiguousarray(arr)
     return {
         "dtype": arr.dtype.newbyteorder("<").str,
@@ -412,9 +417,11 @@ def _encode_array(arr: np.ndarray) -> dict[str, Any]:
     }
 
 
-def _decode_array(data: Mapping[str, Any]) -> np.ndarray:
+def _decode_array(data: Mapping[str, Any] | np.ndarray) -> np.ndarray:
     import numpy as np
 
+    if isinstance(data, np.ndarray):  # read from a binary profile
+        return data
     arr = np.frombuffer(base64.b64decode(data["b64"]), dtype=np.dtype(data["dtype"]))
     return arr.astype(arr.dtype.newbyteorder("="), copy=False)
 
@@ -441,6 +448,8 @@ class ReferenceProfile:
     max_rows: int = DEFAULT_MAX_ROWS
     metadata: dict[str, Any] = field(default_factory=dict)
     version: int = PROFILE_VERSION
+    #: sha256 of the binary payload this profile was read from or saved as (``None``: not binary).
+    digest: str | None = field(default=None, compare=False)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -484,19 +493,46 @@ class ReferenceProfile:
             raise ProfileError(f"Drift profile is malformed: {err!r}") from None
 
     def save(self, path: str | Path) -> Path:
+        """Write the profile: binary (compressed, with a sha256) unless ``path`` ends in ``.json``.
+
+        The binary form (:mod:`mlops_provider.core.profile_store`) is about half the size of the JSON
+        form and loads in milliseconds; ``.json`` writes the older, human-readable form.  Both are
+        written to a temporary file and renamed into place.
+        """
+        from mlops_provider.core import profile_store
+
         path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with path.open("w", encoding="utf-8") as fh:
-            json.dump(self.to_dict(), fh, separators=(",", ":"))
+        if path.suffix.lower() == ".json":
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+            with tmp.open("w", encoding="utf-8") as fh:
+                json.dump(self.to_dict(), fh, separators=(",", ":"))
+            os.replace(tmp, path)
+            return path
+        with profile_store.collecting_arrays() as arrays:
+            tree = self.to_dict()
+        self.digest = profile_store.write_profile_tree(tree, arrays, path, PROFILE_FORMAT)
         return path
 
     @classmethod
     def load(cls, path: str | Path) -> ReferenceProfile:
+        """Read a profile written by :meth:`save`, binary or JSON (the format is read from the file).
+
+        A binary profile whose payload does not match its sha256 raises :class:`ProfileError`
+        (``checksum mismatch``) naming the file.
+        """
+        from mlops_provider.core import profile_store
+
+        if profile_store.is_binary_profile(path):
+            tree, digest = profile_store.read_profile_tree(path, PROFILE_FORMAT)
+            profile = cls.from_dict(tree)
+            profile.digest = digest
+            return profile
         try:
             with Path(path).open(encoding="utf-8") as fh:
                 data = json.load(fh)
-        except json.JSONDecodeError as err:
-            raise ProfileError(f"Drift profile {path} is not valid JSON: {err}") from None
+        except (json.JSONDecodeError, UnicodeDecodeError) as err:
+            raise ProfileError(f"Drift profile {path} is not valid JSON (nor a binary profile): {err}") from None
         return cls.from_dict(data)
 
     def check_model(self, model_name: str) -> None:
