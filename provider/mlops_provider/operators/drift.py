@@ -181,6 +181,10 @@ def _fetch_profile(
                 profile = ReferenceProfile.load(path)
             except ProfileError as err:
                 raise MlopsConfigurationError(f"{label}: runs:/{run_id}/{artifact}: {err}") from None
+            try:  # before anything is converted, logged or cached
+                profile.check_model(resolved.model_name)
+            except ProfileError as err:
+                raise MlopsConfigurationError(f"{label}: runs:/{run_id}/{artifact}: {err}") from None
             resolved.profile_source = "download" if artifact == PROFILE_ARTIFACT_PATH else "converted"
             break
         if profile is None:
