@@ -154,3 +154,16 @@ def test_cache_is_keyed_by_model_version_and_digest_and_safe_with_concurrent_wri
     monkeypatch.setenv("AIRFLOW_HOME", str(tmp_path / "airflow"))
     assert S.ProfileCache().root == tmp_path / "airflow" / "mlops" / "profile-cache"
     assert os.path.basename(S.ProfileCache().path("a/b", "1", digest)) == f"{digest}.bin"
+
+
+@pytest.mark.parametrize(("n_ref", "n_cur"), [(1000, 10_000), (10_000, 1000), (3000, 3_000_000 // 100)])
+def test_wasserstein_of_nested_sample_sizes_matches_scipy(n_ref, n_cur):
+    """The blockwise path (one sample size divides the other, e.g. a 1M profile and a 10M batch)."""
+    from scipy.stats import wasserstein_distance
+
+    rng = np.random.default_rng(n_ref + n_cur)
+    ref, cur = rng.normal(0, 1, n_ref), rng.normal(0.1, 1.2, n_cur)
+    ours = D._wasserstein_sorted(np.sort(ref), None, np.sort(cur), None)
+    assert ours == pytest.approx(wasserstein_distance(ref, cur), rel=1e-12, abs=0)
+    small, large = sorted((np.sort(ref), np.sort(cur)), key=len)
+    assert D._wasserstein_nested(small, large, block=64) == pytest.approx(ours, rel=1e-12)  # many small blocks

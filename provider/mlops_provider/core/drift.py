@@ -359,13 +359,12 @@ def _object_value_counts(raw: np.ndarray) -> pd.Series | None:
     ptrs = np.ctypeslib.as_array((ctypes.c_ssize_t * len(raw)).from_address(raw.ctypes.data))
     if len(np.unique(ptrs[:4096])) > 256:
         return None
-    ptrs = np.sort(ptrs)
-    starts = np.flatnonzero(np.concatenate(([True], ptrs[1:] != ptrs[:-1])))
-    if len(starts) > 4096:
+    # a hash count of the pointers: no sorted copy of the column (80 MB at 10M rows)
+    by_ptr = pd.Series(ptrs, copy=False).value_counts(sort=False)
+    if len(by_ptr) > 4096:
         return None
-    counts = np.diff(np.append(starts, len(ptrs)))
     merged: dict[Any, int] = {}
-    for ptr, count in zip(ptrs[starts].tolist(), counts.tolist(), strict=True):
+    for ptr, count in zip(by_ptr.index.tolist(), by_ptr.tolist(), strict=True):
         # the object is alive (``raw`` references it), so its address can be dereferenced
         value = ctypes.cast(ptr, ctypes.py_object).value
         if not _is_missing(value):
@@ -1027,6 +1026,8 @@ def _wasserstein_sorted(u: np.ndarray, u_counts: Any, v: np.ndarray, v_counts: A
     v = v.astype(np.float64, copy=False)
     if u_counts is None and v_counts is None:
         lcm = math.lcm(n_u, n_v)
+        if lcm in (n_u, n_v) and n_u != n_v:
+            return _wasserstein_nested(u, v) if lcm == n_v else _wasserstein_nested(v, u)
         if lcm <= 2 * (n_u + n_v):
             # both quantile functions are constant on the lcm equal pieces of (0, 1]
             diff = np.repeat(u, lcm // n_u) if lcm != n_u else u.copy()
@@ -1065,6 +1066,25 @@ def _wasserstein_sorted(u: np.ndarray, u_counts: Any, v: np.ndarray, v_counts: A
     del iv
     np.abs(gap, out=gap)
     return float(np.dot(gap, lengths) / (float(n_u) * float(n_v)))
+
+
+def _wasserstein_nested(small: np.ndarray, large: np.ndarray, block: int = 1 << 20) -> float:
+    """W1 of two sorted samples when ``len(small)`` divides ``len(large)`` (e.g. a 1M reference, a 10M batch).
+
+    Quantile piece ``i`` of ``small`` covers pieces ``i*k .. i*k+k-1`` of ``large`` (``k`` the ratio), so
+    ``W1 = mean(|large[i*k + j] - small[i]|)``, summed block by block: no array of the batch's size.
+    """
+    import numpy as np
+
+    k = len(large) // len(small)
+    rows = max(1, block // k)
+    total = 0.0
+    for start in range(0, len(small), rows):
+        stop = min(start + rows, len(small))
+        diff = large[start * k : stop * k].reshape(stop - start, k) - small[start:stop, None]
+        np.abs(diff, out=diff)
+        total += float(diff.sum())
+    return total / len(large)
 
 
 def run_test(method: str, ref: ColumnStats, cur: ColumnStats, column_type: str) -> float:

@@ -395,7 +395,7 @@ class DriftCheckOperator(LineageMixin, BaseOperator, SkipMixin):
     ``mlops://<model>/drift`` (through the alias ``mlops_drift__<model>``, so nothing is emitted when
     there is no drift) with the summary in the event's ``extra``.
 
-    :param reference: ``models:/<name>@<alias>`` / ``models:/<name>/<version>``, a profile JSON path, or
+    :param reference: ``models:/<name>@<alias>`` / ``models:/<name>/<version>``, a profile path (``*.bin``, ``*.json``), or
         a dataset reference (templated).
     :param current: dataset reference of the batch to check (templated).
     :param model_name: registered model the drift event is about (not templated: it names the outlet
