@@ -217,6 +217,7 @@ class ColumnStats:
         }
         if self.values is not None:
             out["std"] = self.std()
+            out["n_unique"] = int(self.n_unique)  # spares a pass over the values when loaded
             out["values"] = _encode_array(self.values)
             out["counts"] = None if self.counts is None else _encode_array(self.counts)
         else:
@@ -246,6 +247,8 @@ class ColumnStats:
                     raise ValueError("numeric values must be finite (NaN and inf are dropped when profiling)")
                 if stats._std is not None and not math.isfinite(stats._std):
                     stats._std = None  # recomputed (stably) from the values
+                if stats.counts is None and isinstance(data.get("n_unique"), int) and 0 <= data["n_unique"] <= len(stats.values):
+                    stats.n_unique = int(data["n_unique"])
             else:
                 stats.keys = list(data["keys"])
                 stats.counts = np.asarray(data["counts"], dtype=np.int64)
