@@ -3,6 +3,10 @@
     .venv/bin/python bench/drift.py                 # all cases
     .venv/bin/python bench/drift.py --cases 1m      # one case (1m, 100k_wide, 10m)
     .venv/bin/python bench/drift.py --markdown      # print the table as Markdown (for docs/performance.md)
+    .venv/bin/python bench/drift.py --skip-evidently  # our engine only
+
+The "CPU (s)" column is the measuring process's CPU time (all its threads) during the call: on a
+loaded machine it moves much less than the wall time (the MLflow server's CPU is not in it).
 
 Every measurement runs in a fresh subprocess that imports the libraries, generates the frames
 (deterministic seeds), then times one call.  Peak memory is the process high-water mark (``VmHWM``,
@@ -138,6 +142,7 @@ gc.collect()
 inputs = rss() - base
 before = rss()
 reset_hwm()
+c0 = time.process_time()
 t0 = time.perf_counter()
 if what.startswith("evidently"):
     snap = Report([DataDriftPreset()]).run(cur, ref)
@@ -165,8 +170,9 @@ elif what == "stored":
     steps["check"] = time.perf_counter() - t0 - steps["load"]
     drifted = res.number_of_drifted_columns
 seconds = time.perf_counter() - t0
+cpu = time.process_time() - c0
 extra = max(0, hwm() - before)
-print(json.dumps({{"seconds": seconds, "inputs": inputs, "extra": extra, "drifted": drifted, "steps": steps,
+print(json.dumps({{"seconds": seconds, "cpu": cpu, "inputs": inputs, "extra": extra, "drifted": drifted, "steps": steps,
                    "sampled": (res.sampled if what in ("cold", "cold_text", "stored", "stored_e2e") else None)}}))
 """
 
@@ -202,7 +208,7 @@ def _log_profile(client, profile_path: str, case: str) -> str:
     return run_id
 
 
-def run(cases: list[str], markdown: bool) -> None:
+def run(cases: list[str], markdown: bool, evidently: bool = True) -> None:
     sys.path.insert(0, str(ROOT))
     sys.path.insert(0, str(ROOT / "provider"))
     from mlflow import MlflowClient
@@ -210,8 +216,8 @@ def run(cases: list[str], markdown: bool) -> None:
     from tests.helpers.servers import MlflowServer
 
     lines = [
-        "| case | engine | time (s) | vs Evidently | extra peak (MB) | input frames (MB) | peak / input | drifted cols |",
-        "|---|---|---:|---:|---:|---:|---:|---:|",
+        "| case | engine | time (s) | vs Evidently | CPU (s) | extra peak (MB) | input frames (MB) | peak / input | drifted cols |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
     notes = []
     with tempfile.TemporaryDirectory(prefix="drift-bench-mlflow-") as server_dir:
@@ -219,7 +225,7 @@ def run(cases: list[str], markdown: bool) -> None:
         try:
             client = MlflowClient(server.url)
             for case in cases:
-                _run_case(case, client, server.url, lines, notes)
+                _run_case(case, client, server.url, lines, notes, evidently)
         finally:
             server.stop()
     table = "\n".join(lines)
@@ -228,12 +234,14 @@ def run(cases: list[str], markdown: bool) -> None:
     print(text if markdown else textwrap.indent(text, ""))
 
 
-def _run_case(case: str, client, tracking_uri: str, lines: list[str], notes: list[str]) -> None:
+def _run_case(case: str, client, tracking_uri: str, lines: list[str], notes: list[str], evidently: bool) -> None:
     rows, _, _, label, *rest = CASES[case]
     with tempfile.TemporaryDirectory(prefix="drift-bench-") as tmp:
         profile_path = os.path.join(tmp, "profile.bin")
         results = {}
-        if rows <= EVIDENTLY_MAX_ROWS:
+        if not evidently:
+            pass
+        elif rows <= EVIDENTLY_MAX_ROWS:
             results["evidently"] = measure(case, "evidently", profile_path)
         else:
             notes.append(
@@ -250,7 +258,8 @@ def _run_case(case: str, client, tracking_uri: str, lines: list[str], notes: lis
             results["stored"] = measure(case, "stored", profile_path)
             size_json = _json_size(profile_path, tmp)
         if rest:  # text columns: their test timed on its own, for both engines
-            results["evidently_text"] = measure(case, "evidently_text", profile_path)
+            if evidently:
+                results["evidently_text"] = measure(case, "evidently_text", profile_path)
             results["cold_text"] = measure(case, "cold_text", profile_path)
     ev = results.get("evidently", {})
     names = {
@@ -264,7 +273,7 @@ def _run_case(case: str, client, tracking_uri: str, lines: list[str], notes: lis
     }
     for key, res in results.items():
         if "error" in res:
-            lines.append(f"| {label} | {names[key]} | failed: {res['error']} | | | | | |")
+            lines.append(f"| {label} | {names[key]} | failed: {res['error']} | | | | | | |")
             continue
         base = results.get("evidently_text", {}) if key == "cold_text" else ev
         ratio = (
@@ -276,7 +285,7 @@ def _run_case(case: str, client, tracking_uri: str, lines: list[str], notes: lis
         if res.get("sampled"):
             drifted += " (sampled ref)"
         lines.append(
-            f"| {label} | {names[key]} | {res['seconds']:.2f} | {ratio} | {_mb(res['extra'])} | "
+            f"| {label} | {names[key]} | {res['seconds']:.2f} | {ratio} | {res['cpu']:.2f} | {_mb(res['extra'])} | "
             f"{_mb(res['inputs'])} | {(res['inputs'] + res['extra']) / max(res['inputs'], 1):.2f} | {drifted} |"
         )
         if res.get("steps"):
@@ -285,7 +294,7 @@ def _run_case(case: str, client, tracking_uri: str, lines: list[str], notes: lis
     if size:
         lines.append(
             f"| {label} | stored profile size: binary {size / 2**20:,.1f} MB, JSON (older format) "
-            f"{size_json / 2**20:,.1f} MB ({size / size_json:.0%}) | | | | | | |"
+            f"{size_json / 2**20:,.1f} MB ({size / size_json:.0%}) | | | | | | | |"
         )
     print("\n".join(lines[-(len(results) + bool(size)) :]), flush=True)
 
@@ -307,9 +316,10 @@ def main() -> None:
     )
     parser.add_argument("--cases", nargs="*", default=["1m", "100k_wide", "10m"], choices=list(CASES))
     parser.add_argument("--markdown", action="store_true")
+    parser.add_argument("--skip-evidently", action="store_true", help="our engine only (Evidently takes minutes)")
     args = parser.parse_args()
     print(f"python {sys.version.split()[0]}, {os.cpu_count()} CPUs, load average {os.getloadavg()}", flush=True)
-    run(args.cases, args.markdown)
+    run(args.cases, args.markdown, evidently=not args.skip_evidently)
     print(f"load average at the end: {os.getloadavg()}", flush=True)
 
 
