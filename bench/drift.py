@@ -221,7 +221,7 @@ def run(cases: list[str], markdown: bool, evidently: bool = True) -> None:
     ]
     notes = []
     with tempfile.TemporaryDirectory(prefix="drift-bench-mlflow-") as server_dir:
-        server = MlflowServer(Path(server_dir)).start()
+        server = MlflowServer(Path(server_dir)).start(timeout=600)  # slow to start on a loaded machine
         try:
             client = MlflowClient(server.url)
             for case in cases:
