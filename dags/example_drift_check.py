@@ -1,7 +1,7 @@
 """Check a batch for drift against the champion's reference profile; retrain when it drifts.
 
 ``example_drift_check`` compares the batch at ``params.current`` with the reference profile of
-``models:/<model>@champion`` (stored on the champion's run at ``drift/profile.json``; built from the
+``models:/<model>@champion`` (stored on the champion's run at ``drift/profile.bin``; built from the
 training-feature sample ``reference/features.parquet`` on first use).  Drift metrics go to an MLflow
 monitoring run; when drift is found the task logs a warning (``on_failure="warn"``), succeeds and emits
 an Asset event on ``mlops://<model>/drift``, which schedules ``example_retrain_on_drift``.  The

@@ -331,3 +331,85 @@ def test_on_failure_skip_skips_downstream_only_on_drift(mlflow_conn_sqlite, airf
     states = {ti.task_id: ti.state for ti in drifted.get_task_instances()}
     assert states == {"check_drift": "success", "use_batch": "skipped"}
     assert [e["dataset_drift"] for e in _asset_events(drift_asset_uri(name))] == [True]  # event still emitted
+
+
+class _Downloads:
+    """Counts the profile downloads the MLflow client makes from the server (the calls go through)."""
+
+    def __init__(self, monkeypatch):
+        import requests
+
+        self.urls: list[str] = []
+        real = requests.Session.request
+
+        def request(session, method, url, *args, **kwargs):
+            if method.upper() == "GET" and "drift/profile" in url and "/artifacts/" in url:
+                self.urls.append(url)
+            return real(session, method, url, *args, **kwargs)
+
+        monkeypatch.setattr(requests.Session, "request", request)
+
+
+def test_profile_is_downloaded_once_per_worker_then_read_from_the_cache(mlflow_conn_server, tmp_path, monkeypatch):
+    from mlops_provider.core.profile_store import CACHE_ENV
+
+    monkeypatch.setenv(CACHE_ENV, str(tmp_path / "cache"))
+    downloads = _Downloads(monkeypatch)
+    name, version, run_id = _champion(tmp_path)
+
+    def check():
+        return DriftCheckOperator(
+            task_id="drift", reference=f"models:/{name}/{version}", current=_batch(tmp_path, 0.0), log_to_mlflow=False
+        ).execute(_context())
+
+    first = check()  # no profile yet: built from the features, logged as drift/profile.bin, cached
+    assert first["profile_source"] == "built" and first["profile_logged"] == f"runs:/{run_id}/drift/profile.bin"
+    tags = MlflowHook().get_client().get_model_version(name, version).tags
+    assert len(tags["mlops.drift_profile_sha256"]) == 64
+    before = len(downloads.urls)
+    second = check()
+    assert second["profile_source"] == "cache" and len(downloads.urls) == before  # no download
+    assert second["columns"] == first["columns"]
+    # another worker (an empty cache) downloads it once, then uses its cache
+    monkeypatch.setenv(CACHE_ENV, str(tmp_path / "cache-2"))
+    third = check()
+    assert third["profile_source"] == "download" and len(downloads.urls) == before + 1
+    assert downloads.urls[-1].endswith("drift/profile.bin")
+    assert check()["profile_source"] == "cache" and len(downloads.urls) == before + 1
+    assert third["columns"] == first["columns"]
+
+
+def test_json_profile_of_older_versions_is_converted_once(mlflow_conn_server, tmp_path, monkeypatch):
+    from mlops_provider.core.drift import build_profile
+    from mlops_provider.core.profile_store import CACHE_ENV
+
+    monkeypatch.setenv(CACHE_ENV, str(tmp_path / "cache"))
+    name, version, run_id = _champion(tmp_path, with_features=False)
+    legacy = build_profile(_features(3000, seed=1), metadata={"model_name": name}).save(tmp_path / "j" / "profile.json")
+    MlflowHook().get_client().log_artifact(run_id, str(legacy), artifact_path="drift")
+    op = DriftCheckOperator(task_id="drift", reference=f"models:/{name}@champion", current=_batch(tmp_path, 0.0),
+                            log_to_mlflow=False)
+    first = op.execute(_context())
+    assert first["profile_source"] == "converted" and first["profile_logged"] == f"runs:/{run_id}/drift/profile.bin"
+    assert set(_artifacts(run_id, "drift")) == {"drift/profile.json", "drift/profile.bin"}  # written beside it
+    monkeypatch.setenv(CACHE_ENV, str(tmp_path / "cache-2"))  # a fresh worker reads the binary one
+    second = op.execute(_context())
+    assert second["profile_source"] == "download" and "profile_logged" not in second
+    assert second["columns"] == first["columns"]
+
+
+def test_corrupt_stored_profile_is_refused_naming_the_artifact(mlflow_conn_server, tmp_path, monkeypatch):
+    from mlops_provider.core.drift import build_profile
+    from mlops_provider.core.profile_store import CACHE_ENV
+
+    monkeypatch.setenv(CACHE_ENV, str(tmp_path / "cache"))
+    name, _, run_id = _champion(tmp_path, with_features=False)
+    path = build_profile(_features(3000, seed=1), metadata={"model_name": name}).save(tmp_path / "b" / "profile.bin")
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 0xFF  # one flipped byte, as a bad disk or transfer would leave
+    path.write_bytes(bytes(data))
+    MlflowHook().get_client().log_artifact(run_id, str(path), artifact_path="drift")
+    op = DriftCheckOperator(task_id="drift", reference=f"models:/{name}@champion", current=_batch(tmp_path, 0.0))
+    with pytest.raises(MlopsConfigurationError, match=rf"runs:/{run_id}/drift/profile\.bin: .*checksum mismatch"):
+        op.execute(_context())
+    assert not list((tmp_path / "cache").rglob("*.bin"))  # nothing cached

@@ -5,7 +5,11 @@ The reusable glue (resolve a reference, run the check) is :func:`resolve_drift_r
 
 Artifact contract with ``TrainModelOperator``: the model version's run holds a sample of the training
 features at ``reference/features.parquet``; the drift profile built from it is stored on the same run
-at ``drift/profile.json`` (built and logged on first use when the training task did not).
+at ``drift/profile.bin`` (binary, compressed, with a sha256; built and logged on first use when the
+training task did not), and its sha256 in the model version's tag ``mlops.drift_profile_sha256``.
+A profile stored by older versions at ``drift/profile.json`` is read once more and converted.
+Each worker keeps the profiles it used in a disk cache keyed by model, version and sha256, so a
+version's profile is downloaded once per worker.
 """
 
 from __future__ import annotations
@@ -39,9 +43,13 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 PROFILE_ARTIFACT_DIR = "drift"
-PROFILE_ARTIFACT_FILE = "profile.json"
-#: Where a model version's drift profile lives on its MLflow run.
+PROFILE_ARTIFACT_FILE = "profile.bin"
+#: Where a model version's drift profile lives on its MLflow run (binary, see ``core.profile_store``).
 PROFILE_ARTIFACT_PATH = f"{PROFILE_ARTIFACT_DIR}/{PROFILE_ARTIFACT_FILE}"
+#: Where older versions of the provider stored it (JSON): read once more, then converted.
+LEGACY_PROFILE_ARTIFACT_PATH = f"{PROFILE_ARTIFACT_DIR}/profile.json"
+#: Model version tag holding the sha256 of the stored profile's payload (the worker cache's key).
+PROFILE_DIGEST_TAG = "mlops.drift_profile_sha256"
 #: Training-feature sample logged by ``TrainModelOperator`` (same value as its ``REFERENCE_ARTIFACT_PATH``).
 REFERENCE_FEATURES_PATH = "reference/features.parquet"
 REPORT_ARTIFACT_PATH = "drift/report.html"
@@ -100,11 +108,16 @@ class ResolvedReference:
     frame: Any = None  # raw reference rows when loaded (for the HTML report)
     #: why the reference holds no model outputs (prediction drift cannot be checked), when it holds none
     outputs_missing: str | None = None
+    #: how a model version's profile was obtained: "cache", "download", "converted" (from the older
+    #: JSON artifact) or "built" (from the training-feature sample)
+    profile_source: str | None = None
 
     def info(self) -> dict[str, Any]:
         out: dict[str, Any] = {"reference": self.description}
         if self.model_name:
             out.update(model_name=self.model_name, model_version=self.model_version, model_run_id=self.run_id)
+        if self.profile_source:
+            out["profile_source"] = self.profile_source
         if self.profile_logged:
             out["profile_logged"] = f"runs:/{self.run_id}/{PROFILE_ARTIFACT_PATH}"
         return out
@@ -148,8 +161,13 @@ def _profile_from_model(
     max_rows: int | None,
     outputs: bool = False,
 ) -> ResolvedReference:
-    """Load (or build once and log) the drift profile stored on the model version's run."""
-    from mlops_provider.core.drift import ProfileError, ReferenceProfile, build_profile
+    """The drift profile of a model version: from this worker's cache, else downloaded once (or built once and logged).
+
+    The cache key is the model, the version and the profile's sha256 (the version's
+    :data:`PROFILE_DIGEST_TAG`), so a cached profile is used only while the version still names it.
+    """
+    from mlops_provider.core.drift import ProfileError, ReferenceProfile
+    from mlops_provider.core.profile_store import ProfileCache
     from mlops_provider.exceptions import MlopsConfigurationError
 
     client = hook.get_client()
@@ -165,27 +183,21 @@ def _profile_from_model(
     if not mv.run_id:
         raise MlopsConfigurationError(f"{label} (version {mv.version}) has no MLflow run holding a reference")
     resolved = ResolvedReference(None, label, name, str(mv.version), mv.run_id)
-    with tempfile.TemporaryDirectory(prefix="mlops-drift-") as tmp:
+    cache = ProfileCache()
+    digest = (mv.tags or {}).get(PROFILE_DIGEST_TAG)
+    profile = None
+    cached = cache.get(name, str(mv.version), digest)
+    if cached is not None:
         try:
-            path = client.download_artifacts(mv.run_id, PROFILE_ARTIFACT_PATH, tmp)
-        except Exception:  # noqa: BLE001 - missing artifact: build it below
-            path = None
-        if path:
-            try:
-                profile = ReferenceProfile.load(path)
-            except ProfileError as err:
-                raise MlopsConfigurationError(
-                    f"{label}: runs:/{mv.run_id}/{PROFILE_ARTIFACT_PATH}: {err}"
-                ) from None
-            if outputs and not _has_outputs(profile):
-                # a profile built before the outputs were part of it: add them once, log it again
-                resolved.outputs_missing = _attach_outputs(client, resolved, profile, tmp)
-                if resolved.outputs_missing is None:
-                    _log_profile(client, resolved, profile, tmp)
-                    resolved.profile_logged = True
-        else:
-            profile = _build_and_log_profile(client, resolved, tmp, max_rows, build_profile)
-            resolved.profile_logged = True
+            profile = ReferenceProfile.load(cached)
+            resolved.profile_source = "cache"
+        except ProfileError as err:  # a damaged cache file: drop it and download again
+            log.warning("Dropping the cached drift profile %s: %s", cached, err)
+            cached.unlink(missing_ok=True)
+        if profile is not None and outputs and not _has_outputs(profile):
+            profile = None  # cached before the outputs were part of it: fetch, add them once, log it again
+    if profile is None:
+        profile = _fetch_profile(client, resolved, cache, digest, max_rows, outputs)
     try:
         profile.check_model(name)
     except ProfileError as err:
@@ -194,7 +206,63 @@ def _profile_from_model(
     return resolved
 
 
-def _build_and_log_profile(
+def _fetch_profile(
+    client: Any,
+    resolved: ResolvedReference,
+    cache: Any,
+    digest: str | None,
+    max_rows: int | None,
+    outputs: bool = False,
+) -> Any:
+    """Download the binary profile (or convert the older JSON one, or build one), cache it and tag its sha256."""
+    from mlops_provider.core.drift import ProfileError, ReferenceProfile, build_profile
+    from mlops_provider.exceptions import MlopsConfigurationError
+
+    run_id, label = resolved.run_id, resolved.description
+    with tempfile.TemporaryDirectory(prefix="mlops-drift-") as tmp:
+        profile = None
+        for artifact in (PROFILE_ARTIFACT_PATH, LEGACY_PROFILE_ARTIFACT_PATH):
+            try:
+                path = client.download_artifacts(run_id, artifact, tmp)
+            except Exception:  # noqa: BLE001 - missing artifact: try the next form, else build it below
+                continue
+            try:
+                profile = ReferenceProfile.load(path)
+            except ProfileError as err:
+                raise MlopsConfigurationError(f"{label}: runs:/{run_id}/{artifact}: {err}") from None
+            try:  # before anything is converted, logged or cached
+                profile.check_model(resolved.model_name)
+            except ProfileError as err:
+                raise MlopsConfigurationError(f"{label}: runs:/{run_id}/{artifact}: {err}") from None
+            resolved.profile_source = "download" if artifact == PROFILE_ARTIFACT_PATH else "converted"
+            break
+        if profile is None:
+            profile = _build_profile_from_features(client, resolved, tmp, max_rows, build_profile)
+            resolved.profile_source = "built"
+        elif outputs and not _has_outputs(profile):
+            # a profile built before the outputs were part of it: add them once, log it again
+            resolved.outputs_missing = _attach_outputs(client, resolved, profile, tmp)
+            if resolved.outputs_missing is None:
+                profile.digest = None
+        if profile.digest is None:  # built now, or read from the older JSON artifact: log the binary form
+            local = profile.save(os.path.join(tmp, "out", PROFILE_ARTIFACT_FILE))
+            client.log_artifact(run_id, str(local), artifact_path=PROFILE_ARTIFACT_DIR)
+            resolved.profile_logged = True
+            log.info("Logged the drift profile of %s as runs:/%s/%s (%s)", label, run_id, PROFILE_ARTIFACT_PATH,
+                     resolved.profile_source)
+        else:
+            local = path
+        cache.put(resolved.model_name, resolved.model_version, profile.digest, local)
+    if digest != profile.digest:
+        try:
+            client.set_model_version_tag(resolved.model_name, resolved.model_version, PROFILE_DIGEST_TAG, profile.digest)
+        except Exception as err:  # noqa: BLE001 - without the tag the next check downloads again; no harm
+            log.warning("Could not tag %s with the profile's sha256 (%s); the next check downloads it again",
+                        label, str(err)[:200])
+    return profile
+
+
+def _build_profile_from_features(
     client: Any, ref: ResolvedReference, tmp: str, max_rows: int | None, build: Any
 ) -> Any:
     import pandas as pd
@@ -221,15 +289,9 @@ def _build_and_log_profile(
     )
     # the model's outputs on its evaluation data, when training stored them: the prediction drift reference
     ref.outputs_missing = _attach_outputs(client, ref, profile, tmp)
-    _log_profile(client, ref, profile, tmp)
-    log.info("Built the drift profile of %s from %s and logged it", ref.description, REFERENCE_FEATURES_PATH)
+    log.info("Built the drift profile of %s from %s", ref.description, REFERENCE_FEATURES_PATH)
     ref.frame = frame
     return profile
-
-
-def _log_profile(client: Any, ref: ResolvedReference, profile: Any, tmp: str) -> None:
-    local = profile.save(os.path.join(tmp, "out", PROFILE_ARTIFACT_FILE))
-    client.log_artifact(ref.run_id, str(local), artifact_path=PROFILE_ARTIFACT_DIR)
 
 
 def _has_outputs(profile: Any) -> bool:
@@ -290,7 +352,7 @@ def resolve_drift_reference(
 
     :param reference: ``models:/<name>@<alias>`` or ``models:/<name>/<version>`` (the profile stored on
         the version's run, built from ``reference/features.parquet`` and logged on first use), a local
-        ``*.json`` profile path, a :class:`~mlops_provider.core.drift.ReferenceProfile`, or a dataset
+        profile path (``*.bin``, or ``*.json`` of the older format), a :class:`~mlops_provider.core.drift.ReferenceProfile`, or a dataset
         reference (path/URI, dict or ``DatasetRef``).
     """
     from mlops_provider.core.datasets import load_dataset
@@ -303,7 +365,7 @@ def resolve_drift_reference(
         return _profile_from_model(
             MlflowHook(mlflow_conn_id=mlflow_conn_id), *model, max_rows=max_rows, outputs=outputs
         )
-    if isinstance(reference, str) and reference.endswith(".json") and "://" not in reference:
+    if isinstance(reference, str) and reference.endswith((".json", ".bin")) and "://" not in reference:
         from mlops_provider.core.drift import ProfileError
         from mlops_provider.exceptions import MlopsConfigurationError
 
@@ -547,7 +609,7 @@ class DriftCheckOperator(LineageMixin, BaseOperator, SkipMixin):
     ``mlops://<model>/drift`` (through the alias ``mlops_drift__<model>``, so nothing is emitted when
     there is no drift) with the summary in the event's ``extra``.
 
-    :param reference: ``models:/<name>@<alias>`` / ``models:/<name>/<version>``, a profile JSON path, or
+    :param reference: ``models:/<name>@<alias>`` / ``models:/<name>/<version>``, a profile path (``*.bin``, ``*.json``), or
         a dataset reference (templated).
     :param current: dataset reference of the batch to check (templated).
     :param model_name: registered model the drift event is about (not templated: it names the outlet

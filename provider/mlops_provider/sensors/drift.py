@@ -71,8 +71,8 @@ class DriftSensor(LineageMixin, BaseSensorOperator):
 
     :param location: folder or glob of batches (local path, or object-store URL with ``conn_id``).
     :param reference: as for ``DriftCheckOperator`` (:func:`~mlops_provider.operators.drift.resolve_drift_reference`):
-        ``models:/<name>@<alias>`` (the profile stored with the model version), a drift profile JSON path
-        (``build_profile(...).save()``), or a dataset reference (path/URI, or dict).
+        ``models:/<name>@<alias>`` (the profile stored with the model version), a drift profile path (``*.bin``, or ``*.json``
+        of the older format; ``build_profile(...).save()``), or a dataset reference (path/URI, or dict).
     :param mlflow_conn_id: MLflow connection, used when ``reference`` is a ``models:/`` URI.
     :param conn_id: object-storage connection for ``location`` and the batch files.
     :param columns: columns to compare (default: all columns of the reference).  A batch that lacks one
