@@ -223,6 +223,7 @@ def build_continuous_training(spec: PipelineSpec) -> DAG:
     # [START howto_continuous_training]
     with DAG(
         dag_id=f"continuous_training__{spec.dag_suffix}",
+        default_args=spec.default_args(),  # retries with backoff (the YAML's retries:)
         schedule=schedule,
         start_date=START,
         catchup=False,
@@ -371,6 +372,7 @@ def build_drift_monitor(spec: PipelineSpec) -> DAG:
     )
     with DAG(
         dag_id=f"drift_monitor__{spec.dag_suffix}",
+        default_args=spec.default_args(),  # retries with backoff (the YAML's retries:)
         schedule=[batches],
         start_date=START,
         catchup=False,
@@ -454,6 +456,7 @@ def build_performance_monitor(spec: PipelineSpec) -> DAG:
     )
     with DAG(
         dag_id=f"performance_monitor__{spec.dag_suffix}",
+        default_args=spec.default_args(),  # retries with backoff (the YAML's retries:)
         schedule=[labels],
         start_date=START,
         catchup=False,
@@ -690,6 +693,7 @@ def build_cicd(spec: PipelineSpec, tests_root: str | os.PathLike[str] | None = N
     )
     with DAG(
         dag_id=f"cicd_pipeline__{spec.dag_suffix}",
+        default_args=spec.default_args(),  # retries with backoff (the YAML's retries:)
         schedule=[definition_changed],
         start_date=START,
         catchup=False,
