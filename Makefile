@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 KEEP ?= 0
 
-.PHONY: demo test lint unit system bench constraints clean
+.PHONY: install demo test lint unit system bench constraints clean
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -15,6 +15,9 @@ $(STAMP): pyproject.toml constraints.txt
 	rm -rf provider/*.egg-info
 	$(BIN)/python -m pip check
 	touch $(STAMP)
+
+# The project's virtualenv (.venv): what scripts/stack and the demo run with (docs/deployment.md).
+install: $(STAMP)
 
 demo: $(STAMP)
 	KEEP=$(KEEP) $(BIN)/python scripts/demo.py

@@ -65,6 +65,7 @@ OPTIONAL: dict[str, tuple[Any, str]] = {
     "AIRFLOW_TASK_HEARTBEAT_TIMEOUT": (_int_in(5, 86400), "seconds, 5-86400"),
     "AIRFLOW_ADMIN_USERNAME": (lambda v: bool(re.match(r"^[A-Za-z0-9_.\-]+$", v)), "a user name"),
     "MLFLOW_ADMIN_USERNAME": (lambda v: bool(re.match(r"^[A-Za-z0-9_.\-]+$", v)), "a user name"),
+    "MLOPS_DATA_DIR": (lambda v: v.startswith("/") and ".." not in v.split("/"), "an absolute path"),
 }
 
 

@@ -78,6 +78,7 @@ AIRFLOW_COMMON_ENV: dict[str, str] = {
         '"extra": {"ui_url": "${MLFLOW_PUBLIC_URL:-http://localhost:5000}", "experiment_name": "airflow-mlops"}}'
     ),
     "GIT_PYTHON_REFRESH": "quiet",
+    "MLOPS_DATA_DIR": "${MLOPS_DATA_DIR:-/opt/airflow/data}",
 }
 
 MLFLOW_ENV: dict[str, str] = {
@@ -362,6 +363,11 @@ class Stack:
         return f"http://127.0.0.1:{self.mlflow_port}"
 
     @property
+    def pipeline_data_dir(self) -> Path:
+        """The pipelines' data root as the Airflow components see it (``MLOPS_DATA_DIR``, compose's mlops-data volume)."""
+        return Path(self.component_env("airflow-scheduler")["MLOPS_DATA_DIR"])
+
+    @property
     def airflow_home(self) -> Path:
         return self.state_dir / "airflow"
 
@@ -372,6 +378,7 @@ class Stack:
             "/opt/mlops/deploy": str(ROOT / "deploy"),
             "/etc/mlflow/basic_auth.ini": str(ROOT / "deploy" / "mlflow" / "basic_auth.ini"),
             "/mlflow": str(self.state_dir / "mlflow"),
+            "/opt/airflow/data": str(self.state_dir / "data"),  # compose's mlops-data volume
         }
 
     def localise(self, value: str) -> str:
@@ -537,8 +544,8 @@ class Stack:
         for key, proc in self.procs.items():
             if proc.poll() is None:
                 pids[key] = proc.pid
-            else:
-                pids.pop(key, None)
+            elif pids.get(key) == proc.pid:
+                pids.pop(key)  # (a key another process restarted keeps its new pid)
         path = self.state_dir / "pids.json"
         path.with_suffix(".tmp").write_text(json.dumps(pids, indent=1))
         path.with_suffix(".tmp").replace(path)
@@ -633,8 +640,22 @@ class Stack:
             self.drop_databases()
             shutil.rmtree(self.state_dir, ignore_errors=True)
 
+    def forget_replaced(self) -> list[str]:
+        """
+        Drop the exited processes that another ``scripts/stack`` (``supervise``, ``restart``) started again.
+
+        Their keys then refer to the new process in ``pids.json``; returns those keys.
+        """
+        running = self.running_pids()
+        replaced = [key for key, proc in self.procs.items()
+                    if proc.poll() is not None and running.get(key) not in (None, proc.pid)]
+        for key in replaced:
+            self.procs.pop(key)
+        return replaced
+
     def kill(self, key: str, sig: int = signal.SIGKILL) -> None:
         """Kill one component's whole process group (a crash, for fault tests)."""
+        self.forget_replaced()
         pid = self.procs[key].pid if key in self.procs else self.running_pids()[key]
         _signal_group(pid, sig)
         proc = self.procs.get(key)
@@ -658,6 +679,7 @@ class Stack:
         """
         if key not in self.component_keys():
             raise StackConfigError(f"no component {key!r}: one of {', '.join(self.component_keys())}")
+        self.forget_replaced()
         pid = self.procs[key].pid if key in self.procs else self.running_pids().get(key)
         if pid is not None and _alive(pid):
             self.kill(key, signal.SIGTERM)
@@ -703,6 +725,7 @@ class Stack:
 
     def ensure_running(self) -> list[str]:
         """Restart every component that has exited (compose's ``restart: always``); returns their keys."""
+        self.forget_replaced()
         restarted = [key for key, proc in list(self.procs.items()) if proc.poll() is not None]
         for key in restarted:
             self.restart(key)
@@ -724,6 +747,7 @@ class Stack:
             return fh.read().decode(errors="replace")
 
     def _check_alive(self) -> None:
+        self.forget_replaced()
         for key, proc in self.procs.items():
             if proc.poll() is not None:
                 raise RuntimeError(f"{key} exited with {proc.returncode}:\n{self.tail(key)}")

@@ -80,6 +80,9 @@ def stack(tmp_path_factory):
     spec = dags / "pipelines" / "loan_default.yaml"
     text, n = re.subn(r"(?m)^(\s*schedule:\s*)\S.*$", r'\1""', spec.read_text())
     assert n == 1, "dags/pipelines/loan_default.yaml: expected one schedule line"
+    # test speed-up: a 5 s first retry delay instead of 30 s (the crash-recovery test measures the rest)
+    text, n = re.subn(r"(?m)^(\s*delay_seconds:\s*)\d+", r"\g<1>5", text)
+    assert n == 1, "dags/pipelines/loan_default.yaml: expected one retries.delay_seconds line"
     spec.write_text(text)
     shutil.copy(STACK_DAGS / "stack_faults.py", dags / "stack_faults.py")
     shutil.copy(STACK_DAGS / "stack_drift_scaleout.py", dags / "stack_drift_scaleout.py")
@@ -652,6 +655,118 @@ def test_celery_worker_killed_mid_task(stack, mlflow_client):
     assert [v.version for v in versions] == [info["version"]]  # no duplicate version
     promotions = [h for h in _history(mlflow_client, model) if h["action"] == "promote"]
     assert len(promotions) == 1 and promotions[0]["to"] == info["version"], promotions
+
+
+def _wait_running_try(stack: Stack, dag_id: str, run_id: str, task_id: str, try_number: int,
+                      timeout: float = 300) -> dict:
+    """The task instance once its try ``try_number`` runs in a worker (state running, its pid known)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        ti = _ti(stack, dag_id, run_id, task_id) if any(
+            t["task_id"] == task_id for t in stack.task_instances(dag_id, run_id)) else {}
+        if ti.get("state") == "running" and ti.get("try_number") == try_number and ti.get("pid"):
+            return ti
+        if ti.get("state") in ("success", "failed", "upstream_failed") and ti.get("try_number", 0) >= try_number:
+            raise AssertionError(f"{task_id} try {try_number} ended {ti['state']} before it was seen running: {ti}")
+        time.sleep(0.3)
+    raise TimeoutError(f"{task_id} try {try_number} of {run_id} not running within {timeout}s: "
+                       f"{stack.task_instances(dag_id, run_id)}")
+
+
+def _worker_group(stack: Stack, pid: int) -> str:
+    """The worker (key in ``pids.json``) whose process group, or process tree, holds ``pid``."""
+    workers = {p: key for key, p in stack.running_pids().items() if key.startswith("airflow-worker")}
+    current = pid
+    while current > 1:
+        with open(f"/proc/{current}/stat") as fh:
+            fields = fh.read().rsplit(") ", 1)[1].split()
+        if int(fields[2]) in workers:  # the process group
+            return workers[int(fields[2])]
+        current = int(fields[1])
+    raise AssertionError(f"pid {pid} is not in a Celery worker's process group: {workers}")
+
+
+def test_worker_crashes_during_train_and_register_are_retried(stack, mlflow_client):
+    """
+    The level-1 pipeline survives its workers crashing.  ``scripts/stack supervise`` runs (compose's
+    ``restart: always``); the whole process group of the worker running ``train`` is SIGKILLed while its
+    MLflow run is open, then that of the worker running ``register_challenger``.  Each try is failed by the
+    scheduler's heartbeat timeout (30 s here) and retried (the pipeline's default ``retries:``, first delay
+    5 s in the twin's copy of the YAML) on the other worker or the restarted one; the run succeeds with
+    exactly one new version, the champion moved once, and no MLflow run of the run left RUNNING: the retry
+    of ``train`` marked the killed try's run FAILED.
+    """
+    from mlops_provider.operators.training import SUPERSEDED_TAG
+
+    dag_id, model = "continuous_training__loan_default", "loan_default"
+    stack.wait_dag(dag_id)
+    versions_before = {v.version for v in _versions(mlflow_client, model)} if _champion(mlflow_client, model) else set()
+    cli = [str(ROOT / "scripts" / "stack"), "--env-file", str(stack.env_file), "--state-dir", str(stack.state_dir),
+           "--dags-folder", str(stack.dags_folder)]
+    supervisor = subprocess.Popen([*cli, "supervise", "--interval", "1"], stdout=subprocess.PIPE,
+                                  stderr=subprocess.STDOUT, text=True)
+    started_ms = int(time.time() * 1000)
+    recovery: dict[str, dict] = {}
+    try:
+        run_id = stack.trigger(dag_id)
+        experiment = None
+        for task_id in ("train", "register_challenger"):
+            ti = _wait_running_try(stack, dag_id, run_id, task_id, 1, timeout=600)
+            if task_id == "train":  # kill while the try's MLflow run is open: the retry must end it
+                deadline = time.monotonic() + 300
+                while True:
+                    experiment = experiment or mlflow_client.get_experiment_by_name(f"{model}-training")
+                    open_runs = mlflow_client.search_runs(
+                        [experiment.experiment_id],
+                        f"tags.`mlops.run_id` = '{run_id}' and tags.`mlops.task_id` = 'train' "
+                        "and attributes.status = 'RUNNING'") if experiment else []
+                    if open_runs:
+                        break
+                    assert time.monotonic() < deadline, "train's MLflow run never seen RUNNING"
+                    assert _ti(stack, dag_id, run_id, task_id)["state"] == "running", "train ended before the kill"
+                    time.sleep(0.3)
+                killed_run = open_runs[0].info.run_id
+            worker = _worker_group(stack, ti["pid"])
+            pgid = stack.running_pids()[worker]
+            killed_at = time.monotonic()
+            os.killpg(pgid, signal.SIGKILL)  # the worker, its pool, the task supervisor and the task
+            retry = _wait_running_try(stack, dag_id, run_id, task_id, 2, timeout=300)
+            running_after = time.monotonic() - killed_at
+            done = _wait_ti(stack, dag_id, run_id, task_id, "success", timeout=600)
+            recovery[task_id] = {
+                "killed": worker, "retried_on": _worker_group(stack, retry["pid"]) if _alive_pid(retry["pid"]) else "?",
+                "retry_running_s": round(running_after, 1), "retry_success_s": round(time.monotonic() - killed_at, 1),
+                "try_number": done["try_number"],
+            }
+        state = stack.wait_run(dag_id, run_id, timeout=900)
+    finally:
+        supervisor.terminate()  # the supervisor only; the components it restarted stay tracked in pids.json
+        supervisor.wait(timeout=30)
+    output = supervisor.stdout.read()
+    tis = {t["task_id"]: (t["state"], t["try_number"]) for t in stack.task_instances(dag_id, run_id)}
+    assert state == "success", tis
+    assert tis["train"] == ("success", 2) and tis["register_challenger"] == ("success", 2), tis
+    assert tis["promote"] == ("success", 1), tis  # the gate blessed the new version (loan_default passes it)
+    assert "restarting it" in output, output  # the supervisor brought the killed workers back
+    assert {k for k in stack.running_pids() if k.startswith("airflow-worker")} == {"airflow-worker-1", "airflow-worker-2"}
+
+    new = [v for v in _versions(mlflow_client, model) if v.version not in versions_before]
+    assert len(new) == 1, [(v.version, v.run_id) for v in new]  # exactly one new version
+    promotions = [h for h in _history(mlflow_client, model) if h["action"] == "promote" and run_id in h["by"]]
+    assert [p["to"] for p in promotions] == [new[0].version], promotions  # the champion moved once
+    assert _champion(mlflow_client, model) == new[0].version
+
+    killed = mlflow_client.get_run(killed_run)
+    assert killed.info.status == "FAILED" and killed.data.tags[SUPERSEDED_TAG] == "2", killed.info
+    assert new[0].run_id != killed_run  # the version is the retry's model
+    experiments = [e.experiment_id for e in mlflow_client.search_experiments()]
+    left = mlflow_client.search_runs(experiments, f"attributes.start_time >= {started_ms} and attributes.status = 'RUNNING'")
+    assert not left, [(r.info.run_id, r.data.tags.get("mlflow.runName")) for r in left]
+    print(f"\ncrash recovery: {recovery}")
+
+
+def _alive_pid(pid: int) -> bool:
+    return Path(f"/proc/{pid}").exists()
 
 
 def test_two_runs_promoting_at_once(stack, mlflow_client):
