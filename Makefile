@@ -10,7 +10,7 @@ KEEP ?= 0
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -e ".[dev,postgres,celery,openlineage]" -c constraints.txt
+	$(BIN)/python -m pip install -q -e ".[dev,postgres,celery,openlineage,s3]" -c constraints.txt
 	# the editable build leaves a second copy of the metadata on sys.path: Airflow would load the plugin twice
 	rm -rf provider/*.egg-info
 	$(BIN)/python -m pip check

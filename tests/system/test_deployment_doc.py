@@ -111,7 +111,8 @@ def test_newcomer_commands_reach_a_promoted_champion(tmp_path):
     assert proc.returncode == 0, output[-6000:]
     states = [line for line in output.splitlines() if line in ("queued", "running", "success", "failed")]
     assert states and states[-1] == "success", output[-6000:]
-    champion = json.loads(next(line for line in output.splitlines() if line.startswith('{"model_version"')))
+    start = output.rindex("{", 0, output.index('"model_version"'))
+    champion, _ = json.JSONDecoder().raw_decode(output[start:])
     assert champion["model_version"]["name"] == "loan_default" and champion["model_version"]["version"] == "1", champion
     assert "champion" in champion["model_version"]["aliases"], champion
     assert "stack down" in output, output[-2000:]
