@@ -79,6 +79,16 @@ AIRFLOW_COMMON_ENV: dict[str, str] = {
     ),
     "GIT_PYTHON_REFRESH": "quiet",
     "MLOPS_DATA_DIR": "${MLOPS_DATA_DIR:-/opt/airflow/data}",
+    "AIRFLOW_CONN_MLOPS_DATA": (
+        '{"conn_type": "aws", "login": "${MINIO_ROOT_USER:-mlops}", '
+        '"password": "${MINIO_ROOT_PASSWORD:?MINIO_ROOT_PASSWORD is not set (see .env.example)}", '
+        '"extra": {"endpoint_url": "http://minio:9000", "region_name": "us-east-1"}}'
+    ),
+}
+
+MINIO_ENV: dict[str, str] = {
+    "MINIO_ROOT_USER": "${MINIO_ROOT_USER:-mlops}",
+    "MINIO_ROOT_PASSWORD": "${MINIO_ROOT_PASSWORD:?MINIO_ROOT_PASSWORD is not set (see .env.example)}",
 }
 
 MLFLOW_ENV: dict[str, str] = {
@@ -113,16 +123,37 @@ class Component:
     depends_on: dict[str, str] = field(default_factory=dict)
     #: container working directory (compose ``working_dir``).
     working_dir: str | None = None
+    #: what the twin runs instead of ``command`` when the compose image cannot run here (MinIO: moto's
+    #: S3 server, ``{port}`` and ``{host}`` filled in); ``("python-step",)``: done by the twin in Python.
+    stand_in: tuple[str, ...] = ()
 
 
 _ENV_CHECKED = {"env-check": "service_completed_successfully"}
-_INFRA = {"redis": "service_healthy", "postgres": "service_healthy", **_ENV_CHECKED}
+_INFRA = {"redis": "service_healthy", "postgres": "service_healthy", **_ENV_CHECKED,
+          "minio-init": "service_completed_successfully"}
 _AFTER_INIT = {**_INFRA, "airflow-init": "service_completed_successfully"}
 
 COMPONENTS: tuple[Component, ...] = (
     Component("env-check", ("python", "/opt/mlops/deploy/check_env.py", "--environ"), ENV_CHECK_ENV, kind="oneshot"),
     Component("postgres", kind="external"),
     Component("redis", kind="external"),
+    Component(
+        "minio",
+        command=("server", "/data", "--address", ":9000"),
+        env=MINIO_ENV,
+        depends_on=_ENV_CHECKED,
+        # moto's server mode (PyPI moto[server]) stands in for MinIO: the same S3 API on 127.0.0.1
+        stand_in=("moto_server", "-H", "{host}", "-p", "{port}"),
+    ),
+    Component(
+        "minio-init",
+        command=('mc alias set store http://minio:9000 "$$MINIO_ROOT_USER" "$$MINIO_ROOT_PASSWORD" '
+                 '&& mc mb --ignore-existing "store/$$MLOPS_BUCKET"',),
+        env={**MINIO_ENV, "MLOPS_BUCKET": "${MLOPS_BUCKET:-mlops-data}"},
+        kind="oneshot",
+        depends_on={**_ENV_CHECKED, "minio": "service_healthy"},
+        stand_in=("python-step",),  # the bucket, created with boto3 (no mc here)
+    ),
     Component(
         "mlflow",
         command=(
@@ -170,7 +201,7 @@ COMPONENTS: tuple[Component, ...] = (
 BY_NAME = {c.name: c for c in COMPONENTS}
 #: Start order of the long-running processes (compose's depends_on order).
 START_ORDER = (
-    "mlflow", "airflow-apiserver", "airflow-scheduler", "airflow-dag-processor", "airflow-triggerer", "airflow-worker",
+    "minio", "mlflow", "airflow-apiserver", "airflow-scheduler", "airflow-dag-processor", "airflow-triggerer", "airflow-worker",
 )
 
 #: Compose service host names -> the machine's servers.
@@ -179,6 +210,7 @@ HOST_MAP = {
     "redis://redis:6379/": "redis://127.0.0.1:6379/",
     "http://mlflow:": "http://127.0.0.1:",
     "http://airflow-apiserver:": "http://127.0.0.1:",
+    # "http://minio:9000" -> the stand-in's port: Stack.localise
 }
 
 #: Environment only the twin sets, and why (everything else comes from the table above).
@@ -284,6 +316,7 @@ def generate_env(path: Path, template: Path = ROOT / ".env.example", **overrides
         "AIRFLOW_ADMIN_PASSWORD": secrets.token_urlsafe(14),
         "MLFLOW_ADMIN_PASSWORD": secrets.token_urlsafe(14),
         "MLFLOW_FLASK_SERVER_SECRET_KEY": secrets.token_urlsafe(24),
+        "MINIO_ROOT_PASSWORD": secrets.token_urlsafe(18),
         **overrides,
     }
     lines, seen = [], set()
@@ -381,9 +414,19 @@ class Stack:
             "/opt/airflow/data": str(self.state_dir / "data"),  # compose's mlops-data volume
         }
 
+    @property
+    def minio_port(self) -> int:
+        """The port of the twin's S3 server (moto, standing in for MinIO): ``STACK_MINIO_PORT``, default 9000."""
+        return int(self.get("STACK_MINIO_PORT", "9000"))
+
+    @property
+    def minio_url(self) -> str:
+        return f"http://127.0.0.1:{self.minio_port}"
+
     def localise(self, value: str) -> str:
         for old, new in HOST_MAP.items():
             value = value.replace(old, new)
+        value = value.replace("http://minio:9000", self.minio_url)
         for old, new in self.path_map().items():
             if value == old or value.startswith(old + "/"):
                 value = new + value[len(old):]
@@ -417,6 +460,9 @@ class Stack:
 
     def component_command(self, name: str, replica: int = 1) -> list[str]:
         comp = BY_NAME[name]
+        if comp.stand_in and comp.kind != "oneshot":
+            argv = [arg.format(host=self.bind_host, port=self.minio_port) for arg in comp.stand_in]
+            return [str(BIN / argv[0]), *argv[1:]]
         argv = [self.localise(interpolate(arg, self.values)) for arg in comp.command]
         if argv and argv[0] in ("airflow", "mlflow", "python"):
             argv[0] = str(BIN / argv[0])
@@ -557,6 +603,22 @@ class Stack:
         if proc.returncode != 0:
             raise StackConfigError(f"env-check failed ({proc.returncode}): {proc.stderr.strip()}")
 
+    def init_bucket(self, timeout: float = 120) -> None:
+        """minio-init: the pipeline data's bucket (``MLOPS_BUCKET``), created with boto3 in the stand-in."""
+        import boto3
+
+        deadline = time.monotonic() + timeout
+        while not _http_ok(f"{self.minio_url}/moto-api/"):
+            self._check_alive()
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"minio (moto) not answering on {self.minio_url} within {timeout}s:\n{self.tail('minio')}")
+            time.sleep(0.5)
+        env = {k: interpolate(v, self.values) for k, v in BY_NAME["minio-init"].env.items()}
+        client = boto3.client("s3", endpoint_url=self.minio_url, aws_access_key_id=env["MINIO_ROOT_USER"],
+                              aws_secret_access_key=env["MINIO_ROOT_PASSWORD"], region_name="us-east-1")
+        if env["MLOPS_BUCKET"] not in {b["Name"] for b in client.list_buckets().get("Buckets", [])}:
+            client.create_bucket(Bucket=env["MLOPS_BUCKET"])
+
     def init(self) -> None:
         """airflow-init: password file and ``airflow db migrate`` (deploy/airflow-init.sh)."""
         self.airflow_home.mkdir(parents=True, exist_ok=True)
@@ -584,9 +646,11 @@ class Stack:
         self.check_infra()
         self.create_databases()
         try:
+            self.spawn("minio")
             self.spawn("mlflow")
+            self.init_bucket()
             self.init()
-            for name in START_ORDER[1:]:
+            for name in START_ORDER[2:]:
                 for replica in range(1, BY_NAME[name].replicas + 1):
                     self.spawn(name, replica)
             self.wait_healthy(timeout)
@@ -609,7 +673,7 @@ class Stack:
         pids = {key: proc.pid for key, proc in self.procs.items()}
         pids.update(self.running_pids())
         order = ["airflow-worker", "airflow-triggerer", "airflow-scheduler", "airflow-dag-processor",
-                 "airflow-apiserver", "mlflow"]
+                 "airflow-apiserver", "mlflow", "minio"]
         keys = sorted(pids, key=lambda k: next((i for i, n in enumerate(order) if k.startswith(n)), 99))
         for key in keys:
             _signal_group(pids[key], signal.SIGTERM)
@@ -758,6 +822,7 @@ class Stack:
         status["postgres"] = "healthy" if self._psql("-c", "select 1").returncode == 0 else "unhealthy"
         status["redis"] = "healthy" if redis_ping() else "unhealthy"
         status["mlflow"] = "healthy" if _http_ok(f"{self.mlflow_url}/health") else "unhealthy"
+        status["minio"] = "healthy" if _http_ok(f"{self.minio_url}/moto-api/") else "unhealthy"
         try:
             with urllib.request.urlopen(f"{self.url}/api/v2/monitor/health", timeout=5) as resp:
                 airflow = json.load(resp)

@@ -75,6 +75,9 @@ SCHEMA: dict[str, Field] = {
             "predictions": Field("str", default="predictions"),
             "quarantine": Field("str", default="quarantine"),
             "work": Field("str", default="work"),
+            "conn_id": Field("str", doc="Airflow connection of an object-store root (e.g. an aws connection for s3://)"),
+            "state": Field("str", doc="local (shared) folder of the SQLite ledgers; default <root>/work; "
+                                      "required when root is an object store"),
         },
     ),
     "features": Field(
@@ -275,6 +278,36 @@ class PipelineSpec:
         value = expand_env(self.raw["data"][key])
         return value if os.path.isabs(value) or "://" in value else os.path.join(self.root, value)
 
+    @property
+    def conn_id(self) -> str | None:
+        """The object store's connection (``data.conn_id``), ``None`` for a local root."""
+        return expand_env(self.raw["data"]["conn_id"]) if self.raw["data"].get("conn_id") else None
+
+    @property
+    def on_object_store(self) -> bool:
+        return "://" in self.root and not self.root.startswith("file://")
+
+    def ref(self, uri: str) -> str | dict[str, Any]:
+        """A dataset reference to ``uri`` for the operators: with the root's connection when it has one."""
+        return {"uri": uri, "conn_id": self.conn_id} if self.conn_id else uri
+
+    def state_path(self, name: str) -> str:
+        """A ledger's path: under ``data.state`` (a local or shared folder), else under ``work``."""
+        state = self.raw["data"].get("state")
+        return os.path.join(expand_env(state) if state else self.data_path("work"), name)
+
+    def folder_of(self, key: str) -> str:
+        """The folder of ``data.<key>`` (the landing folder of a glob such as ``batches``)."""
+        return self.data_path(key).rsplit("/", 1)[0] if "*" in self.data_path(key) else self.data_path(key)
+
+    def storage(self, uri: str) -> Any:
+        """A path object for ``uri``: ``pathlib.Path`` locally, ``ObjectStoragePath`` (with the connection) on a store."""
+        if "://" in uri and not uri.startswith("file://"):
+            from airflow.sdk import ObjectStoragePath
+
+            return ObjectStoragePath(uri, conn_id=self.conn_id)
+        return Path(uri[len("file://"):] if uri.startswith("file://") else uri)
+
     def contract_path(self, key: str) -> str:
         value = self.raw["validation"][key]
         return value if os.path.isabs(value) else os.path.join(os.path.dirname(os.path.abspath(self.path)), value)
@@ -403,6 +436,11 @@ def parse_pipeline(text: str, path: str = "<string>") -> PipelineSpec:
     if raw["retraining"]["window_batches"] < 1:
         raise PipelineSpecError([(path, _line(node, "retraining"), "retraining.window_batches", "must be >= 1")])
     _check_retries(path, node, raw["retries"])
+    root = expand_env(raw["data"]["root"])
+    if "://" in root and not root.startswith("file://") and not raw["data"].get("state"):
+        raise PipelineSpecError([(path, _line_in(node, "data", "root"), "data.state",
+                                  f"required when data.root is an object store ({root}): a local or shared "
+                                  "folder for the SQLite ledgers of the watchers and the retraining policy")])
     digest = hashlib.sha256(text.encode()).hexdigest()
     return PipelineSpec(path=path, raw=raw, digest=digest)
 

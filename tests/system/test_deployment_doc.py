@@ -92,6 +92,7 @@ def test_newcomer_commands_reach_a_promoted_champion(tmp_path):
     tag = uuid.uuid4().hex[:8]
     _set_env(  # the reader's `$EDITOR .env`: ports and names that collide with nothing on this machine
         clone / ".env", AIRFLOW_API_PORT=str(free_port()), MLFLOW_PORT=str(free_port()), MLFLOW_WORKERS="1",
+        STACK_MINIO_PORT=str(free_port()),
         AIRFLOW_DB_NAME=f"doc_airflow_{tag}", MLFLOW_DB_NAME=f"doc_mlflow_{tag}", REDIS_DB=str(1 + int(tag, 16) % 15),
         POSTGRES_USER="mlops_stack",
     )

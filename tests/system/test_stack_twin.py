@@ -58,6 +58,7 @@ def _write_env(path: Path) -> Path:
         REDIS_DB=str(1 + int(tag, 16) % 15),
         AIRFLOW_API_PORT=str(free_port()),
         MLFLOW_PORT=str(free_port()),
+        STACK_MINIO_PORT=str(free_port()),
         MLFLOW_WORKERS="1",
         AIRFLOW_WORKER_CONCURRENCY="2",
         AIRFLOW_TASK_HEARTBEAT_TIMEOUT="30",

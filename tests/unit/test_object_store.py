@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import uuid
 
 import numpy as np
@@ -150,3 +151,104 @@ def test_training_data_written_and_read_back_through_the_connection(s3):
     loaded = load_dataset(DatasetRef(uri=uri, conn_id=CONN_ID))
     pd.testing.assert_frame_equal(loaded.frame, frame)
     assert loaded.digest and loaded.n_rows == 50
+
+
+# ---------------------------------------------------------------------- the loan-default story on the store
+
+
+@pytest.fixture(scope="module")
+def s3_world(s3, tmp_path_factory, airflow_db, mlflow_sqlite_uri, session_dir):
+    """``dags/pipelines/loan_default.yaml`` with its data root on the store: ``root: s3://...`` + ``conn_id``."""
+    import shutil
+
+    import demo_data
+
+    from tests.unit.test_example_dags import DAGS
+
+    mp = pytest.MonkeyPatch()
+    root = tmp_path_factory.mktemp("s3-world")
+    tag = uuid.uuid4().hex[:6]
+    model = f"loan_s3_{tag}"
+    pipelines = root / "pipelines"
+    shutil.copytree(DAGS / "pipelines" / "contracts", pipelines / "contracts")
+    text = (DAGS / "pipelines" / "loan_default.yaml").read_text().replace("name: loan_default", f"name: {model}")
+    text, n = re.subn(r"(?m)^  root: .*$", f"  root: s3://{BUCKET}/{model}\n  conn_id: {CONN_ID}\n"
+                                           f"  state: {root / 'state'}   # the ledgers (SQLite) stay on a local disk", text)
+    assert n == 1
+    (pipelines / f"{model}.yaml").write_text(text)
+    with _path(f"{model}/training/base.parquet").open("wb") as fh:
+        demo_data.training_set().to_parquet(fh, index=False)
+    mp.setenv("MLOPS_RETRAIN_SCHEDULE", "")
+    # dag.test() re-parses dags/, whose DAG files build every pipeline of MLOPS_PIPELINES_DIR
+    mp.setenv("MLOPS_PIPELINES_DIR", str(pipelines))
+    mp.setenv("MLOPS_PROPOSALS_DIR", str(root / "proposed"))
+    (session_dir / "mlflow-local").mkdir(exist_ok=True)
+    mp.setenv("AIRFLOW_CONN_MLFLOW_DEFAULT", f'{{"conn_type": "mlflow", "host": "{mlflow_sqlite_uri}"}}')
+    cwd = os.getcwd()
+    os.chdir(session_dir / "mlflow-local")
+    from mlops_provider import pipeline_dags as factory
+    from mlops_provider.pipelines import load_pipeline
+
+    spec = load_pipeline(pipelines / f"{model}.yaml")
+    yield {"model": model, "spec": spec, "factory": factory, "mlflow": mlflow_sqlite_uri}
+    os.chdir(cwd)
+    mp.undo()
+
+
+def _states(dag_run) -> dict[str, str]:
+    return {ti.task_id: ti.state for ti in dag_run.get_task_instances()}
+
+
+def test_loan_default_story_with_its_data_on_the_store(s3_world):
+    """
+    The pipeline DAGs, run in-process (``dag.test()``, real MLflow store, real GX and Evidently) with every file
+    on the store: first training from the store's training set, batches landed there (day 1 stable, day 3
+    broken, day 4 drifted) validated, quarantined to the store, scored into the store's predictions and
+    drift-checked; day 4's labels checked for decay; the retraining window read back from the store, a new
+    version trained and promoted, and the batch scoring written to the store.  No local data folder exists.
+    """
+    import demo_data
+    from mlflow import MlflowClient
+
+    factory, spec, model = s3_world["factory"], s3_world["spec"], s3_world["model"]
+    client = MlflowClient(tracking_uri=s3_world["mlflow"], registry_uri=s3_world["mlflow"])
+    assert spec.on_object_store and spec.conn_id == CONN_ID
+    run = factory.build_continuous_training(spec).test()
+    assert run.state == "success" and _states(run)["promote"] == "success", _states(run)
+    assert str(client.get_model_version_by_alias(model, "champion").version) == "1"
+
+    monitor, performance = factory.build_drift_monitor(spec), factory.build_performance_monitor(spec)
+    drifts = {}
+    for day in (1, 3, 4):
+        features, labels = demo_data.batch(day)
+        name = demo_data.batch_name(day)
+        batch = _land(features, f"{model}/landing/batches/{name}")
+        states = _states(monitor.test(run_conf={"batch_uri": batch}))
+        if day == 3:  # broken: quarantined on the store, never scored nor drift-checked
+            assert states["check_batch.validate_batch"] == "skipped" and states["check_batch.score_batch"] == "skipped"
+            assert not _path(f"{model}/predictions/{name}").exists()
+            assert [p.name for p in _path(f"{model}/quarantine").rglob("batch.parquet")], "nothing quarantined"
+            continue
+        assert states["check_batch.check_drift"] == "success", states
+        assert len(_read(f"{model}/predictions/{name}")) == len(features)
+        drifts[day] = states
+        _land(labels, f"{model}/landing/labels/{name}")
+        perf = performance.test(run_conf={"labels_uri": f"s3://{BUCKET}/{model}/landing/labels/{name}"})
+        assert _states(perf)["check_labels.check_decay"] == "success", _states(perf)
+
+    # retraining: the window is the latest accepted batch (day 4) with its labels, read from the store
+    run = factory.build_continuous_training(spec).test()
+    states = _states(run)
+    assert run.state == "success", states
+    window = run.get_task_instance("assemble_training_data").xcom_pull(task_ids="assemble_training_data")
+    assert window["source"] == [demo_data.batch_name(4)] and window["train"].startswith(f"s3://{BUCKET}/{model}/work/")
+    versions = sorted(int(v.version) for v in client.search_model_versions(f"name='{model}'"))
+    assert versions == [1, 2], versions
+    trained = client.get_run(client.get_model_version(model, "2").run_id)
+    assert trained.data.tags["mlops.window"] == demo_data.batch_name(4), trained.data.tags
+    if states["promote"] == "success":
+        assert str(client.get_model_version_by_alias(model, "champion").version) == "2"
+    scores = list(_path(f"{model}/work/scores").iterdir())
+    assert len(scores) == 2, scores  # the batch scoring of both training runs, on the store
+    print(f"\nstory on the store: promote {states['promote']}; files: "
+          f"{sorted(str(p).split(model, 1)[1] for p in _path(model).rglob('*.parquet'))[:12]}")

@@ -174,3 +174,23 @@ def test_pipeline_dags_get_the_retries(tmp_path):
             assert task.retries == 4, (dag.dag_id, task.task_id)
             assert task.retry_delay == timedelta(seconds=30) and task.retry_exponential_backoff
             assert task.max_retry_delay == timedelta(seconds=600)
+
+
+def test_object_store_root_needs_a_connection_free_state_folder_and_routes_every_reference():
+    """``root: s3://...`` + ``conn_id``: references carry the connection; the ledgers stay in ``data.state``."""
+    text = _variant("  root: ${MLOPS_DATA_DIR:-/tmp/mlops-loan-default}",
+                    "  root: s3://mlops-data/loan\n  conn_id: mlops_data")
+    (error,) = _bad(text)
+    assert error[:3] == ("bad.yaml", _line_of(text, "root: s3://"), "data.state"), error
+    assert "required when data.root is an object store (s3://mlops-data/loan)" in error[3]
+
+    spec = parse_pipeline(text.replace("  conn_id: mlops_data", "  conn_id: mlops_data\n  state: /var/lib/mlops"))
+    assert spec.on_object_store and spec.conn_id == "mlops_data"
+    assert spec.data_path("predictions") == "s3://mlops-data/loan/predictions"
+    assert spec.folder_of("batches") == "s3://mlops-data/loan/landing/batches"
+    assert spec.ref("s3://mlops-data/loan/x.parquet") == {"uri": "s3://mlops-data/loan/x.parquet", "conn_id": "mlops_data"}
+    assert spec.state_path("batch_ledger.sqlite3") == "/var/lib/mlops/batch_ledger.sqlite3"
+
+    local = load_pipeline(LIVE)  # the default: a local folder, plain references, ledgers under work/
+    assert not local.on_object_store and local.conn_id is None and local.ref("/d/x.parquet") == "/d/x.parquet"
+    assert local.state_path("batch_ledger.sqlite3") == os.path.join(local.data_path("work"), "batch_ledger.sqlite3")
