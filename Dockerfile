@@ -28,6 +28,6 @@ COPY --chown=airflow:0 pyproject.toml README.md constraints.txt /opt/mlops/
 COPY --chown=airflow:0 provider /opt/mlops/provider
 COPY --chown=airflow:0 deploy/airflow-init.sh /opt/mlops/deploy/airflow-init.sh
 # constraints.txt pins apache-airflow to the image's version, so pip keeps the image's Airflow.
-RUN pip install --no-cache-dir -c /opt/mlops/constraints.txt "/opt/mlops[postgres,celery,openlineage]" \
+RUN pip install --no-cache-dir -c /opt/mlops/constraints.txt "/opt/mlops[postgres,celery,openlineage,s3]" \
     && python -c "import mlops_provider.hooks.mlflow" \
-    && mkdir -p /opt/airflow/config && chmod -R g+rwX /opt/airflow/config
+    && mkdir -p /opt/airflow/config /opt/airflow/data && chmod -R g+rwX /opt/airflow/config /opt/airflow/data

@@ -5,16 +5,19 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 KEEP ?= 0
 
-.PHONY: demo test lint unit system bench constraints clean
+.PHONY: install demo test lint unit system bench constraints clean
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -e ".[dev,postgres,celery,openlineage]" -c constraints.txt
+	$(BIN)/python -m pip install -q -e ".[dev,postgres,celery,openlineage,s3]" -c constraints.txt
 	# the editable build leaves a second copy of the metadata on sys.path: Airflow would load the plugin twice
 	rm -rf provider/*.egg-info
 	$(BIN)/python -m pip check
 	touch $(STAMP)
+
+# The project's virtualenv (.venv): what scripts/stack and the demo run with (docs/deployment.md).
+install: $(STAMP)
 
 demo: $(STAMP)
 	KEEP=$(KEEP) $(BIN)/python scripts/demo.py

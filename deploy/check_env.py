@@ -53,6 +53,9 @@ REQUIRED: dict[str, tuple[Any, str]] = {
         lambda v: len(v) >= 8 and bool(_SAFE.match(v)), "a URL/JSON-safe password of at least 8 characters",
     ),
     "MLFLOW_FLASK_SERVER_SECRET_KEY": (lambda v: len(v) >= 16, "a secret of at least 16 characters"),
+    "MINIO_ROOT_PASSWORD": (
+        lambda v: len(v) >= 8 and bool(_SAFE.match(v)), "a URL/JSON-safe password of at least 8 characters",
+    ),
 }
 OPTIONAL: dict[str, tuple[Any, str]] = {
     "AIRFLOW_DB_NAME": (lambda v: bool(_IDENT.match(v)), "a database name (lower-case letters, digits, _)"),
@@ -65,6 +68,9 @@ OPTIONAL: dict[str, tuple[Any, str]] = {
     "AIRFLOW_TASK_HEARTBEAT_TIMEOUT": (_int_in(5, 86400), "seconds, 5-86400"),
     "AIRFLOW_ADMIN_USERNAME": (lambda v: bool(re.match(r"^[A-Za-z0-9_.\-]+$", v)), "a user name"),
     "MLFLOW_ADMIN_USERNAME": (lambda v: bool(re.match(r"^[A-Za-z0-9_.\-]+$", v)), "a user name"),
+    "MLOPS_DATA_DIR": (lambda v: v.startswith("/") and ".." not in v.split("/"), "an absolute path"),
+    "MINIO_ROOT_USER": (lambda v: bool(re.match(r"^[A-Za-z0-9_.\-]{3,}$", v)), "a user name of at least 3 characters"),
+    "MLOPS_BUCKET": (lambda v: bool(re.match(r"^[a-z0-9][a-z0-9.\-]{1,61}[a-z0-9]$", v)), "an S3 bucket name"),
 }
 
 

@@ -27,7 +27,9 @@ Everything is seeded (``SEED`` plus the day number), so two runs write identical
 the features only; the labels of a batch are a separate file (``loan_id``, ``defaulted``) that
 "arrives later" (the demo lands it after the batch was scored).  Run it directly to write the files::
 
-    python scripts/demo_data.py /tmp/loan-data
+    python scripts/demo_data.py /tmp/loan-data          # training set + every day staged
+    python scripts/demo_data.py seed /tmp/loan-data     # ... + the landing folders (a pipeline data root)
+    python scripts/demo_data.py land /tmp/loan-data 4   # land day 4's batch (--labels: its labels)
 
 Pure numpy/pandas: no Airflow, no MLflow.
 """
@@ -222,6 +224,45 @@ def write_all(root: str | Path) -> dict[str, str]:
     return {"training": str(root / "training" / "base.parquet"), "staging": str(root / "staging")}
 
 
+def seed(root: str | Path) -> dict[str, str]:
+    """
+    A pipeline data root ready for ``dags/pipelines/loan_default.yaml``: the training set in place,
+    the empty landing folders the watchers need, and every day's batch and labels staged (not landed).
+    """
+    root = Path(root)
+    out = write_all(root)
+    for folder in ("batches", "labels"):
+        (root / "landing" / folder).mkdir(parents=True, exist_ok=True)
+    return {**out, "landing": str(root / "landing")}
+
+
+def land_day(root: str | Path, day: int, labels: bool = False) -> Path:
+    """Land day ``day``'s staged batch (or its labels) into the landing folder, by rename, as a producer would."""
+    root = Path(root)
+    kind = "labels" if labels else "batches"
+    staged = root / "staging" / kind / batch_name(day)
+    if not staged.is_file():
+        raise FileNotFoundError(f"{staged} is not staged: run the seed command first (days 1-{len(SCENARIO)})")
+    target = root / "landing" / kind / batch_name(day)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    os.replace(staged, target)
+    return target
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``demo_data.py [ROOT]`` writes everything staged; ``seed ROOT`` prepares a data root; ``land ROOT DAY``."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["seed"] and len(argv) == 2:
+        print(seed(argv[1]))
+    elif argv[:1] == ["land"] and len(argv) in (3, 4) and argv[2].isdigit() and argv[3:] in ([], ["--labels"]):
+        print(land_day(argv[1], int(argv[2]), labels=argv[3:] == ["--labels"]))
+    elif len(argv) <= 1 and not argv[:1] == ["seed"]:
+        print(write_all(argv[0] if argv else "/tmp/loan-data"))
+    else:
+        print("usage: demo_data.py [ROOT] | seed ROOT | land ROOT DAY [--labels]", file=sys.stderr)
+        return 2
+    return 0
+
+
 if __name__ == "__main__":
-    target = sys.argv[1] if len(sys.argv) > 1 else "/tmp/loan-data"
-    print(write_all(target))
+    sys.exit(main())

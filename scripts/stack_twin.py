@@ -71,13 +71,24 @@ AIRFLOW_COMMON_ENV: dict[str, str] = {
     "AIRFLOW__API_AUTH__JWT_SECRET": "${AIRFLOW_JWT_SECRET:?AIRFLOW_JWT_SECRET is not set (see .env.example)}",
     "AIRFLOW__API__SECRET_KEY": "${AIRFLOW_API_SECRET_KEY:?AIRFLOW_API_SECRET_KEY is not set (see .env.example)}",
     "AIRFLOW__SCHEDULER__ENABLE_HEALTH_CHECK": "true",
-    "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT": "${AIRFLOW_TASK_HEARTBEAT_TIMEOUT:-300}",
+    "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT": "${AIRFLOW_TASK_HEARTBEAT_TIMEOUT:-60}",
     "AIRFLOW_CONN_MLFLOW_DEFAULT": (
         '{"conn_type": "mlflow", "host": "http://mlflow:${MLFLOW_PORT:-5000}", "login": "${MLFLOW_ADMIN_USERNAME:-admin}", '
         '"password": "${MLFLOW_ADMIN_PASSWORD:?MLFLOW_ADMIN_PASSWORD is not set (see .env.example)}", '
         '"extra": {"ui_url": "${MLFLOW_PUBLIC_URL:-http://localhost:5000}", "experiment_name": "airflow-mlops"}}'
     ),
     "GIT_PYTHON_REFRESH": "quiet",
+    "MLOPS_DATA_DIR": "${MLOPS_DATA_DIR:-/opt/airflow/data}",
+    "AIRFLOW_CONN_MLOPS_DATA": (
+        '{"conn_type": "aws", "login": "${MINIO_ROOT_USER:-mlops}", '
+        '"password": "${MINIO_ROOT_PASSWORD:?MINIO_ROOT_PASSWORD is not set (see .env.example)}", '
+        '"extra": {"endpoint_url": "http://minio:9000", "region_name": "us-east-1"}}'
+    ),
+}
+
+MINIO_ENV: dict[str, str] = {
+    "MINIO_ROOT_USER": "${MINIO_ROOT_USER:-mlops}",
+    "MINIO_ROOT_PASSWORD": "${MINIO_ROOT_PASSWORD:?MINIO_ROOT_PASSWORD is not set (see .env.example)}",
 }
 
 MLFLOW_ENV: dict[str, str] = {
@@ -112,16 +123,37 @@ class Component:
     depends_on: dict[str, str] = field(default_factory=dict)
     #: container working directory (compose ``working_dir``).
     working_dir: str | None = None
+    #: what the twin runs instead of ``command`` when the compose image cannot run here (MinIO: moto's
+    #: S3 server, ``{port}`` and ``{host}`` filled in); ``("python-step",)``: done by the twin in Python.
+    stand_in: tuple[str, ...] = ()
 
 
 _ENV_CHECKED = {"env-check": "service_completed_successfully"}
-_INFRA = {"redis": "service_healthy", "postgres": "service_healthy", **_ENV_CHECKED}
+_INFRA = {"redis": "service_healthy", "postgres": "service_healthy", **_ENV_CHECKED,
+          "minio-init": "service_completed_successfully"}
 _AFTER_INIT = {**_INFRA, "airflow-init": "service_completed_successfully"}
 
 COMPONENTS: tuple[Component, ...] = (
     Component("env-check", ("python", "/opt/mlops/deploy/check_env.py", "--environ"), ENV_CHECK_ENV, kind="oneshot"),
     Component("postgres", kind="external"),
     Component("redis", kind="external"),
+    Component(
+        "minio",
+        command=("server", "/data", "--address", ":9000"),
+        env=MINIO_ENV,
+        depends_on=_ENV_CHECKED,
+        # moto's server mode (PyPI moto[server]) stands in for MinIO: the same S3 API on 127.0.0.1
+        stand_in=("moto_server", "-H", "{host}", "-p", "{port}"),
+    ),
+    Component(
+        "minio-init",
+        command=('mc alias set store http://minio:9000 "$$MINIO_ROOT_USER" "$$MINIO_ROOT_PASSWORD" '
+                 '&& mc mb --ignore-existing "store/$$MLOPS_BUCKET"',),
+        env={**MINIO_ENV, "MLOPS_BUCKET": "${MLOPS_BUCKET:-mlops-data}"},
+        kind="oneshot",
+        depends_on={**_ENV_CHECKED, "minio": "service_healthy"},
+        stand_in=("python-step",),  # the bucket, created with boto3 (no mc here)
+    ),
     Component(
         "mlflow",
         command=(
@@ -169,7 +201,7 @@ COMPONENTS: tuple[Component, ...] = (
 BY_NAME = {c.name: c for c in COMPONENTS}
 #: Start order of the long-running processes (compose's depends_on order).
 START_ORDER = (
-    "mlflow", "airflow-apiserver", "airflow-scheduler", "airflow-dag-processor", "airflow-triggerer", "airflow-worker",
+    "minio", "mlflow", "airflow-apiserver", "airflow-scheduler", "airflow-dag-processor", "airflow-triggerer", "airflow-worker",
 )
 
 #: Compose service host names -> the machine's servers.
@@ -178,6 +210,7 @@ HOST_MAP = {
     "redis://redis:6379/": "redis://127.0.0.1:6379/",
     "http://mlflow:": "http://127.0.0.1:",
     "http://airflow-apiserver:": "http://127.0.0.1:",
+    # "http://minio:9000" -> the stand-in's port: Stack.localise
 }
 
 #: Environment only the twin sets, and why (everything else comes from the table above).
@@ -283,6 +316,7 @@ def generate_env(path: Path, template: Path = ROOT / ".env.example", **overrides
         "AIRFLOW_ADMIN_PASSWORD": secrets.token_urlsafe(14),
         "MLFLOW_ADMIN_PASSWORD": secrets.token_urlsafe(14),
         "MLFLOW_FLASK_SERVER_SECRET_KEY": secrets.token_urlsafe(24),
+        "MINIO_ROOT_PASSWORD": secrets.token_urlsafe(18),
         **overrides,
     }
     lines, seen = [], set()
@@ -362,6 +396,11 @@ class Stack:
         return f"http://127.0.0.1:{self.mlflow_port}"
 
     @property
+    def pipeline_data_dir(self) -> Path:
+        """The pipelines' data root as the Airflow components see it (``MLOPS_DATA_DIR``, compose's mlops-data volume)."""
+        return Path(self.component_env("airflow-scheduler")["MLOPS_DATA_DIR"])
+
+    @property
     def airflow_home(self) -> Path:
         return self.state_dir / "airflow"
 
@@ -372,11 +411,22 @@ class Stack:
             "/opt/mlops/deploy": str(ROOT / "deploy"),
             "/etc/mlflow/basic_auth.ini": str(ROOT / "deploy" / "mlflow" / "basic_auth.ini"),
             "/mlflow": str(self.state_dir / "mlflow"),
+            "/opt/airflow/data": str(self.state_dir / "data"),  # compose's mlops-data volume
         }
+
+    @property
+    def minio_port(self) -> int:
+        """The port of the twin's S3 server (moto, standing in for MinIO): ``STACK_MINIO_PORT``, default 9000."""
+        return int(self.get("STACK_MINIO_PORT", "9000"))
+
+    @property
+    def minio_url(self) -> str:
+        return f"http://127.0.0.1:{self.minio_port}"
 
     def localise(self, value: str) -> str:
         for old, new in HOST_MAP.items():
             value = value.replace(old, new)
+        value = value.replace("http://minio:9000", self.minio_url)
         for old, new in self.path_map().items():
             if value == old or value.startswith(old + "/"):
                 value = new + value[len(old):]
@@ -410,6 +460,9 @@ class Stack:
 
     def component_command(self, name: str, replica: int = 1) -> list[str]:
         comp = BY_NAME[name]
+        if comp.stand_in and comp.kind != "oneshot":
+            argv = [arg.format(host=self.bind_host, port=self.minio_port) for arg in comp.stand_in]
+            return [str(BIN / argv[0]), *argv[1:]]
         argv = [self.localise(interpolate(arg, self.values)) for arg in comp.command]
         if argv and argv[0] in ("airflow", "mlflow", "python"):
             argv[0] = str(BIN / argv[0])
@@ -537,8 +590,8 @@ class Stack:
         for key, proc in self.procs.items():
             if proc.poll() is None:
                 pids[key] = proc.pid
-            else:
-                pids.pop(key, None)
+            elif pids.get(key) == proc.pid:
+                pids.pop(key)  # (a key another process restarted keeps its new pid)
         path = self.state_dir / "pids.json"
         path.with_suffix(".tmp").write_text(json.dumps(pids, indent=1))
         path.with_suffix(".tmp").replace(path)
@@ -549,6 +602,22 @@ class Stack:
                               capture_output=True, text=True, timeout=60, check=False)
         if proc.returncode != 0:
             raise StackConfigError(f"env-check failed ({proc.returncode}): {proc.stderr.strip()}")
+
+    def init_bucket(self, timeout: float = 120) -> None:
+        """minio-init: the pipeline data's bucket (``MLOPS_BUCKET``), created with boto3 in the stand-in."""
+        import boto3
+
+        deadline = time.monotonic() + timeout
+        while not _http_ok(f"{self.minio_url}/moto-api/"):
+            self._check_alive()
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"minio (moto) not answering on {self.minio_url} within {timeout}s:\n{self.tail('minio')}")
+            time.sleep(0.5)
+        env = {k: interpolate(v, self.values) for k, v in BY_NAME["minio-init"].env.items()}
+        client = boto3.client("s3", endpoint_url=self.minio_url, aws_access_key_id=env["MINIO_ROOT_USER"],
+                              aws_secret_access_key=env["MINIO_ROOT_PASSWORD"], region_name="us-east-1")
+        if env["MLOPS_BUCKET"] not in {b["Name"] for b in client.list_buckets().get("Buckets", [])}:
+            client.create_bucket(Bucket=env["MLOPS_BUCKET"])
 
     def init(self) -> None:
         """airflow-init: password file and ``airflow db migrate`` (deploy/airflow-init.sh)."""
@@ -577,9 +646,11 @@ class Stack:
         self.check_infra()
         self.create_databases()
         try:
+            self.spawn("minio")
             self.spawn("mlflow")
+            self.init_bucket()
             self.init()
-            for name in START_ORDER[1:]:
+            for name in START_ORDER[2:]:
                 for replica in range(1, BY_NAME[name].replicas + 1):
                     self.spawn(name, replica)
             self.wait_healthy(timeout)
@@ -602,7 +673,7 @@ class Stack:
         pids = {key: proc.pid for key, proc in self.procs.items()}
         pids.update(self.running_pids())
         order = ["airflow-worker", "airflow-triggerer", "airflow-scheduler", "airflow-dag-processor",
-                 "airflow-apiserver", "mlflow"]
+                 "airflow-apiserver", "mlflow", "minio"]
         keys = sorted(pids, key=lambda k: next((i for i, n in enumerate(order) if k.startswith(n)), 99))
         for key in keys:
             _signal_group(pids[key], signal.SIGTERM)
@@ -633,8 +704,22 @@ class Stack:
             self.drop_databases()
             shutil.rmtree(self.state_dir, ignore_errors=True)
 
+    def forget_replaced(self) -> list[str]:
+        """
+        Drop the exited processes that another ``scripts/stack`` (``supervise``, ``restart``) started again.
+
+        Their keys then refer to the new process in ``pids.json``; returns those keys.
+        """
+        running = self.running_pids()
+        replaced = [key for key, proc in self.procs.items()
+                    if proc.poll() is not None and running.get(key) not in (None, proc.pid)]
+        for key in replaced:
+            self.procs.pop(key)
+        return replaced
+
     def kill(self, key: str, sig: int = signal.SIGKILL) -> None:
         """Kill one component's whole process group (a crash, for fault tests)."""
+        self.forget_replaced()
         pid = self.procs[key].pid if key in self.procs else self.running_pids()[key]
         _signal_group(pid, sig)
         proc = self.procs.get(key)
@@ -658,6 +743,7 @@ class Stack:
         """
         if key not in self.component_keys():
             raise StackConfigError(f"no component {key!r}: one of {', '.join(self.component_keys())}")
+        self.forget_replaced()
         pid = self.procs[key].pid if key in self.procs else self.running_pids().get(key)
         if pid is not None and _alive(pid):
             self.kill(key, signal.SIGTERM)
@@ -703,6 +789,7 @@ class Stack:
 
     def ensure_running(self) -> list[str]:
         """Restart every component that has exited (compose's ``restart: always``); returns their keys."""
+        self.forget_replaced()
         restarted = [key for key, proc in list(self.procs.items()) if proc.poll() is not None]
         for key in restarted:
             self.restart(key)
@@ -724,6 +811,7 @@ class Stack:
             return fh.read().decode(errors="replace")
 
     def _check_alive(self) -> None:
+        self.forget_replaced()
         for key, proc in self.procs.items():
             if proc.poll() is not None:
                 raise RuntimeError(f"{key} exited with {proc.returncode}:\n{self.tail(key)}")
@@ -734,6 +822,7 @@ class Stack:
         status["postgres"] = "healthy" if self._psql("-c", "select 1").returncode == 0 else "unhealthy"
         status["redis"] = "healthy" if redis_ping() else "unhealthy"
         status["mlflow"] = "healthy" if _http_ok(f"{self.mlflow_url}/health") else "unhealthy"
+        status["minio"] = "healthy" if _http_ok(f"{self.minio_url}/moto-api/") else "unhealthy"
         try:
             with urllib.request.urlopen(f"{self.url}/api/v2/monitor/health", timeout=5) as resp:
                 airflow = json.load(resp)

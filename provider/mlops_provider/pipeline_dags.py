@@ -127,39 +127,43 @@ def assemble_window(spec: PipelineSpec, run_id: str, seed: int = 42) -> dict[str
 
     features = spec.raw["features"]
     target = spec.raw["target"]
-    predictions = Path(spec.data_path("predictions"))
+    predictions = spec.storage(spec.data_path("predictions"))  # local folder or object store
     accepted = sorted(p.name for p in predictions.glob("*.parquet")) if predictions.is_dir() else []
     window = accepted[-int(spec.raw["retraining"]["window_batches"]):]
+
+    def read(path: Any) -> pd.DataFrame:
+        with path.open("rb") as fh:
+            return pd.read_parquet(fh)
+
     if window:
-        batches_dir = Path(spec.data_path("batches")).parent
-        labels_dir = Path(spec.data_path("labels"))
+        batches_dir = spec.storage(spec.folder_of("batches"))
+        labels_dir = spec.storage(spec.data_path("labels"))
         if any(not (labels_dir / name).exists() for name in window):
             return None
         frame = pd.concat(
-            [
-                pd.read_parquet(batches_dir / name).merge(pd.read_parquet(labels_dir / name), on=features["id"])
-                for name in window
-            ],
+            [read(batches_dir / name).merge(read(labels_dir / name), on=features["id"]) for name in window],
             ignore_index=True,
         )
         source = window
-        score_input = str(batches_dir / window[-1])
+        score_input = f"{spec.folder_of('batches')}/{window[-1]}"
     else:
-        frame = pd.read_parquet(spec.data_path("training"))
+        frame = read(spec.storage(spec.data_path("training")))
         source = ["base"]
         score_input = None
     frame = frame.sample(frac=1.0, random_state=seed).reset_index(drop=True)
     n_eval = max(1, int(len(frame) * 0.2))
-    out = Path(spec.data_path("work")) / "training" / _safe(run_id)
-    out.mkdir(parents=True, exist_ok=True)
-    frame.iloc[n_eval:].to_parquet(out / "train.parquet", index=False)
-    frame.iloc[:n_eval].to_parquet(out / "eval.parquet", index=False)
+    out = f"{spec.data_path('work')}/training/{_safe(run_id)}"
+    spec.storage(out).mkdir(parents=True, exist_ok=True)
+    parts = {"train": frame.iloc[n_eval:], "eval": frame.iloc[:n_eval]}
     if score_input is None:
-        frame.iloc[:n_eval].drop(columns=[target]).to_parquet(out / "score.parquet", index=False)
-        score_input = str(out / "score.parquet")
+        parts["score"] = frame.iloc[:n_eval].drop(columns=[target])
+        score_input = f"{out}/score.parquet"
+    for part, rows in parts.items():
+        with spec.storage(f"{out}/{part}.parquet").open("wb") as fh:
+            rows.to_parquet(fh, index=False)
     return {
-        "train": str(out / "train.parquet"),
-        "eval": str(out / "eval.parquet"),
+        "train": f"{out}/train.parquet",
+        "eval": f"{out}/eval.parquet",
         "score_input": score_input,
         "source": source,
         "n_rows": len(frame),
@@ -226,6 +230,7 @@ def build_continuous_training(spec: PipelineSpec) -> DAG:
     # [START howto_continuous_training]
     with DAG(
         dag_id=f"continuous_training__{spec.dag_suffix}",
+        default_args=spec.default_args(),  # retries with backoff (the YAML's retries:)
         schedule=schedule,
         start_date=START,
         catchup=False,
@@ -237,7 +242,7 @@ def build_continuous_training(spec: PipelineSpec) -> DAG:
             task_id="retraining_policy",
             model_name=model,
             cooldown=timedelta(minutes=float(policy["cooldown_minutes"])),
-            ledger_path=os.path.join(spec.data_path("work"), "retraining_ledger.sqlite3"),
+            ledger_path=spec.state_path("retraining_ledger.sqlite3"),
         )
 
         @task.sensor(
@@ -255,15 +260,15 @@ def build_continuous_training(spec: PipelineSpec) -> DAG:
 
         validate = DataValidationOperator(
             task_id="validate_training_data",
-            dataset=f"{{{{ {xcom}['train'] }}}}",
+            dataset=spec.ref(f"{{{{ {xcom}['train'] }}}}"),  # with data.conn_id on an object store
             suite_path=spec.contract_path("training_contract"),
             on_failure="fail",
             experiment_name=f"{model}-validation",
         )
         train = TrainModelOperator(
             task_id="train",
-            training_data=f"{{{{ {xcom}['train'] }}}}",
-            evaluation_data=f"{{{{ {xcom}['eval'] }}}}",
+            training_data=spec.ref(f"{{{{ {xcom}['train'] }}}}"),
+            evaluation_data=spec.ref(f"{{{{ {xcom}['eval'] }}}}"),
             target=spec.raw["target"],
             feature_columns=spec.feature_columns,
             estimator=ESTIMATOR_FACTORY,
@@ -284,7 +289,7 @@ def build_continuous_training(spec: PipelineSpec) -> DAG:
         gate = PromotionGateOperator(
             task_id="gate",
             model_name=model,
-            eval_dataset=f"{{{{ {xcom}['eval'] }}}}",
+            eval_dataset=spec.ref(f"{{{{ {xcom}['eval'] }}}}"),
             target_column=spec.raw["target"],
             gate_spec=spec.gate_spec(),
             challenger="{{ ti.xcom_pull(task_ids='register_challenger')['version'] }}",
@@ -303,13 +308,14 @@ def build_continuous_training(spec: PipelineSpec) -> DAG:
         )
         batch_score = BatchPredictOperator(
             task_id="batch_score",
-            input_data=f"{{{{ {xcom}['score_input'] }}}}",
+            input_data=spec.ref(f"{{{{ {xcom}['score_input'] }}}}"),
             registered_model_name=model,
             alias="champion",
             id_columns=[spec.raw["features"]["id"]],
             output_uri=os.path.join(
                 spec.data_path("work"), "scores", "{{ run_id | replace(':', '_') | replace('+', '_') }}.parquet"
             ),
+            output_conn_id=spec.conn_id,
             experiment_name=f"{model}-scoring",
         )
         chain = [retraining_policy, assemble_training_data(), validate, train, register, gate, promote, batch_score]
@@ -360,18 +366,19 @@ def pending_batches(ledger_path: str, consumer: str, triggered: list[dict[str, A
 
 def build_drift_monitor(spec: PipelineSpec) -> DAG:
     model = spec.name
-    ledger_path = os.path.join(spec.data_path("work"), "batch_ledger.sqlite3")
+    ledger_path = spec.state_path("batch_ledger.sqlite3")
     watcher = f"drift_monitor__{model}"
     # [START howto_drift_monitor]
     batches = Asset(
         name=f"{model}_batches",
-        uri=f"file://{Path(spec.data_path('batches')).parent}",
+        uri=spec.folder_of("batches") if spec.on_object_store else f"file://{spec.folder_of('batches')}",
         watchers=[
             AssetWatcher(
                 name=f"{model}_batch_watcher",
                 trigger=NewBatchTrigger(
                     location=spec.data_path("batches"),
                     consumer=watcher,
+                    conn_id=spec.conn_id,  # data.conn_id: the object store's connection
                     ledger_path=ledger_path,
                     poll_interval=1.0,
                 ),
@@ -380,6 +387,7 @@ def build_drift_monitor(spec: PipelineSpec) -> DAG:
     )
     with DAG(
         dag_id=f"drift_monitor__{spec.dag_suffix}",
+        default_args=spec.default_args(),  # retries with backoff (the YAML's retries:)
         schedule=[batches],
         start_date=START,
         catchup=False,
@@ -410,25 +418,27 @@ def build_drift_monitor(spec: PipelineSpec) -> DAG:
 
             validate = DataValidationOperator(
                 task_id="validate_batch",
-                dataset=f"{{{{ {this}['batch_uri'] }}}}",
+                dataset=spec.ref(f"{{{{ {this}['batch_uri'] }}}}"),
                 suite_path=spec.contract_path("batch_contract"),
                 on_failure="quarantine",  # a bad batch is copied aside and not scored or drift-checked
                 quarantine_location=spec.data_path("quarantine"),
+                quarantine_conn_id=spec.conn_id,
                 experiment_name=f"{model}-validation",
             )
             score = BatchPredictOperator(
                 task_id="score_batch",
-                input_data=f"{{{{ {this}['batch_uri'] }}}}",
+                input_data=spec.ref(f"{{{{ {this}['batch_uri'] }}}}"),
                 registered_model_name=model,
                 alias="champion",
                 id_columns=[spec.raw["features"]["id"]],
                 output_uri=os.path.join(spec.data_path("predictions"), f"{{{{ {this}['name'] }}}}"),
+                output_conn_id=spec.conn_id,
                 experiment_name=f"{model}-scoring",
             )
             drift = DriftCheckOperator(
                 task_id="check_drift",
                 reference=f"models:/{model}@champion",  # the champion's training profile
-                current=f"{{{{ {this}['batch_uri'] }}}}",
+                current=spec.ref(f"{{{{ {this}['batch_uri'] }}}}"),
                 model_name=model,  # emits mlops://<model>/drift only when the batch drifted
                 columns=spec.raw["drift"]["columns"] or spec.feature_columns,
                 drift_share=float(spec.raw["drift"]["drift_share"]),
@@ -448,17 +458,18 @@ def build_drift_monitor(spec: PipelineSpec) -> DAG:
 def build_performance_monitor(spec: PipelineSpec) -> DAG:
     model = spec.name
     perf = spec.raw["performance"]
-    ledger_path = os.path.join(spec.data_path("work"), "batch_ledger.sqlite3")
+    ledger_path = spec.state_path("batch_ledger.sqlite3")
     watcher = f"performance_monitor__{model}"
     labels = Asset(
         name=f"{model}_labels",
-        uri=f"file://{spec.data_path('labels')}",
+        uri=spec.data_path("labels") if spec.on_object_store else f"file://{spec.data_path('labels')}",
         watchers=[
             AssetWatcher(
                 name=f"{model}_label_watcher",
                 trigger=NewBatchTrigger(
                     location=os.path.join(spec.data_path("labels"), "*.parquet"),
                     consumer=watcher,
+                    conn_id=spec.conn_id,
                     ledger_path=ledger_path,
                     poll_interval=1.0,
                 ),
@@ -467,6 +478,7 @@ def build_performance_monitor(spec: PipelineSpec) -> DAG:
     )
     with DAG(
         dag_id=f"performance_monitor__{spec.dag_suffix}",
+        default_args=spec.default_args(),  # retries with backoff (the YAML's retries:)
         schedule=[labels],
         start_date=START,
         catchup=False,
@@ -493,7 +505,7 @@ def build_performance_monitor(spec: PipelineSpec) -> DAG:
                 from airflow.sdk.exceptions import AirflowSkipException
 
                 predictions = os.path.join(spec.data_path("predictions"), labels["name"])
-                if not os.path.exists(predictions):
+                if not spec.storage(predictions).exists():
                     raise AirflowSkipException(f"{labels['name']} was never scored (quarantined): no decay check")
                 return {"labels": labels["batch_uri"], "predictions": predictions}
 
@@ -501,8 +513,8 @@ def build_performance_monitor(spec: PipelineSpec) -> DAG:
             decay = ModelPerformanceOperator(
                 task_id="check_decay",
                 model_name=model,  # emits mlops://<model>/performance_decay only on decay
-                labels=f"{{{{ {matched}['labels'] }}}}",
-                predictions=f"{{{{ {matched}['predictions'] }}}}",
+                labels=spec.ref(f"{{{{ {matched}['labels'] }}}}"),
+                predictions=spec.ref(f"{{{{ {matched}['predictions'] }}}}"),
                 id_columns=[spec.raw["features"]["id"]],
                 label_column=spec.raw["target"],
                 metrics=[perf["metric"]],
@@ -647,19 +659,29 @@ def post_deployment_metric(spec: PipelineSpec, model_uri: str, after: float) -> 
     import mlflow
     import pandas as pd
 
+    from mlops_provider.core.batches import _fs_mtime
     from mlops_provider.core.metrics import compute_metrics
     from mlops_provider.hooks.mlflow import MlflowHook
 
-    labels_dir = Path(spec.data_path("labels"))
-    batches_dir = Path(spec.data_path("batches")).parent
+    labels_dir = spec.storage(spec.data_path("labels"))  # local folder or object store
+    batches_dir = spec.storage(spec.folder_of("batches"))
+
+    def mtime(path: Any) -> float:
+        return path.stat().st_mtime if isinstance(path, Path) else _fs_mtime(path.fs.info(path.path))
+
+    def read(path: Any) -> pd.DataFrame:
+        with path.open("rb") as fh:
+            return pd.read_parquet(fh)
+
     fresh = sorted(
-        p for p in (labels_dir.glob("*.parquet") if labels_dir.is_dir() else [])
-        if p.stat().st_mtime > after and (batches_dir / p.name).exists()
+        (p for p in (labels_dir.glob("*.parquet") if labels_dir.is_dir() else [])
+         if mtime(p) > after and (batches_dir / p.name).exists()),
+        key=lambda p: p.name,
     )
     if not fresh:
         return None
     name = fresh[0].name
-    frame = pd.read_parquet(batches_dir / name).merge(pd.read_parquet(labels_dir / name), on=spec.raw["features"]["id"])
+    frame = read(batches_dir / name).merge(read(labels_dir / name), on=spec.raw["features"]["id"])
     with MlflowHook().mlflow_env():
         model = mlflow.sklearn.load_model(model_uri)
     metric = spec.raw["gate"]["metric"]
@@ -695,7 +717,7 @@ def build_cicd(spec: PipelineSpec, tests_root: str | os.PathLike[str] | None = N
                 trigger=NewBatchTrigger(
                     location=str(proposed),
                     consumer=f"cicd_pipeline__{model}",
-                    ledger_path=os.path.join(spec.data_path("work"), "cicd_ledger.sqlite3"),
+                    ledger_path=spec.state_path("cicd_ledger.sqlite3"),
                     poll_interval=2.0,
                 ),
             )
@@ -703,6 +725,7 @@ def build_cicd(spec: PipelineSpec, tests_root: str | os.PathLike[str] | None = N
     )
     with DAG(
         dag_id=f"cicd_pipeline__{spec.dag_suffix}",
+        default_args=spec.default_args(),  # retries with backoff (the YAML's retries:)
         schedule=[definition_changed],
         start_date=START,
         catchup=False,

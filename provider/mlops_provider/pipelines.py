@@ -24,6 +24,7 @@ import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -74,6 +75,9 @@ SCHEMA: dict[str, Field] = {
             "predictions": Field("str", default="predictions"),
             "quarantine": Field("str", default="quarantine"),
             "work": Field("str", default="work"),
+            "conn_id": Field("str", doc="Airflow connection of an object-store root (e.g. an aws connection for s3://)"),
+            "state": Field("str", doc="local (shared) folder of the SQLite ledgers; default <root>/work; "
+                                      "required when root is an object store"),
         },
     ),
     "features": Field(
@@ -138,7 +142,25 @@ SCHEMA: dict[str, Field] = {
             "label_wait_minutes": Field("number", default=30),
         },
     ),
+    "retries": Field(
+        "section",
+        default={},
+        doc="crash recovery: Airflow retries of every task of the pipeline's DAGs (their default_args)",
+        children={
+            "count": Field("int", default=2, doc="retries after the first try (Airflow's retries)"),
+            "delay_seconds": Field("number", default=30, doc="wait before the first retry (retry_delay)"),
+            "exponential_backoff": Field("bool", default=True, doc="double the wait at each retry"),
+            "max_delay_seconds": Field("number", default=600, doc="longest wait between tries (max_retry_delay)"),
+        },
+    ),
     "tests": Field("list[str]", default=[], doc="component tests CI runs (pytest node ids)"),
+}
+
+#: Bounds of ``retries.*`` (inclusive): a key outside them is an error naming file, line and key.
+RETRY_BOUNDS: dict[str, tuple[float, float]] = {
+    "count": (0, 10),
+    "delay_seconds": (1, 3600),
+    "max_delay_seconds": (1, 86400),
 }
 
 _TYPE_NAMES = {"str": "a string", "int": "an integer", "number": "a number", "bool": "true/false",
@@ -257,6 +279,36 @@ class PipelineSpec:
         value = expand_env(self.raw["data"][key])
         return value if os.path.isabs(value) or "://" in value else os.path.join(self.root, value)
 
+    @property
+    def conn_id(self) -> str | None:
+        """The object store's connection (``data.conn_id``), ``None`` for a local root."""
+        return expand_env(self.raw["data"]["conn_id"]) if self.raw["data"].get("conn_id") else None
+
+    @property
+    def on_object_store(self) -> bool:
+        return "://" in self.root and not self.root.startswith("file://")
+
+    def ref(self, uri: str) -> str | dict[str, Any]:
+        """A dataset reference to ``uri`` for the operators: with the root's connection when it has one."""
+        return {"uri": uri, "conn_id": self.conn_id} if self.conn_id else uri
+
+    def state_path(self, name: str) -> str:
+        """A ledger's path: under ``data.state`` (a local or shared folder), else under ``work``."""
+        state = self.raw["data"].get("state")
+        return os.path.join(expand_env(state) if state else self.data_path("work"), name)
+
+    def folder_of(self, key: str) -> str:
+        """The folder of ``data.<key>`` (the landing folder of a glob such as ``batches``)."""
+        return self.data_path(key).rsplit("/", 1)[0] if "*" in self.data_path(key) else self.data_path(key)
+
+    def storage(self, uri: str) -> Any:
+        """A path object for ``uri``: ``pathlib.Path`` locally, ``ObjectStoragePath`` (with the connection) on a store."""
+        if "://" in uri and not uri.startswith("file://"):
+            from airflow.sdk import ObjectStoragePath
+
+            return ObjectStoragePath(uri, conn_id=self.conn_id)
+        return Path(uri[len("file://"):] if uri.startswith("file://") else uri)
+
     def contract_path(self, key: str) -> str:
         value = self.raw["validation"][key]
         return value if os.path.isabs(value) else os.path.join(os.path.dirname(os.path.abspath(self.path)), value)
@@ -319,6 +371,21 @@ class PipelineSpec:
             "categorical": list(self.raw["features"]["categorical"]),
         }
 
+    def default_args(self) -> dict[str, Any]:
+        """
+        Airflow ``default_args`` of the pipeline's DAGs: retries with backoff (``retries:`` in the YAML).
+
+        A try that crashed (a worker SIGKILLed, out of memory, lost heartbeat) is retried; errors a retry
+        cannot fix (bad data, a rejected gate, a bad definition) fail at once (``AirflowFailException``).
+        """
+        retries = self.raw["retries"]
+        return {
+            "retries": int(retries["count"]),
+            "retry_delay": timedelta(seconds=float(retries["delay_seconds"])),
+            "retry_exponential_backoff": bool(retries["exponential_backoff"]),
+            "max_retry_delay": timedelta(seconds=float(retries["max_delay_seconds"])),
+        }
+
     def gate_spec(self) -> dict[str, Any]:
         gate = self.raw["gate"]
         metric = gate["metric"]
@@ -369,12 +436,40 @@ def parse_pipeline(text: str, path: str = "<string>") -> PipelineSpec:
         raise PipelineSpecError([(path, _line(node, "target"), "target", "the target is also listed as a feature")])
     if raw["retraining"]["window_batches"] < 1:
         raise PipelineSpecError([(path, _line(node, "retraining"), "retraining.window_batches", "must be >= 1")])
+    _check_retries(path, node, raw["retries"])
+    root = expand_env(raw["data"]["root"])
+    if "://" in root and not root.startswith("file://") and not raw["data"].get("state"):
+        raise PipelineSpecError([(path, _line_in(node, "data", "root"), "data.state",
+                                  f"required when data.root is an object store ({root}): a local or shared "
+                                  "folder for the SQLite ledgers of the watchers and the retraining policy")])
     digest = hashlib.sha256(text.encode()).hexdigest()
     return PipelineSpec(path=path, raw=raw, digest=digest)
 
 
 def _line(node: yaml.MappingNode, key: str) -> int:
     return next((k.start_mark.line + 1 for k, _ in node.value if k.value == key), 1)
+
+
+def _line_in(node: yaml.MappingNode, section: str, key: str) -> int:
+    """The line of ``section.key`` (of ``section`` when the key is not written)."""
+    for k, v in node.value:
+        if k.value == section and isinstance(v, yaml.MappingNode):
+            return next((kk.start_mark.line + 1 for kk, _ in v.value if kk.value == key), k.start_mark.line + 1)
+    return 1
+
+
+def _check_retries(path: str, node: yaml.MappingNode, retries: dict[str, Any]) -> None:
+    errors = []
+    for key, (low, high) in RETRY_BOUNDS.items():
+        if not low <= retries[key] <= high:
+            errors.append((path, _line_in(node, "retries", key), f"retries.{key}",
+                           f"{retries[key]!r} is out of range (allowed: {low:g} to {high:g})"))
+    if not errors and retries["max_delay_seconds"] < retries["delay_seconds"]:
+        errors.append((path, _line_in(node, "retries", "max_delay_seconds"), "retries.max_delay_seconds",
+                       f"{retries['max_delay_seconds']!r} is shorter than retries.delay_seconds "
+                       f"({retries['delay_seconds']!r})"))
+    if errors:
+        raise PipelineSpecError(errors)
 
 
 def build_dags(

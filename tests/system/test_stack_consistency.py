@@ -43,7 +43,7 @@ def valid_env(tmp_path: Path, **override: str) -> Path:
     values.update(
         POSTGRES_PASSWORD="pg-secret-1", AIRFLOW_FERNET_KEY=Fernet.generate_key().decode(),
         AIRFLOW_JWT_SECRET="j" * 40, AIRFLOW_API_SECRET_KEY="k" * 20, AIRFLOW_ADMIN_PASSWORD="admin-pw-1",
-        MLFLOW_ADMIN_PASSWORD="mlflow-pw-1", MLFLOW_FLASK_SERVER_SECRET_KEY="f" * 20,
+        MLFLOW_ADMIN_PASSWORD="mlflow-pw-1", MLFLOW_FLASK_SERVER_SECRET_KEY="f" * 20, MINIO_ROOT_PASSWORD="minio-pw-1",
     )
     values.update(override)
     path = tmp_path / "stack.env"
@@ -263,7 +263,7 @@ def test_every_other_service_waits_for_the_env_check():
 
 
 def test_env_check_refuses_env_example_naming_each_placeholder():
-    assert len(PLACEHOLDER_SECRETS) == 7, PLACEHOLDER_SECRETS
+    assert len(PLACEHOLDER_SECRETS) == 8, PLACEHOLDER_SECRETS
     proc = _check_env(str(ROOT / ".env.example"))
     assert proc.returncode == 1, proc.stdout + proc.stderr
     for key in PLACEHOLDER_SECRETS:
@@ -384,7 +384,7 @@ def test_restart_names_the_components(tmp_path):
     cli = subprocess.run([str(ROOT / "scripts" / "stack"), "--env-file", str(env), "--state-dir", str(tmp_path / "state"),
                           "restart", "airflow-worker"], capture_output=True, text=True, timeout=120)
     assert cli.returncode == 2, cli.stderr
-    assert "no component 'airflow-worker': one of mlflow, airflow-apiserver" in cli.stderr
+    assert "no component 'airflow-worker': one of minio, mlflow, airflow-apiserver" in cli.stderr
     assert "airflow-worker-1, airflow-worker-2" in cli.stderr
     assert not (tmp_path / "state").exists()  # nothing was started
 

@@ -12,6 +12,7 @@ The PostgreSQL fault test restarts the machine's server and always starts it aga
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import re
@@ -35,6 +36,16 @@ from stack_twin import REQUIRED, Stack, free_port, generate_env, redis_ping  # n
 pytestmark = pytest.mark.postgres
 
 PG_CLUSTER = ["pg_ctlcluster", "--skip-systemctl-redirect"]
+#: the loan-default pipeline with its data root on the twin's S3 server (moto, standing in for MinIO)
+S3_MODEL, S3_BUCKET = "loan_s3", "mlops-data"
+
+
+def _s3(stack: Stack):
+    """boto3 on the twin's S3 server, with the credentials of the mlops_data connection (MinIO's root user)."""
+    import boto3
+
+    return boto3.client("s3", endpoint_url=stack.minio_url, aws_access_key_id=stack.get("MINIO_ROOT_USER", "mlops"),
+                        aws_secret_access_key=stack.get("MINIO_ROOT_PASSWORD"), region_name="us-east-1")
 STACK_DAGS = ROOT / "tests" / "system" / "stack_dags"
 
 
@@ -58,6 +69,7 @@ def _write_env(path: Path) -> Path:
         REDIS_DB=str(1 + int(tag, 16) % 15),
         AIRFLOW_API_PORT=str(free_port()),
         MLFLOW_PORT=str(free_port()),
+        STACK_MINIO_PORT=str(free_port()),
         MLFLOW_WORKERS="1",
         AIRFLOW_WORKER_CONCURRENCY="2",
         AIRFLOW_TASK_HEARTBEAT_TIMEOUT="30",
@@ -80,7 +92,16 @@ def stack(tmp_path_factory):
     spec = dags / "pipelines" / "loan_default.yaml"
     text, n = re.subn(r"(?m)^(\s*schedule:\s*)\S.*$", r'\1""', spec.read_text())
     assert n == 1, "dags/pipelines/loan_default.yaml: expected one schedule line"
+    # test speed-up: a 5 s first retry delay instead of 30 s (the crash-recovery test measures the rest)
+    text, n = re.subn(r"(?m)^(\s*delay_seconds:\s*)\d+", r"\g<1>5", text)
+    assert n == 1, "dags/pipelines/loan_default.yaml: expected one retries.delay_seconds line"
     spec.write_text(text)
+    # the same pipeline with its data on the object store (moto, standing in for MinIO): root s3://, the
+    # compose stack's mlops_data connection, the ledgers on the shared disk
+    s3_text, n = re.subn(r"(?m)^  root: .*$", f"  root: s3://{S3_BUCKET}/{S3_MODEL}\n  conn_id: mlops_data\n"
+                                               f"  state: {base / 'data' / S3_MODEL / 'state'}", text)
+    assert n == 1, "dags/pipelines/loan_default.yaml: expected one data.root line"
+    (dags / "pipelines" / f"{S3_MODEL}.yaml").write_text(s3_text.replace("name: loan_default", f"name: {S3_MODEL}"))
     shutil.copy(STACK_DAGS / "stack_faults.py", dags / "stack_faults.py")
     shutil.copy(STACK_DAGS / "stack_drift_scaleout.py", dags / "stack_drift_scaleout.py")
     shutil.copy(STACK_DAGS / "stack_no_provider.py", dags / "stack_no_provider.py")
@@ -108,6 +129,13 @@ def stack(tmp_path_factory):
     twin.up()
     twin.startup_seconds = time.monotonic() - started
     print(f"\nstack up in {twin.startup_seconds:.0f}s")
+    # the object-store pipeline's training set and landing "folders" (a hidden marker: S3 has no empty folder)
+    store = _s3(twin)
+    with io.BytesIO() as buf:
+        demo_data.training_set().to_parquet(buf, index=False)
+        store.put_object(Bucket=S3_BUCKET, Key=f"{S3_MODEL}/training/base.parquet", Body=buf.getvalue())
+    for folder in ("batches", "labels"):
+        store.put_object(Bucket=S3_BUCKET, Key=f"{S3_MODEL}/landing/{folder}/.keep", Body=b"")
     try:
         yield twin
     finally:
@@ -219,6 +247,88 @@ def test_level1_continuous_training_runs_on_the_stack(stack, mlflow_client):
     assert history and history[-1]["to"] == champion.version, history
     assert any(run_id in h["by"] for h in history), history
     print(f"\nlevel-1 run: {tis}; workers: {_workers_that_ran(stack, dag_id, run_id)}")
+
+
+def _s3_keys(stack: Stack, prefix: str) -> list[str]:
+    found = _s3(stack).list_objects_v2(Bucket=S3_BUCKET, Prefix=f"{S3_MODEL}/{prefix}").get("Contents", [])
+    return sorted(obj["Key"][len(S3_MODEL) + 1:] for obj in found)
+
+
+def _s3_land(stack: Stack, frame, key: str) -> str:
+    """Upload under a hidden name, then copy into place and delete the temporary (landing on a store)."""
+    store, final = _s3(stack), f"{S3_MODEL}/{key}"
+    tmp = final.rsplit("/", 1)[0] + "/." + final.rsplit("/", 1)[1] + ".tmp"
+    with io.BytesIO() as buf:
+        frame.to_parquet(buf, index=False)
+        store.put_object(Bucket=S3_BUCKET, Key=tmp, Body=buf.getvalue())
+    store.copy_object(Bucket=S3_BUCKET, Key=final, CopySource={"Bucket": S3_BUCKET, "Key": tmp})
+    store.delete_object(Bucket=S3_BUCKET, Key=tmp)
+    return f"s3://{S3_BUCKET}/{final}"
+
+
+def test_loan_default_story_with_its_data_on_the_object_store(stack, mlflow_client):
+    """
+    ``loan_s3``: the loan-default pipeline whose data root is ``s3://mlops-data/loan_s3`` on the twin's S3
+    server (moto's server mode, standing in for compose's MinIO), reached through the ``mlops_data`` ``aws``
+    connection that every component gets, as in compose.  First training from the bucket's training set;
+    then the broken day 3 and the drifted day 4 land in the bucket: the triggerer's watcher lists the bucket
+    and starts ``drift_monitor__loan_s3`` on the Celery workers, which quarantines day 3 into the bucket,
+    scores day 4 into the bucket's predictions and finds drift; the drift event retrains from the window read
+    back from the bucket (day 4 with its labels), registers version 2, gates and scores it into the bucket.
+    """
+    import demo_data
+
+    training, monitor = f"continuous_training__{S3_MODEL}", f"drift_monitor__{S3_MODEL}"
+    started = time.monotonic()
+    stack.wait_dag(training)
+    first = stack.trigger(training)
+    assert stack.wait_run(training, first, timeout=900) == "success", stack.task_instances(training, first)
+    assert _champion(mlflow_client, S3_MODEL) == "1"
+    assert len([k for k in _s3_keys(stack, "work/scores/") if k.endswith(".parquet")]) == 1
+    known_monitor, known_training = _run_ids(stack, monitor), _run_ids(stack, training)
+    stack.wait_dag(monitor)
+
+    for day in (3, 4):
+        features, labels = demo_data.batch(day)
+        name = demo_data.batch_name(day)
+        _s3_land(stack, features, f"landing/batches/{name}")
+        _s3_land(stack, labels, f"landing/labels/{name}")
+
+    deadline = time.monotonic() + 900
+    retrain = None
+    while retrain is None or stack.api("GET", f"/dags/{training}/dagRuns/{retrain}")["state"] not in ("success", "failed"):
+        assert time.monotonic() < deadline, (_s3_keys(stack, ""), stack.tail("airflow-triggerer"))
+        if retrain is None:
+            new = [r for r in stack.api("GET", f"/dags/{training}/dagRuns?limit=100")["dag_runs"]
+                   if r["dag_run_id"] not in known_training]
+            retrain = new[0]["dag_run_id"] if new else None
+        time.sleep(3)
+    runs = [r for r in stack.api("GET", f"/dags/{monitor}/dagRuns?limit=100")["dag_runs"]
+            if r["dag_run_id"] not in known_monitor]
+    assert runs and all(r["run_type"] == "asset_triggered" for r in runs), runs
+    for run in runs:
+        assert stack.wait_run(monitor, run["dag_run_id"], timeout=300) == "success"
+        for event in _upstream_events(stack, monitor, run["dag_run_id"]):
+            assert event["extra"]["from_trigger"] is True
+            assert event["extra"]["payload"]["batch_uri"].startswith(f"s3://{S3_BUCKET}/{S3_MODEL}/landing/batches/")
+    keys = _s3_keys(stack, "")
+    assert "predictions/day-04.parquet" in keys and "predictions/day-03.parquet" not in keys, keys
+    quarantined = [k for k in keys if k.startswith("quarantine/") and k.endswith("/batch.parquet")]
+    assert len(quarantined) == 1, keys  # day 3, copied aside with its report
+
+    state = stack.api("GET", f"/dags/{training}/dagRuns/{retrain}")["state"]
+    tis = {t["task_id"]: t["state"] for t in stack.task_instances(training, retrain)}
+    assert state == "success", tis
+    assert _xcom(stack, training, retrain, "retraining_policy")["kinds"] == ["drift"]
+    window = _xcom(stack, training, retrain, "assemble_training_data")
+    assert window["source"] == ["day-04.parquet"] and window["train"].startswith(f"s3://{S3_BUCKET}/{S3_MODEL}/work/")
+    versions = sorted(int(v.version) for v in _versions(mlflow_client, S3_MODEL))
+    assert versions == [1, 2], versions
+    if tis["promote"] == "success":
+        assert _champion(mlflow_client, S3_MODEL) == "2"
+    assert len([k for k in _s3_keys(stack, "work/scores/") if k.endswith(".parquet")]) == 2
+    print(f"\nstory on the object store: {time.monotonic() - started:.0f}s; retraining {tis}; "
+          f"{len(keys)} objects in s3://{S3_BUCKET}/{S3_MODEL}/")
 
 
 def _run_ids(stack: Stack, dag_id: str) -> set[str]:
@@ -652,6 +762,118 @@ def test_celery_worker_killed_mid_task(stack, mlflow_client):
     assert [v.version for v in versions] == [info["version"]]  # no duplicate version
     promotions = [h for h in _history(mlflow_client, model) if h["action"] == "promote"]
     assert len(promotions) == 1 and promotions[0]["to"] == info["version"], promotions
+
+
+def _wait_running_try(stack: Stack, dag_id: str, run_id: str, task_id: str, try_number: int,
+                      timeout: float = 300) -> dict:
+    """The task instance once its try ``try_number`` runs in a worker (state running, its pid known)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        ti = _ti(stack, dag_id, run_id, task_id) if any(
+            t["task_id"] == task_id for t in stack.task_instances(dag_id, run_id)) else {}
+        if ti.get("state") == "running" and ti.get("try_number") == try_number and ti.get("pid"):
+            return ti
+        if ti.get("state") in ("success", "failed", "upstream_failed") and ti.get("try_number", 0) >= try_number:
+            raise AssertionError(f"{task_id} try {try_number} ended {ti['state']} before it was seen running: {ti}")
+        time.sleep(0.3)
+    raise TimeoutError(f"{task_id} try {try_number} of {run_id} not running within {timeout}s: "
+                       f"{stack.task_instances(dag_id, run_id)}")
+
+
+def _worker_group(stack: Stack, pid: int) -> str:
+    """The worker (key in ``pids.json``) whose process group, or process tree, holds ``pid``."""
+    workers = {p: key for key, p in stack.running_pids().items() if key.startswith("airflow-worker")}
+    current = pid
+    while current > 1:
+        with open(f"/proc/{current}/stat") as fh:
+            fields = fh.read().rsplit(") ", 1)[1].split()
+        if int(fields[2]) in workers:  # the process group
+            return workers[int(fields[2])]
+        current = int(fields[1])
+    raise AssertionError(f"pid {pid} is not in a Celery worker's process group: {workers}")
+
+
+def test_worker_crashes_during_train_and_register_are_retried(stack, mlflow_client):
+    """
+    The level-1 pipeline survives its workers crashing.  ``scripts/stack supervise`` runs (compose's
+    ``restart: always``); the whole process group of the worker running ``train`` is SIGKILLed while its
+    MLflow run is open, then that of the worker running ``register_challenger``.  Each try is failed by the
+    scheduler's heartbeat timeout (30 s here) and retried (the pipeline's default ``retries:``, first delay
+    5 s in the twin's copy of the YAML) on the other worker or the restarted one; the run succeeds with
+    exactly one new version, the champion moved once, and no MLflow run of the run left RUNNING: the retry
+    of ``train`` marked the killed try's run FAILED.
+    """
+    from mlops_provider.operators.training import SUPERSEDED_TAG
+
+    dag_id, model = "continuous_training__loan_default", "loan_default"
+    stack.wait_dag(dag_id)
+    versions_before = {v.version for v in _versions(mlflow_client, model)} if _champion(mlflow_client, model) else set()
+    cli = [str(ROOT / "scripts" / "stack"), "--env-file", str(stack.env_file), "--state-dir", str(stack.state_dir),
+           "--dags-folder", str(stack.dags_folder)]
+    supervisor = subprocess.Popen([*cli, "supervise", "--interval", "1"], stdout=subprocess.PIPE,
+                                  stderr=subprocess.STDOUT, text=True)
+    started_ms = int(time.time() * 1000)
+    recovery: dict[str, dict] = {}
+    try:
+        run_id = stack.trigger(dag_id)
+        experiment = None
+        for task_id in ("train", "register_challenger"):
+            ti = _wait_running_try(stack, dag_id, run_id, task_id, 1, timeout=600)
+            if task_id == "train":  # kill while the try's MLflow run is open: the retry must end it
+                deadline = time.monotonic() + 300
+                while True:
+                    experiment = experiment or mlflow_client.get_experiment_by_name(f"{model}-training")
+                    open_runs = mlflow_client.search_runs(
+                        [experiment.experiment_id],
+                        f"tags.`mlops.run_id` = '{run_id}' and tags.`mlops.task_id` = 'train' "
+                        "and attributes.status = 'RUNNING'") if experiment else []
+                    if open_runs:
+                        break
+                    assert time.monotonic() < deadline, "train's MLflow run never seen RUNNING"
+                    assert _ti(stack, dag_id, run_id, task_id)["state"] == "running", "train ended before the kill"
+                    time.sleep(0.3)
+                killed_run = open_runs[0].info.run_id
+            worker = _worker_group(stack, ti["pid"])
+            pgid = stack.running_pids()[worker]
+            killed_at = time.monotonic()
+            os.killpg(pgid, signal.SIGKILL)  # the worker, its pool, the task supervisor and the task
+            retry = _wait_running_try(stack, dag_id, run_id, task_id, 2, timeout=300)
+            running_after = time.monotonic() - killed_at
+            done = _wait_ti(stack, dag_id, run_id, task_id, "success", timeout=600)
+            recovery[task_id] = {
+                "killed": worker, "retried_on": _worker_group(stack, retry["pid"]) if _alive_pid(retry["pid"]) else "?",
+                "retry_running_s": round(running_after, 1), "retry_success_s": round(time.monotonic() - killed_at, 1),
+                "try_number": done["try_number"],
+            }
+        state = stack.wait_run(dag_id, run_id, timeout=900)
+    finally:
+        supervisor.terminate()  # the supervisor only; the components it restarted stay tracked in pids.json
+        supervisor.wait(timeout=30)
+    output = supervisor.stdout.read()
+    tis = {t["task_id"]: (t["state"], t["try_number"]) for t in stack.task_instances(dag_id, run_id)}
+    assert state == "success", tis
+    assert tis["train"] == ("success", 2) and tis["register_challenger"] == ("success", 2), tis
+    assert tis["promote"] == ("success", 1), tis  # the gate blessed the new version (loan_default passes it)
+    assert "restarting it" in output, output  # the supervisor brought the killed workers back
+    assert {k for k in stack.running_pids() if k.startswith("airflow-worker")} == {"airflow-worker-1", "airflow-worker-2"}
+
+    new = [v for v in _versions(mlflow_client, model) if v.version not in versions_before]
+    assert len(new) == 1, [(v.version, v.run_id) for v in new]  # exactly one new version
+    promotions = [h for h in _history(mlflow_client, model) if h["action"] == "promote" and run_id in h["by"]]
+    assert [p["to"] for p in promotions] == [new[0].version], promotions  # the champion moved once
+    assert _champion(mlflow_client, model) == new[0].version
+
+    killed = mlflow_client.get_run(killed_run)
+    assert killed.info.status == "FAILED" and killed.data.tags[SUPERSEDED_TAG] == "2", killed.info
+    assert new[0].run_id != killed_run  # the version is the retry's model
+    experiments = [e.experiment_id for e in mlflow_client.search_experiments()]
+    left = mlflow_client.search_runs(experiments, f"attributes.start_time >= {started_ms} and attributes.status = 'RUNNING'")
+    assert not left, [(r.info.run_id, r.data.tags.get("mlflow.runName")) for r in left]
+    print(f"\ncrash recovery: {recovery}")
+
+
+def _alive_pid(pid: int) -> bool:
+    return Path(f"/proc/{pid}").exists()
 
 
 def test_two_runs_promoting_at_once(stack, mlflow_client):

@@ -6,6 +6,7 @@ Pure (PyYAML + the provider's spec module); also the component tests ``cicd_pipe
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 import pytest
@@ -116,3 +117,80 @@ def test_missing_or_invalid_contract_says_what_and_where(tmp_path):
 
 def test_live_contracts_are_valid():
     assert set(load_pipeline(CANDIDATE).check_contracts()) == {"batch_contract", "training_contract"}
+
+
+def test_retries_default_and_from_the_yaml():
+    """Every pipeline DAG task retries with backoff by default; the YAML's ``retries:`` block sets it."""
+    from datetime import timedelta
+
+    without = re.sub(r"(?ms)^retries:\n.*?\n\n", "", LIVE.read_text())
+    assert "retries" not in without and "count:" not in without
+    assert parse_pipeline(without).default_args() == {
+        "retries": 2, "retry_delay": timedelta(seconds=30), "retry_exponential_backoff": True,
+        "max_retry_delay": timedelta(seconds=600),
+    }
+    text = _variant("  count: 2", "  count: 5").replace("  delay_seconds: 30", "  delay_seconds: 2.5")
+    args = parse_pipeline(text).default_args()
+    assert args["retries"] == 5 and args["retry_delay"] == timedelta(seconds=2.5)
+    off = parse_pipeline(_variant("  count: 2", "  count: 0")).default_args()
+    assert off["retries"] == 0
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "key", "fragment"),
+    [
+        ("  count: 2", "  count: -1", "retries.count", "-1 is out of range (allowed: 0 to 10)"),
+        ("  count: 2", "  count: two", "retries.count", "expected an integer, got a string 'two'"),
+        ("  count: 2", "  count: true", "retries.count", "expected an integer"),
+        ("  delay_seconds: 30", "  delay_seconds: 0", "retries.delay_seconds", "0 is out of range (allowed: 1 to 3600)"),
+        ("  exponential_backoff: true", "  exponential_backoff: yes please", "retries.exponential_backoff",
+         "expected true/false"),
+        ("  max_delay_seconds: 600", "  max_delay_seconds: 10", "retries.max_delay_seconds",
+         "10 is shorter than retries.delay_seconds (30)"),
+        ("  count: 2", "  cuont: 2", "retries.cuont", "unknown key (expected one of: count, delay_seconds"),
+    ],
+)
+def test_bad_retries_name_file_line_and_key(old, new, key, fragment):
+    text = _variant(old, new)
+    errors = _bad(text)
+    assert [e[:3] for e in errors] == [("bad.yaml", _line_of(text, new.strip()), key)], errors
+    assert fragment in errors[0][3], errors
+
+
+def test_pipeline_dags_get_the_retries(tmp_path):
+    """``build_dags`` passes the YAML's retries to every task of the four DAGs as default_args."""
+    from datetime import timedelta
+
+    from mlops_provider.pipelines import build_dags
+
+    (tmp_path / "contracts").mkdir()
+    for contract in (LIVE.parent / "contracts").glob("*.yaml"):
+        (tmp_path / "contracts" / contract.name).write_text(contract.read_text())
+    (tmp_path / "loan_default.yaml").write_text(_variant("  count: 2", "  count: 4"))
+    dags = build_dags(tmp_path, {})
+    assert len(dags) == 4, sorted(dags)
+    for dag in dags.values():
+        for task in dag.tasks:
+            assert task.retries == 4, (dag.dag_id, task.task_id)
+            assert task.retry_delay == timedelta(seconds=30) and task.retry_exponential_backoff
+            assert task.max_retry_delay == timedelta(seconds=600)
+
+
+def test_object_store_root_needs_a_connection_free_state_folder_and_routes_every_reference():
+    """``root: s3://...`` + ``conn_id``: references carry the connection; the ledgers stay in ``data.state``."""
+    text = _variant("  root: ${MLOPS_DATA_DIR:-/tmp/mlops-loan-default}",
+                    "  root: s3://mlops-data/loan\n  conn_id: mlops_data")
+    (error,) = _bad(text)
+    assert error[:3] == ("bad.yaml", _line_of(text, "root: s3://"), "data.state"), error
+    assert "required when data.root is an object store (s3://mlops-data/loan)" in error[3]
+
+    spec = parse_pipeline(text.replace("  conn_id: mlops_data", "  conn_id: mlops_data\n  state: /var/lib/mlops"))
+    assert spec.on_object_store and spec.conn_id == "mlops_data"
+    assert spec.data_path("predictions") == "s3://mlops-data/loan/predictions"
+    assert spec.folder_of("batches") == "s3://mlops-data/loan/landing/batches"
+    assert spec.ref("s3://mlops-data/loan/x.parquet") == {"uri": "s3://mlops-data/loan/x.parquet", "conn_id": "mlops_data"}
+    assert spec.state_path("batch_ledger.sqlite3") == "/var/lib/mlops/batch_ledger.sqlite3"
+
+    local = load_pipeline(LIVE)  # the default: a local folder, plain references, ledgers under work/
+    assert not local.on_object_store and local.conn_id is None and local.ref("/d/x.parquet") == "/d/x.parquet"
+    assert local.state_path("batch_ledger.sqlite3") == os.path.join(local.data_path("work"), "batch_ledger.sqlite3")

@@ -951,9 +951,13 @@ def write_quarantine(
     result_json: str,
     summary: Mapping[str, Any],
     source_uri: str | None = None,
+    fs: Any | None = None,
 ) -> str:
     """
     Copy a failing batch and its report to ``location`` (a local path or an fsspec URL).
+
+    ``fs``: the fsspec file system to write with (e.g. one built from an Airflow connection); by default
+    the one fsspec resolves from ``location``.
 
     Writes ``batch.parquet`` (the batch as validated), ``report.html``, ``result.json`` and
     ``summary.json``; when the source is a local file it is also copied byte for byte under
@@ -961,7 +965,10 @@ def write_quarantine(
     """
     import fsspec
 
-    fs, root = fsspec.core.url_to_fs(location)
+    if fs is None:
+        fs, root = fsspec.core.url_to_fs(location)
+    else:
+        root = fs._strip_protocol(location)
     fs.makedirs(root, exist_ok=True)
     sep = "/"
     with fs.open(root.rstrip(sep) + sep + "batch.parquet", "wb") as fh:

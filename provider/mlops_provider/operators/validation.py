@@ -85,6 +85,9 @@ class DataValidationOperator(LineageMixin, BaseOperator):
         downstream tasks of this batch are skipped, the DAG run continues).
     :param quarantine_location: directory or fsspec URL; the batch goes to
         ``<quarantine_location>/<dag_id>/<task_id>/<run_id>/``.  Required for ``"quarantine"``.
+    :param quarantine_conn_id: Airflow connection of an object-store ``quarantine_location`` (e.g. an
+        ``aws`` connection for ``s3://``, through ``ObjectStoragePath``); without it fsspec's own
+        configuration applies.
     :param suite_name: name of the suite (defaults to the file stem or ``"suite"``).
     :param experiment_name: MLflow experiment of validation runs (default: the connection's
         ``experiment_name`` extra, else ``"data-validation"``).
@@ -119,6 +122,7 @@ class DataValidationOperator(LineageMixin, BaseOperator):
         checkpoint_name: str | None = None,
         on_failure: str = "fail",
         quarantine_location: str | None = None,
+        quarantine_conn_id: str | None = None,
         suite_name: str | None = None,
         experiment_name: str | None = None,
         mlflow_conn_id: str = "mlflow_default",
@@ -134,6 +138,7 @@ class DataValidationOperator(LineageMixin, BaseOperator):
         self.checkpoint_name = checkpoint_name
         self.on_failure = on_failure
         self.quarantine_location = quarantine_location
+        self.quarantine_conn_id = quarantine_conn_id
         self.suite_name = suite_name
         self.experiment_name = experiment_name
         self.mlflow_conn_id = mlflow_conn_id
@@ -257,6 +262,7 @@ class DataValidationOperator(LineageMixin, BaseOperator):
                 result_json=result_json,
                 summary=summary,
                 source_uri=data.uri,
+                fs=self._quarantine_fs(target),
             )
             self._set_tag(run["run_id"], "mlops.validation.quarantine_location", target)
             self._lineage = records.validation(self.dataset, data, outcome, quarantine=target)
@@ -325,6 +331,14 @@ class DataValidationOperator(LineageMixin, BaseOperator):
             if os.path.exists(beside):
                 return beside
         return path  # the loader reports the unreadable file by name
+
+    def _quarantine_fs(self, target: str) -> Any | None:
+        """The file system of ``quarantine_conn_id`` (``None``: fsspec resolves the location itself)."""
+        if not self.quarantine_conn_id or "://" not in target or target.startswith("file://"):
+            return None
+        from airflow.sdk import ObjectStoragePath
+
+        return ObjectStoragePath(target, conn_id=self.quarantine_conn_id).fs
 
     def _quarantine_target(self, context: Context) -> str:
         def safe(value: str) -> str:
