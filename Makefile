@@ -4,6 +4,8 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 KEEP ?= 0
+# make demo PIPELINES=path/: run your own folder of pipeline YAMLs instead of the loan story (docs/pipelines.md)
+PIPELINES ?=
 
 .PHONY: demo test lint unit system bench constraints clean
 
@@ -17,7 +19,11 @@ $(STAMP): pyproject.toml constraints.txt
 	touch $(STAMP)
 
 demo: $(STAMP)
+ifeq ($(strip $(PIPELINES)),)
 	KEEP=$(KEEP) $(BIN)/python scripts/demo.py
+else
+	$(BIN)/mlops-pipelines run $(PIPELINES) --workdir .demo-pipelines
+endif
 
 lint: $(STAMP)
 	$(BIN)/ruff check provider dags tests bench scripts
