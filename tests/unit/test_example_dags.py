@@ -117,7 +117,6 @@ def test_level1_training_then_monitoring_of_good_and_broken_batches(world):
 
 def test_ci_checks_run_as_a_worker_runs_them(world, monkeypatch):
     """The task supervisor blocks the metadata DB in the task process; the CI subprocesses still work."""
-    factory = world["factory"]
     blocked = "airflow-db-not-allowed:///"  # what airflow.sdk.execution_time.supervisor.block_orm_access sets
     monkeypatch.setenv("AIRFLOW__DATABASE__SQL_ALCHEMY_CONN", blocked)
     monkeypatch.setenv("AIRFLOW__CORE__SQL_ALCHEMY_CONN", blocked)
