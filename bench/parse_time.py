@@ -8,6 +8,10 @@ applies to it); "warm" also preloads all of Airflow's DAG machinery, which isola
 own import cost.  Prints the medians and the ratios.
 
     .venv/bin/python bench/parse_time.py [--repeat 9]
+
+``--baseline DIR`` (a checkout of an earlier commit, e.g. ``git worktree add /tmp/base main``) also parses
+the factory-built file with that checkout's provider and ``dags/pipelines`` (``PYTHONPATH=DIR/provider``),
+interleaved with the current tree: before and after, side by side, under the same machine load.
 """
 
 from __future__ import annotations
@@ -139,10 +143,12 @@ PROBE = textwrap.dedent('''
 ''')
 
 
-def parse_once(path: Path, mode: str) -> dict:
+def parse_once(path: Path, mode: str, pythonpath: str | None = None) -> dict:
     # As in a deployed Airflow, modules run from their compiled bytecode (pip compiles on install;
     # an editable install compiles on first import): make sure this run may write __pycache__.
     env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+    if pythonpath:
+        env["PYTHONPATH"] = pythonpath
     out = subprocess.run(env=env, args=[sys.executable, "-c", PROBE, str(path), str(path.parent / "warmup" / "warmup_dag.py"), mode], capture_output=True, text=True, check=True)
     result = json.loads(out.stdout.strip().splitlines()[-1])
     if result["errors"]:
@@ -160,7 +166,13 @@ def factory_tasks(pipelines: Path) -> int:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--repeat", type=int, default=9)
+    parser.add_argument("--baseline", help="a checkout of an earlier commit: compare its factory-built file")
+    parser.add_argument("--baseline-only", action="store_true", help="with --baseline: only that comparison")
     args = parser.parse_args()
+    if args.baseline_only:
+        with tempfile.TemporaryDirectory() as tmp:
+            compare_baseline(Path(args.baseline), Path(tmp), args.repeat)
+        return
     with tempfile.TemporaryDirectory() as tmp:
         provider_file = Path(tmp) / "provider_dag.py"
         trivial_file = Path(tmp) / "trivial_dag.py"
@@ -198,10 +210,38 @@ def main() -> None:
                 )
             ratios[mode] = statistics.median(samples["provider"]) / statistics.median(samples["trivial"])
             ratios[f"{mode} factory"] = statistics.median(samples["factory"]) / statistics.median(samples["trivial_many"])
+        if args.baseline:
+            compare_baseline(Path(args.baseline), Path(tmp), args.repeat)
     for mode, ratio in ratios.items():
         what = "factory/trivial" if mode.endswith("factory") else "provider/trivial"
         print(f"ratio {what}, {mode.removesuffix(' factory')}: {ratio:.2f}"
-              + (" (target <= 1.2)" if mode.startswith("dag-processor") else ""))
+              + (" (target <= 1.2)" if mode == "dag-processor" else ""))
+
+
+def compare_baseline(baseline: Path, tmp: Path, repeat: int) -> None:
+    """The factory-built file of ``baseline`` (its provider, its dags/pipelines) vs the current tree's, interleaved."""
+    current = Path(__file__).resolve().parents[1]
+    files = {}
+    for label, tree in (("baseline", baseline.resolve()), ("current", current)):
+        path = tmp / f"factory_{label}.py"
+        path.write_text(FACTORY_DAG.replace("PIPELINES", repr(str(tree / "dags" / "pipelines"))))
+        files[label] = (path, str(tree / "provider"))
+        parse_once(path, "warm", str(tree / "provider"))  # compile bytecode once; not measured
+    print(f"\nfactory-built DAG file, {baseline} vs this tree (median of {repeat}, interleaved)")
+    print("| mode | tree | tasks | median ms | min ms | heavy modules loaded |")
+    print("|---|---|---|---|---|---|")
+    for mode in ("dag-processor", "warm"):
+        samples: dict[str, list[float]] = {"baseline": [], "current": []}
+        meta: dict[str, dict] = {}
+        for _ in range(repeat):
+            for label, (path, pythonpath) in files.items():
+                meta[label] = parse_once(path, mode, pythonpath)
+                samples[label].append(meta[label]["seconds"])
+        for label in files:
+            print(f"| {mode} | {label} | {meta[label]['tasks']} | {statistics.median(samples[label]) * 1000:.1f} | "
+                  f"{min(samples[label]) * 1000:.1f} | {', '.join(meta[label]['heavy']) or 'none'} |")
+        print(f"ratio current/baseline, {mode}: "
+              f"{statistics.median(samples['current']) / statistics.median(samples['baseline']):.2f}")
 
 
 if __name__ == "__main__":

@@ -22,9 +22,16 @@ The builders, one per DAG:
   checked on its own (a mapped task group): validate (quarantine on failure) -> score with the champion ->
   drift check against the champion's profile -> drift Asset event.
 * :func:`build_performance_monitor` (``performance_monitor__<model>``): runs on landed label files, each
-  checked on its own (a mapped task group): join the labels with the stored predictions -> performance-decay Asset event.
+  checked on its own (a mapped task group): wait for the batch's predictions (labels that land before
+  scoring wait, then fail; a quarantined batch is skipped) -> decay check -> performance-decay Asset event.
 * :func:`build_cicd` (``cicd_pipeline__<model>``, level 2): a changed definition written to
   ``<pipelines folder>/proposed/<model>.yaml`` is tested (CI) and deployed (CD); see ``dags/cicd_pipeline.py``.
+
+The builders wire operators only: the pipeline-specific tasks (pending files, training window, label
+matching, CI checks, deployment, post-deployment check, restore) are the operators of
+:mod:`mlops_provider.operators.pipeline`, with their logic in :mod:`mlops_provider.core`.  The only
+callables are :func:`approval_branch` and :func:`verdict_failed` (a branch and a short-circuit) and the
+identity tasks that hand each mapped instance its file.  Every YAML field: ``docs/pipelines.md``.
 
 Nothing heavy is imported here: pandas, scikit-learn, MLflow and GX load inside the tasks.
 """

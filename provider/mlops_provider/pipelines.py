@@ -12,6 +12,9 @@ Every error names the file, the line and the key path::
     dags/pipelines/loan_default.yaml:3: data.trainig: unknown key (expected one of: batches, labels, ...)
     dags/pipelines/loan_default.yaml:1: estimator: required key is missing
 
+Every field, its default and its allowed values are documented in ``docs/pipelines.md`` (a test keeps
+the page in step with :data:`SCHEMA`).
+
 Cheap to import (PyYAML and the standard library only), so DAG files that call it parse as fast as a
 trivial DAG.  :func:`tabular_classifier` is the estimator factory the pipelines use; it imports
 scikit-learn only when called (in the training task).
