@@ -29,7 +29,7 @@ The builders, one per DAG:
 
 The builders wire operators only: the pipeline-specific tasks (pending files, training window, label
 matching, CI checks, deployment, post-deployment check, restore) are the operators of
-:mod:`mlops_provider.operators.pipeline`, with their logic in :mod:`mlops_provider.core`.  The only
+:mod:`mlops_provider.operators.pipeline` and the sensors of :mod:`mlops_provider.sensors.pipeline`, with their logic in :mod:`mlops_provider.core`.  The only
 callables are :func:`approval_branch` and :func:`verdict_failed` (a branch and a short-circuit) and the
 identity tasks that hand each mapped instance its file.  Every YAML field: ``docs/pipelines.md``.
 
@@ -53,13 +53,10 @@ from mlops_provider.operators.pipeline import (
     DagIntegrityOperator,
     DataContractCheckOperator,
     DeployPipelineDefinitionOperator,
-    LabelsScoredSensor,
     PendingBatchesOperator,
     PipelineCandidateOperator,
     PipelineComponentTestsOperator,
-    PostDeploymentCheckSensor,
     RestorePipelineDefinitionOperator,
-    TrainingWindowSensor,
 )
 from mlops_provider.operators.prediction import BatchPredictOperator
 from mlops_provider.operators.registry import PromoteModelOperator, RegisterModelOperator
@@ -67,6 +64,11 @@ from mlops_provider.operators.retraining import RetrainingPolicyOperator
 from mlops_provider.operators.training import TrainModelOperator
 from mlops_provider.operators.validation import DataValidationOperator
 from mlops_provider.pipelines import PipelineSpec, discover_pipelines, expand_env
+from mlops_provider.sensors.pipeline import (
+    LabelsScoredSensor,
+    PostDeploymentCheckSensor,
+    TrainingWindowSensor,
+)
 from mlops_provider.triggers.batch import NewBatchTrigger
 
 KINDS = ("continuous_training", "drift_monitor", "performance_monitor", "cicd_pipeline")

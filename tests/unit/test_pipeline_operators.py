@@ -29,14 +29,13 @@ from mlops_provider.core.validation import derive_schema_suite
 from mlops_provider.exceptions import LabelsNotScored, PipelineCheckFailed, PipelineRolledBack
 from mlops_provider.operators.pipeline import (
     DataContractCheckOperator,
-    LabelsScoredSensor,
     PendingBatchesOperator,
     PipelineCandidateOperator,
     RestorePipelineDefinitionOperator,
-    TrainingWindowSensor,
 )
 from mlops_provider.pipeline_dags import approval_branch, verdict_failed
 from mlops_provider.pipelines import PipelineSpecError, load_pipeline, parse_pipeline
+from mlops_provider.sensors.pipeline import LabelsScoredSensor, TrainingWindowSensor
 
 PIPELINE = """\
 name: rides
