@@ -43,15 +43,18 @@ def stack_environment(mlflow_uri: str, ui_url: str | None = None, parallelism: i
             **extra}
 
 
-def embedded_stack(workdir: str | Path, dags_folder: str | Path, env: dict[str, str] | None = None):
+def embedded_stack(workdir: str | Path, dags_folder: str | Path, env: dict[str, str] | None = None,
+                   port: int = 8080):
     """
     An :class:`~mlops_provider.local.airflow.AirflowLocal` under ``workdir/airflow`` whose tasks run in
     ``workdir/mlflow`` (the SQLite MLflow store keeps its artifacts beside its database), with the
     forkserver preloading :data:`PRELOAD`.  Call ``init()`` then ``start()``; ``stop()`` ends everything.
+
+    :param port: the api-server's port when it is free, else any free port (``0``: any free port).
     """
     from mlops_provider.local.airflow import AirflowLocal
 
     workdir = Path(workdir).resolve()
     (workdir / "mlflow").mkdir(parents=True, exist_ok=True)
     return AirflowLocal(home=workdir / "airflow", dags_folder=Path(dags_folder), cwd=workdir / "mlflow",
-                        preload=PRELOAD, env=env or {})
+                        preload=PRELOAD, env=env or {}, port=port)

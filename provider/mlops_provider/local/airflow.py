@@ -248,9 +248,22 @@ class AirflowLocal:
 
     @property
     def password(self) -> str:
-        """The admin password the simple auth manager generated on first start."""
+        """
+        The admin password the simple auth manager generated on first start.
+
+        The api-server can answer health checks before its auth manager has written the file (seen on a
+        loaded machine): wait for it a while, then name the file and the api-server's log.
+        """
         path = self.home / "simple_auth_manager_passwords.json.generated"
-        return json.loads(path.read_text())["admin"]
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                return json.loads(path.read_text())["admin"]
+            except (FileNotFoundError, json.JSONDecodeError, KeyError):
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"no admin password in {path}; api-server log:\n{self.tail('api-server', 3000)}") from None
+                self._check_alive()
+                time.sleep(1)
 
     def token(self) -> str:
         if self._token is None:
