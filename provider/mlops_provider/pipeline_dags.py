@@ -5,7 +5,7 @@ data locations, features, estimator, validation contracts, gate thresholds, drif
 and the retraining policy.  A DAG file builds every pipeline of a folder in one line
 (:func:`mlops_provider.pipelines.build_dags`)::
 
-    """Airflow DAGs of every pipeline in pipelines/."""  # safe mode opens files naming "airflow" and "dag"
+    # Airflow DAGs of every pipeline in pipelines/ (safe mode only opens files naming "airflow" and "dag")
     from pathlib import Path
 
     from mlops_provider.pipelines import build_dags
