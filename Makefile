@@ -4,6 +4,8 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 KEEP ?= 0
+# make demo PIPELINES=path/: run your own folder of pipeline YAMLs instead of the loan story (docs/pipelines.md)
+PIPELINES ?=
 
 .PHONY: install demo test lint unit system bench constraints clean
 
@@ -20,7 +22,11 @@ $(STAMP): pyproject.toml constraints.txt
 install: $(STAMP)
 
 demo: $(STAMP)
+ifeq ($(strip $(PIPELINES)),)
 	KEEP=$(KEEP) $(BIN)/python scripts/demo.py
+else
+	$(BIN)/mlops-pipelines run $(PIPELINES) --workdir .demo-pipelines
+endif
 
 lint: $(STAMP)
 	$(BIN)/ruff check provider dags tests bench scripts

@@ -60,7 +60,7 @@ with DAG(
         bad.to_parquet(f"{data_dir}/bad.parquet", index=False)
 
         # [START howto_schema_contract]
-        contract = derive_schema_suite(reference, tolerance=0.1, max_categories=20, name="customers")
+        contract = derive_schema_suite(reference, tolerance=0.1, max_categories=20, name="customers", ranges=True)
         with open(f"{data_dir}/customers_contract.yaml", "w") as fh:
             fh.write(contract)  # review it and commit it next to the DAG
         # [END howto_schema_contract]

@@ -19,7 +19,6 @@ It prints the timeline and where the reports are, and stops everything unless ``
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import sys
@@ -31,24 +30,14 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "scripts"))
 
 import demo_data  # noqa: E402
-from airflow_local import AirflowLocal, free_port  # noqa: E402
+
+from mlops_provider.local import PRELOAD, embedded_stack, stack_environment  # noqa: E402, F401 - PRELOAD: tests
+from mlops_provider.local.airflow import AirflowLocal, free_port  # noqa: E402
 
 DEMO = ROOT / ".demo"
 MODEL = "loan_default"
 TRAINING = f"continuous_training__{MODEL}"
 MONITOR = f"drift_monitor__{MODEL}"
-#: Imported once by the LocalExecutor's forkserver; every task process inherits them (see AirflowLocal).
-#: skops.io first, before Airflow is loaded: its import scans sys.modules for scipy's ufuncs, and Airflow's
-#: deprecated-attribute shims would turn that scan into >1000 logged warnings in every model-loading task.
-PRELOAD = (
-    "pandas", "pyarrow.parquet", "scipy.stats", "sklearn.compose", "sklearn.linear_model", "sklearn.pipeline",
-    "sklearn.preprocessing", "sklearn.metrics", "skops.io", "mlflow", "mlflow.sklearn", "mlflow.pyfunc",
-    "mlflow.store.tracking.sqlalchemy_store", "mlflow.store.model_registry.sqlalchemy_store",
-    "great_expectations", "airflow.executors.local_executor", "airflow.sdk.execution_time.task_runner",
-    "mlops_provider.core.datasets", "mlops_provider.core.drift", "mlops_provider.core.metrics",
-    "mlops_provider.core.training", "mlops_provider.core.validation", "mlops_provider.core.registry",
-    "mlops_provider.core.gate", "mlops_provider.core.performance", "mlops_provider.pipelines",
-)
 PERFORMANCE = f"performance_monitor__{MODEL}"
 
 
@@ -98,25 +87,20 @@ def run_story(workdir: Path, keep: bool = False, quiet: bool = False, hold: bool
     mlflow_dir.mkdir(parents=True)
     data.mkdir(parents=True)
     demo_data.land(demo_data.training_set(), data / "training", "base.parquet")
-    connection: dict[str, Any] = {"conn_type": "mlflow", "host": mlflow_uri}
     mlflow_ui_port = free_port(5000) if keep else None
-    if mlflow_ui_port:
-        connection["extra"] = {"ui_url": f"http://127.0.0.1:{mlflow_ui_port}"}
     mlflow_ui = None
     for folder in ("batches", "labels"):  # the watchers fail visibly on a missing landing folder
         (data / "landing" / folder).mkdir(parents=True)
-    stack = AirflowLocal(
-        home=workdir / "airflow",
-        dags_folder=ROOT / "dags",
-        cwd=mlflow_dir,  # the embedded MLflow store keeps artifacts in ./mlartifacts|mlruns of the tasks
-        preload=PRELOAD,
-        env={
-            "AIRFLOW_CONN_MLFLOW_DEFAULT": json.dumps(connection),
-            "MLOPS_DEMO_DIR": str(workdir),
-            "MLOPS_DATA_DIR": str(data),
-            "AIRFLOW__CORE__PARALLELISM": "3",
-            "MLOPS_RETRAIN_SCHEDULE": "",  # events only: the story decides when to retrain
-        },
+    stack = embedded_stack(
+        workdir,
+        ROOT / "dags",
+        env=stack_environment(
+            mlflow_uri,
+            ui_url=f"http://127.0.0.1:{mlflow_ui_port}" if mlflow_ui_port else None,
+            MLOPS_DEMO_DIR=str(workdir),
+            MLOPS_DATA_DIR=str(data),
+            MLOPS_RETRAIN_SCHEDULE="",  # events only: the story decides when to retrain
+        ),
     )
     say(f"preparing {workdir} (Airflow metadata DB and MLflow store on SQLite)")
     stack.init()
@@ -240,7 +224,7 @@ def _start_mlflow_ui(mlflow_uri: str, mlflow_dir: Path, port: int) -> Any:
     """``mlflow ui`` on the story's store (KEEP=1), in its own process group."""
     import subprocess
 
-    from airflow_local import BIN
+    from mlops_provider.local.airflow import BIN
 
     return subprocess.Popen(
         [str(BIN / "mlflow"), "ui", "--backend-store-uri", mlflow_uri, "--port", str(port)],

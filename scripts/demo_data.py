@@ -208,8 +208,8 @@ def write_contracts(folder: str | Path) -> dict[str, Path]:
         "batch": folder / "loan_default_batch.yaml",
         "training": folder / "loan_default_training.yaml",
     }
-    out["batch"].write_text(derive_schema_suite(train.drop(columns=[TARGET]), tolerance=0.1, name="loan_default_batch"))
-    out["training"].write_text(derive_schema_suite(train, tolerance=0.1, name="loan_default_training"))
+    out["batch"].write_text(derive_schema_suite(train.drop(columns=[TARGET]), tolerance=0.1, name="loan_default_batch", ranges=True))
+    out["training"].write_text(derive_schema_suite(train, tolerance=0.1, name="loan_default_training", ranges=True))
     return out
 
 

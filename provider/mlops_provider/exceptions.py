@@ -47,3 +47,15 @@ class PromotionRejected(AirflowFailException):
 
 class ChampionMovedError(AirflowFailException):
     """Compare-and-set failed: the champion alias moved since the decision was taken."""
+
+
+class LabelsNotScored(AirflowFailException):
+    """A label file landed, but its batch was not scored (nor quarantined) within the wait: no decay check."""
+
+
+class PipelineCheckFailed(AirflowFailException):
+    """A CI check of a proposed pipeline definition failed (component tests, DAG integrity, data contract)."""
+
+
+class PipelineRolledBack(AirflowFailException):
+    """The post-deployment check failed: the champion and the pipeline definition were rolled back."""

@@ -41,11 +41,12 @@ def get_provider_info() -> dict[str, Any]:
                     "mlops_provider.operators.gate",
                     "mlops_provider.operators.performance",
                     "mlops_provider.operators.retraining",
+                    "mlops_provider.operators.pipeline",
                 ],
             }
         ],
         "sensors": [
-            {"integration-name": _INTEGRATION, "python-modules": ["mlops_provider.sensors.drift"]},
+            {"integration-name": _INTEGRATION, "python-modules": ["mlops_provider.sensors.drift", "mlops_provider.sensors.pipeline"]},
         ],
         "triggers": [
             {"integration-name": _INTEGRATION, "python-modules": ["mlops_provider.triggers.batch"]},

@@ -5,6 +5,7 @@ data locations, features, estimator, validation contracts, gate thresholds, drif
 and the retraining policy.  A DAG file builds every pipeline of a folder in one line
 (:func:`mlops_provider.pipelines.build_dags`)::
 
+    # Airflow DAGs of every pipeline in pipelines/ (safe mode only opens files naming "airflow" and "dag")
     from pathlib import Path
 
     from mlops_provider.pipelines import build_dags
@@ -24,33 +25,53 @@ The builders, one per DAG:
   its outputs on its evaluation data) -> drift / prediction drift Asset events; per-batch quality figures
   (``quality.*``) logged to MLflow with the batch's ordinal as step.
 * :func:`build_performance_monitor` (``performance_monitor__<model>``): runs on landed label files, each
-  checked on its own (a mapped task group): join the labels with the stored predictions -> performance-decay Asset event.
+  checked on its own (a mapped task group): wait for the batch's predictions (labels that land before
+  scoring wait, then fail; a quarantined batch is skipped) -> decay check -> performance-decay Asset event.
 * :func:`build_cicd` (``cicd_pipeline__<model>``, level 2): a changed definition written to
   ``<pipelines folder>/proposed/<model>.yaml`` is tested (CI) and deployed (CD); see ``dags/cicd_pipeline.py``.
+
+The builders wire operators only: the pipeline-specific tasks (pending files, training window, label
+matching, CI checks, deployment, post-deployment check, restore) are the operators of
+:mod:`mlops_provider.operators.pipeline` and the sensors of :mod:`mlops_provider.sensors.pipeline`, with their logic in :mod:`mlops_provider.core`.  The only
+callables are :func:`approval_branch` and :func:`verdict_failed` (a branch and a short-circuit) and the
+identity tasks that hand each mapped instance its file.  Every YAML field: ``docs/pipelines.md``.
 
 Nothing heavy is imported here: pandas, scikit-learn, MLflow and GX load inside the tasks.
 """
 
 from __future__ import annotations
 
-import json
 import os
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import pendulum
-from airflow.sdk import DAG, Asset, AssetWatcher, Param, task, task_group
+from airflow.sdk import DAG, Asset, AssetWatcher, Param, TaskGroup, task, task_group
 
 from mlops_provider.operators.drift import DriftCheckOperator, drift_asset_uri, prediction_drift_asset_uri
 from mlops_provider.operators.gate import PromotionGateOperator
 from mlops_provider.operators.performance import ModelPerformanceOperator, performance_decay_uri
+from mlops_provider.operators.pipeline import (
+    DagIntegrityOperator,
+    DataContractCheckOperator,
+    DeployPipelineDefinitionOperator,
+    PendingBatchesOperator,
+    PipelineCandidateOperator,
+    PipelineComponentTestsOperator,
+    RestorePipelineDefinitionOperator,
+)
 from mlops_provider.operators.prediction import BatchPredictOperator
 from mlops_provider.operators.registry import PromoteModelOperator, RegisterModelOperator
 from mlops_provider.operators.retraining import RetrainingPolicyOperator
 from mlops_provider.operators.training import TrainModelOperator
 from mlops_provider.operators.validation import DataValidationOperator
 from mlops_provider.pipelines import PipelineSpec, discover_pipelines, expand_env
+from mlops_provider.sensors.pipeline import (
+    LabelsScoredSensor,
+    PostDeploymentCheckSensor,
+    TrainingWindowSensor,
+)
 from mlops_provider.triggers.batch import NewBatchTrigger
 
 KINDS = ("continuous_training", "drift_monitor", "performance_monitor", "cicd_pipeline")
@@ -108,102 +129,6 @@ def training_data_uri(model: str) -> str:
     return f"mlops://{model}/training_data"
 
 
-def _safe(value: str) -> str:
-    return "".join(c if c.isalnum() or c in "-_." else "_" for c in value)
-
-
-# ---------------------------------------------------------------------- task helpers (run in workers)
-
-
-def assemble_window(spec: PipelineSpec, run_id: str, seed: int = 42) -> dict[str, Any] | None:
-    """
-    Write the training window of a run: ``train.parquet`` and ``eval.parquet`` (80/20, seeded).
-
-    The window is the latest ``retraining.window_batches`` *accepted* batches (scored, so they passed
-    validation) joined with their labels; before any batch was accepted it is the base training set.
-    Returns ``None`` while a batch of the window still waits for its labels.
-    """
-    import pandas as pd
-
-    features = spec.raw["features"]
-    target = spec.raw["target"]
-    predictions = spec.storage(spec.data_path("predictions"))  # local folder or object store
-    accepted = sorted(p.name for p in predictions.glob("*.parquet")) if predictions.is_dir() else []
-    window = accepted[-int(spec.raw["retraining"]["window_batches"]):]
-
-    def read(path: Any) -> pd.DataFrame:
-        with path.open("rb") as fh:
-            return pd.read_parquet(fh)
-
-    if window:
-        batches_dir = spec.storage(spec.folder_of("batches"))
-        labels_dir = spec.storage(spec.data_path("labels"))
-        if any(not (labels_dir / name).exists() for name in window):
-            return None
-        frame = pd.concat(
-            [read(batches_dir / name).merge(read(labels_dir / name), on=features["id"]) for name in window],
-            ignore_index=True,
-        )
-        source = window
-        score_input = f"{spec.folder_of('batches')}/{window[-1]}"
-    else:
-        frame = read(spec.storage(spec.data_path("training")))
-        source = ["base"]
-        score_input = None
-    frame = frame.sample(frac=1.0, random_state=seed).reset_index(drop=True)
-    n_eval = max(1, int(len(frame) * 0.2))
-    out = f"{spec.data_path('work')}/training/{_safe(run_id)}"
-    spec.storage(out).mkdir(parents=True, exist_ok=True)
-    parts = {"train": frame.iloc[n_eval:], "eval": frame.iloc[:n_eval]}
-    if score_input is None:
-        parts["score"] = frame.iloc[:n_eval].drop(columns=[target])
-        score_input = f"{out}/score.parquet"
-    for part, rows in parts.items():
-        with spec.storage(f"{out}/{part}.parquet").open("wb") as fh:
-            rows.to_parquet(fh, index=False)
-    return {
-        "train": f"{out}/train.parquet",
-        "eval": f"{out}/eval.parquet",
-        "score_input": score_input,
-        "source": source,
-        "n_rows": len(frame),
-    }
-
-
-def triggering_payloads(context: dict[str, Any]) -> list[dict[str, Any]]:
-    """
-    The ``NewBatchTrigger`` payloads behind an asset-triggered run, oldest first.
-
-    An event from a watcher whose payload is not a success with a ``batch_uri`` is malformed: it fails
-    the task with ``AirflowFailException`` (a retry would read the same event).
-    """
-    payloads: list[dict[str, Any]] = []
-    for asset, events in (context.get("triggering_asset_events") or {}).items():
-        for event in events:
-            extra = event.extra or {}
-            if not extra.get("from_trigger"):
-                continue  # an event posted through the API or by a task: not a landed file
-            payload = extra.get("payload")
-            if not isinstance(payload, dict) or payload.get("status") != "success" or not payload.get("batch_uri"):
-                from airflow.sdk.exceptions import AirflowFailException
-
-                raise AirflowFailException(
-                    f"malformed watcher event on {getattr(asset, 'uri', asset)}: expected a payload "
-                    f"{{'status': 'success', 'batch_uri': ...}}, got {str(payload)[:300]}"
-                )
-            payloads.append(payload)
-    return payloads
-
-
-def triggering_files(context: dict[str, Any]) -> list[str]:
-    """The landed files behind an asset-triggered run (``NewBatchTrigger`` payloads), oldest first."""
-    return [payload["batch_uri"] for payload in triggering_payloads(context)]
-
-
-def _local(uri: str) -> str:
-    return uri[len("file://"):] if uri.startswith("file://") else uri
-
-
 # ---------------------------------------------------------------------- level 1: continuous training
 
 
@@ -245,19 +170,12 @@ def build_continuous_training(spec: PipelineSpec) -> DAG:
             ledger_path=spec.state_path("retraining_ledger.sqlite3"),
         )
 
-        @task.sensor(
+        assemble_training_data = TrainingWindowSensor(  # waits for the labels of the window's batches
             task_id="assemble_training_data",
+            pipeline=spec.path,
             poke_interval=3,
             timeout=float(policy["label_wait_minutes"]) * 60,
-            mode="poke",
         )
-        def assemble_training_data(run_id: str | None = None):
-            """Wait until the batches of the training window have labels, then write train/eval sets."""
-            from airflow.sdk.bases.sensor import PokeReturnValue
-
-            window = assemble_window(spec, run_id or "manual")
-            return PokeReturnValue(is_done=window is not None, xcom_value=window)
-
         validate = DataValidationOperator(
             task_id="validate_training_data",
             dataset=spec.ref(f"{{{{ {xcom}['train'] }}}}"),  # with data.conn_id on an object store
@@ -318,7 +236,7 @@ def build_continuous_training(spec: PipelineSpec) -> DAG:
             output_conn_id=spec.conn_id,
             experiment_name=f"{model}-scoring",
         )
-        chain = [retraining_policy, assemble_training_data(), validate, train, register, gate, promote, batch_score]
+        chain = [retraining_policy, assemble_training_data, validate, train, register, gate, promote, batch_score]
         for upstream, downstream in zip(chain, chain[1:], strict=False):
             upstream >> downstream
     # [END howto_continuous_training]
@@ -326,42 +244,6 @@ def build_continuous_training(spec: PipelineSpec) -> DAG:
 
 
 # ---------------------------------------------------------------------- monitoring
-
-
-def pending_batches(ledger_path: str, consumer: str, triggered: list[dict[str, Any]], run_id: str) -> list[dict[str, Any]]:
-    """
-    Take every batch of a drift-monitor run: the run's triggering batches, plus every batch the watcher
-    claimed (``consumer`` in the ledger) that no run has taken yet, oldest first, each once.
-
-    Airflow merges arrivals that come close together into one run, and 3.3.2 can leave an event of a
-    burst unscheduled (docs/drift-fires-retraining.md): the ledger, not the event list, decides what a run
-    checks.  A batch is recorded as taken (``<consumer>.taken``) by the run that checks it.
-    """
-    from mlops_provider.core.batches import Batch, BatchLedger
-
-    ledger = BatchLedger(ledger_path)
-    taken = ledger.seen_ids(f"{consumer}.taken")
-    candidates: dict[str, str] = {}  # batch_id -> uri, oldest first
-    for row in ledger.history(consumer):
-        candidates.setdefault(row["batch_id"], row["uri"])
-    for payload in triggered:
-        candidates.setdefault(payload.get("batch_id") or payload["batch_uri"], payload["batch_uri"])
-    batches: list[dict[str, Any]] = []
-    for batch_id, uri in candidates.items():
-        if batch_id in taken:
-            continue
-        ledger.claim(f"{consumer}.taken", Batch(uri=uri, batch_id=batch_id, is_dir=False, size_bytes=0, mtime=0.0),
-                     {"run_id": run_id})
-        path = _local(uri)
-        batches = [b for b in batches if b["batch_uri"] != path]  # the same file re-landed: its latest content
-        batches.append({"batch_uri": path, "name": os.path.basename(path), "batch_id": batch_id})
-    if batches:
-        # each batch's ordinal in the stream (1, 2, ...: the order it was taken in), the MLflow step of its
-        # quality figures; the ledger never changes a claim, so a rerun finds the same step
-        order = {row["batch_id"]: i for i, row in enumerate(ledger.history(f"{consumer}.taken"), start=1)}
-        for b in batches:
-            b["step"] = order.get(b["batch_id"])
-    return batches
 
 
 def build_drift_monitor(spec: PipelineSpec) -> DAG:
@@ -396,15 +278,9 @@ def build_drift_monitor(spec: PipelineSpec) -> DAG:
         tags=["mlops", "monitoring", model],
     ) as dag:
 
-        @task
-        def resolve_batches(params: dict | None = None, run_id: str | None = None, **context) -> list[dict]:
-            """Every batch of this run: Airflow merges arrivals into one run; each one is checked on its own."""
-            if params and params.get("batch_uri"):  # a manual run checks the batch it names
-                path = _local(params["batch_uri"])
-                return [{"batch_uri": path, "name": os.path.basename(path), "batch_id": "manual"}]
-            found = pending_batches(ledger_path, watcher, triggering_payloads(context), run_id or "manual")
-            print(f"{len(found)} batch(es) to check in this run: {[b['name'] for b in found]}")
-            return found
+        resolve_batches = PendingBatchesOperator(  # every batch of the run, merged arrivals included
+            task_id="resolve_batches", ledger_path=ledger_path, consumer=watcher, manual_param="batch_uri"
+        )
 
         this = "ti.xcom_pull(task_ids='check_batch.batch', map_indexes=ti.map_index)"
 
@@ -450,7 +326,7 @@ def build_drift_monitor(spec: PipelineSpec) -> DAG:
             )
             batch_of(batch) >> validate >> score >> drift
 
-        check_batch.expand(batch=resolve_batches())
+        check_batch.expand(batch=resolve_batches.output)
     # [END howto_drift_monitor]
     return dag
 
@@ -487,28 +363,25 @@ def build_performance_monitor(spec: PipelineSpec) -> DAG:
         tags=["mlops", "monitoring", model],
     ) as dag:
 
-        @task
-        def resolve_labels(params: dict | None = None, run_id: str | None = None, **context) -> list[dict]:
-            """Every label file of this run (arrivals merged by Airflow included), each checked on its own."""
-            if params and params.get("labels_uri"):
-                path = _local(params["labels_uri"])
-                return [{"batch_uri": path, "name": os.path.basename(path), "batch_id": "manual"}]
-            found = pending_batches(ledger_path, watcher, triggering_payloads(context), run_id or "manual")
-            print(f"{len(found)} label file(s) to check in this run: {[b['name'] for b in found]}")
-            return found
+        resolve_labels = PendingBatchesOperator(  # every label file of the run, each checked on its own
+            task_id="resolve_labels", ledger_path=ledger_path, consumer=watcher, manual_param="labels_uri"
+        )
 
         @task_group(group_id="check_labels")
         def check_labels(labels: dict) -> None:
-            @task
-            def match_predictions(labels: dict) -> dict:
-                """Labels arrive later: find the predictions of the same batch (none: it was quarantined)."""
-                from airflow.sdk.exceptions import AirflowSkipException
+            @task(task_id="labels")
+            def labels_of(labels: dict) -> dict:
+                return labels
 
-                predictions = os.path.join(spec.data_path("predictions"), labels["name"])
-                if not spec.storage(predictions).exists():
-                    raise AirflowSkipException(f"{labels['name']} was never scored (quarantined): no decay check")
-                return {"labels": labels["batch_uri"], "predictions": predictions}
-
+            this = "ti.xcom_pull(task_ids='check_labels.labels', map_indexes=ti.map_index)"
+            match_predictions = LabelsScoredSensor(  # labels landed before scoring wait; quarantined: skipped
+                task_id="match_predictions",
+                labels=f"{{{{ {this}['batch_uri'] }}}}",
+                predictions_dir=spec.data_path("predictions"),
+                quarantine_dir=spec.data_path("quarantine"),
+                batches_dir=spec.batches_dir,
+                scoring_wait=float(perf["scoring_wait_minutes"]) * 60,
+            )
             matched = "ti.xcom_pull(task_ids='check_labels.match_predictions', map_indexes=ti.map_index)"
             decay = ModelPerformanceOperator(
                 task_id="check_decay",
@@ -521,9 +394,9 @@ def build_performance_monitor(spec: PipelineSpec) -> DAG:
                 tolerance=float(perf["tolerance"]),
                 min_rows=int(perf["min_rows"]),
             )
-            match_predictions(labels) >> decay
+            labels_of(labels) >> match_predictions >> decay
 
-        check_labels.expand(labels=resolve_labels())
+        check_labels.expand(labels=resolve_labels.output)
     return dag
 
 
@@ -540,158 +413,6 @@ def live_definition(spec: PipelineSpec) -> Path:
     return Path(folder) / f"{spec.name}.yaml"
 
 
-def worker_subprocess_env(scratch: str, **extra: str) -> dict[str, str]:
-    """
-    The environment of a CI subprocess, as a worker can run it.
-
-    Airflow 3's task supervisor blocks the metadata DB in the task process by setting
-    ``AIRFLOW__DATABASE__SQL_ALCHEMY_CONN`` (and ``AIRFLOW__CORE__...``) to ``airflow-db-not-allowed:///``;
-    a child interpreter that imports Airflow would fail on it ("Could not parse SQLAlchemy URL").  The
-    checks need no metadata DB, so the child gets a throwaway SQLite URL in ``scratch`` instead.
-    """
-    env = {k: v for k, v in os.environ.items() if "SQL_ALCHEMY_CONN" not in k}
-    env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"] = f"sqlite:///{os.path.join(scratch, 'ci-airflow.db')}"
-    env.update(extra)
-    return env
-
-
-def run_component_tests(candidate: PipelineSpec, repo_root: Path) -> dict[str, Any]:
-    """CI: the pipeline's own component tests (``tests:`` in the YAML), in a fresh interpreter."""
-    import subprocess
-    import sys
-    import tempfile
-
-    tests = list(candidate.raw["tests"])
-    if not tests:
-        return {"tests": [], "outcome": "no tests declared"}
-    with tempfile.TemporaryDirectory(prefix="mlops-ci-") as scratch:
-        proc = subprocess.run(
-            [sys.executable, "-m", "pytest", "-q", "-x", "-p", "no:cacheprovider", *tests],
-            cwd=repo_root, capture_output=True, text=True, timeout=900,
-            env=worker_subprocess_env(scratch, MLOPS_CANDIDATE_PIPELINE=candidate.path),
-        )
-    tail = (proc.stdout + proc.stderr).strip().splitlines()[-15:]
-    if proc.returncode != 0:
-        from airflow.sdk.exceptions import AirflowFailException
-
-        raise AirflowFailException("component tests failed:\n" + "\n".join(tail))
-    return {"tests": tests, "outcome": tail[-1] if tail else "passed"}
-
-
-def check_dag_integrity(candidate: PipelineSpec, tests_root: str | os.PathLike[str] | None = None) -> dict[str, Any]:
-    """CI: every DAG builds from the candidate definition (a DagBag in a fresh interpreter): no import error, no cycle."""
-    import shutil
-    import subprocess
-    import sys
-    import tempfile
-
-    contracts = candidate.check_contracts()
-    with tempfile.TemporaryDirectory(prefix="mlops-ci-") as tmp:
-        shutil.copy(candidate.path, Path(tmp) / f"{candidate.name}.yaml")
-        for contract, source in contracts.items():
-            named = candidate.raw["validation"][contract]
-            if os.path.isabs(named):
-                continue  # read from where it is
-            target = Path(tmp) / named
-            target.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy(source, target)
-        probe = (
-            "import json, sys\n"
-            "from airflow.dag_processing.dagbag import DagBag\n"
-            "bag = DagBag(dag_folder=sys.argv[1], safe_mode=False)\n"
-            "print(json.dumps({'errors': {k: v[-500:] for k, v in bag.import_errors.items()},"
-            " 'dags': sorted(bag.dag_ids)}))\n"
-        )
-        dag_file = Path(tmp) / "_dags" / "candidate_dags.py"
-        dag_file.parent.mkdir()
-        dag_file.write_text(
-            "from mlops_provider.pipelines import build_dags\n"
-            f"build_dags({tmp!r}, globals(), tests_root={str(tests_root or tmp)!r})\n"
-        )
-        files = [dag_file]
-        found: dict[str, Any] = {"errors": {}, "dags": []}
-        for f in files:
-            proc = subprocess.run(
-                [sys.executable, "-c", probe, str(f)], capture_output=True, text=True, timeout=300,
-                env=worker_subprocess_env(tmp, MLOPS_PIPELINES_DIR=tmp),
-            )
-            out = json.loads(proc.stdout.strip().splitlines()[-1]) if proc.returncode == 0 else {
-                "errors": {str(f): proc.stderr[-500:]}, "dags": []}
-            found["errors"].update(out["errors"])
-            found["dags"] += out["dags"]
-    if found["errors"]:
-        from airflow.sdk.exceptions import AirflowFailException
-
-        raise AirflowFailException(f"DAG integrity: import errors {found['errors']}")
-    return found
-
-
-def check_data_contract(candidate: PipelineSpec) -> dict[str, Any]:
-    """CI: the candidate's contracts match the schema of the data it will see (base set, latest batch)."""
-    import pandas as pd
-
-    from mlops_provider.core.validation import compare_schema, describe_schema_changes, load_suite_file
-
-    candidate.check_contracts()
-    checks = {"training_contract": candidate.data_path("training")}
-    batches = sorted(Path(candidate.data_path("batches")).parent.glob("*.parquet"))
-    if batches:
-        checks["batch_contract"] = str(batches[-1])
-    problems = {}
-    for contract, data in checks.items():
-        source = load_suite_file(candidate.contract_path(contract))
-        changes = compare_schema(pd.read_parquet(data), source.schema or {})
-        if changes:
-            problems[contract] = describe_schema_changes(changes)
-    features = set(candidate.feature_columns) | {candidate.raw["target"], *candidate.exclude_columns}
-    missing = sorted(features - set(pd.read_parquet(checks["training_contract"]).columns))
-    if missing:
-        problems["features"] = f"columns named by the pipeline but absent from the training data: {missing}"
-    if problems:
-        from airflow.sdk.exceptions import AirflowFailException
-
-        raise AirflowFailException(f"data contract: {problems}")
-    return {"checked": checks}
-
-
-def post_deployment_metric(spec: PipelineSpec, model_uri: str, after: float) -> dict[str, Any] | None:
-    """The gate metric of the deployed model on the first labelled live batch landed after ``after``."""
-    import mlflow
-    import pandas as pd
-
-    from mlops_provider.core.batches import _fs_mtime
-    from mlops_provider.core.metrics import compute_metrics
-    from mlops_provider.hooks.mlflow import MlflowHook
-
-    labels_dir = spec.storage(spec.data_path("labels"))  # local folder or object store
-    batches_dir = spec.storage(spec.folder_of("batches"))
-
-    def mtime(path: Any) -> float:
-        return path.stat().st_mtime if isinstance(path, Path) else _fs_mtime(path.fs.info(path.path))
-
-    def read(path: Any) -> pd.DataFrame:
-        with path.open("rb") as fh:
-            return pd.read_parquet(fh)
-
-    fresh = sorted(
-        (p for p in (labels_dir.glob("*.parquet") if labels_dir.is_dir() else [])
-         if mtime(p) > after and (batches_dir / p.name).exists()),
-        key=lambda p: p.name,
-    )
-    if not fresh:
-        return None
-    name = fresh[0].name
-    frame = read(batches_dir / name).merge(read(labels_dir / name), on=spec.raw["features"]["id"])
-    with MlflowHook().mlflow_env():
-        model = mlflow.sklearn.load_model(model_uri)
-    metric = spec.raw["gate"]["metric"]
-    X = frame[spec.feature_columns]
-    y = frame[spec.raw["target"]]
-    value = compute_metrics(model, X, y, [metric])[metric]
-    floor = float(spec.raw["gate"]["min_value"])
-    return {"batch": name, "metric": metric, "value": round(float(value), 4), "floor": floor, "ok": value >= floor}
-
-
 def build_cicd(spec: PipelineSpec, tests_root: str | os.PathLike[str] | None = None) -> DAG:
     """
     ``cicd_pipeline__<model>`` (level 2): a changed definition is tested, trained, gated, deployed, watched.
@@ -699,14 +420,19 @@ def build_cicd(spec: PipelineSpec, tests_root: str | os.PathLike[str] | None = N
     :param tests_root: where the YAML's component tests (``tests:``) are found and run (default: the YAML's folder).
     """
     from airflow.providers.standard.operators.hitl import ApprovalOperator
-    from airflow.sdk import TaskGroup
+    from airflow.providers.standard.operators.python import BranchPythonOperator, ShortCircuitOperator
 
     from mlops_provider.operators.registry import RollbackModelOperator
 
     model = spec.name
     proposed = proposals_dir(spec) / f"{model}.yaml"
-    repo_root = Path(tests_root) if tests_root is not None else Path(spec.path).resolve().parent
-    candidate_path = "{{ ti.xcom_pull(task_ids='ci.load_candidate')['path'] }}"
+    live = live_definition(spec)
+    repo_root = str(Path(tests_root) if tests_root is not None else Path(spec.path).resolve().parent)
+    cand = "ti.xcom_pull(task_ids='ci.load_candidate')"
+    candidate_path = f"{{{{ {cand}['path'] }}}}"
+    win = "ti.xcom_pull(task_ids='cd.training_window')"
+    deployed = "ti.xcom_pull(task_ids='cd.deploy_definition')"
+    verdict = "ti.xcom_pull(task_ids='cd.post_deployment_check')"
     # [START howto_cicd_pipeline]
     definition_changed = Asset(
         name=f"{model}_pipeline_definition",
@@ -733,65 +459,34 @@ def build_cicd(spec: PipelineSpec, tests_root: str | os.PathLike[str] | None = N
         render_template_as_native_obj=True,  # the candidate's estimator params and gate stay dicts
         params={
             "pipeline_path": Param(str(proposed), type="string", description="the candidate definition"),
-            "post_deploy_wait_minutes": Param(30, type="number"),
         },
         tags=["mlops", "level-2", model],
     ) as dag:
         with TaskGroup("ci"):
-
-            @task
-            def load_candidate(params: dict | None = None, **context) -> dict:
-                """Validate the YAML (file:line:key errors fail the run: nothing is deployed)."""
-                from mlops_provider.pipelines import load_pipeline
-
-                path = _local((triggering_files(context) or [params["pipeline_path"]])[-1])
-                candidate = load_pipeline(path)
-                if candidate.name != model:
-                    from airflow.sdk.exceptions import AirflowFailException
-
-                    raise AirflowFailException(f"{path} defines {candidate.name!r}, this DAG deploys {model!r}")
-                candidate.check_contracts()  # a proposal holds its YAML and the contracts it names
-                return {
-                    "path": path, "version": candidate.version, "estimator_params": candidate.estimator_params(),
-                    "gate_spec": candidate.gate_spec(), "approval": bool(candidate.raw["gate"]["approval"]),
-                }
-
-            @task
-            def component_tests(path: str) -> dict:
-                from mlops_provider.pipelines import load_pipeline
-
-                return run_component_tests(load_pipeline(path), repo_root)
-
-            @task
-            def dag_integrity(path: str) -> dict:
-                from mlops_provider.pipelines import load_pipeline
-
-                return check_dag_integrity(load_pipeline(path), repo_root)
-
-            @task
-            def data_contract(path: str) -> dict:
-                from mlops_provider.pipelines import load_pipeline
-
-                return check_data_contract(load_pipeline(path))
-
-            loaded = load_candidate()
-            ci_checks = [component_tests(candidate_path), dag_integrity(candidate_path), data_contract(candidate_path)]
-            loaded >> ci_checks
+            # the proposal is the YAML; contracts not beside it are read from the live pipelines folder
+            load_candidate = PipelineCandidateOperator(
+                task_id="load_candidate", pipeline="{{ params.pipeline_path }}", model_name=model,
+                contracts_fallback=str(live.parent),
+            )
+            ci_checks = [
+                PipelineComponentTestsOperator(task_id="component_tests", pipeline=candidate_path,
+                                               tests_root=repo_root, contracts_fallback=str(live.parent)),
+                DagIntegrityOperator(task_id="dag_integrity", pipeline=candidate_path, tests_root=repo_root,
+                                     contracts_fallback=str(live.parent)),
+                DataContractCheckOperator(task_id="data_contract", pipeline=candidate_path,
+                                          contracts_fallback=str(live.parent)),
+            ]
+            load_candidate >> ci_checks
 
         with TaskGroup("cd"):
-
-            @task
-            def training_window(path: str, run_id: str | None = None) -> dict:
-                from mlops_provider.pipelines import load_pipeline
-
-                window = assemble_window(load_pipeline(path), f"cicd-{run_id}")
-                if window is None:
-                    raise ValueError("the latest accepted batches have no labels yet")
-                return window
-
-            window = training_window(candidate_path)
-            cand = "ti.xcom_pull(task_ids='ci.load_candidate')"
-            win = "ti.xcom_pull(task_ids='cd.training_window')"
+            window = TrainingWindowSensor(
+                task_id="training_window",
+                pipeline=candidate_path,
+                output_dir=os.path.join(spec.data_path("work"), "training", "cicd-{{ run_id | replace(':', '_') "
+                                        "| replace('+', '_') }}"),
+                poke_interval=3,
+                timeout=float(spec.raw["retraining"]["label_wait_minutes"]) * 60,
+            )
             train = TrainModelOperator(
                 task_id="train",
                 training_data=f"{{{{ {win}['train'] }}}}",
@@ -826,14 +521,14 @@ def build_cicd(spec: PipelineSpec, tests_root: str | os.PathLike[str] | None = N
                 experiment_name=f"{model}-gate",
                 latency_chunks=2,
             )
-
-            @task.branch
-            def needs_approval(ti=None) -> str:
-                return "cd.approval" if ti.xcom_pull(task_ids="ci.load_candidate")["approval"] else "cd.promote"
-
+            needs_approval = BranchPythonOperator(  # gate.approval: true -> a person approves in the UI
+                task_id="needs_approval",
+                python_callable=approval_branch,
+                op_kwargs={"approval": f"{{{{ {cand}['approval'] }}}}"},
+            )
             approval = ApprovalOperator(
                 task_id="approval",
-                subject=f"Deploy pipeline {model} " + "{{ ti.xcom_pull(task_ids='ci.load_candidate')['version'] }}?",
+                subject=f"Deploy pipeline {model} " + f"{{{{ {cand}['version'] }}}}?",
                 body="Gate: {{ ti.xcom_pull(task_ids='cd.gate')['verdict'] }}; "
                 "report {{ ti.xcom_pull(task_ids='cd.gate')['report_uri'] }}",
                 response_timeout=timedelta(days=2),
@@ -844,76 +539,54 @@ def build_cicd(spec: PipelineSpec, tests_root: str | os.PathLike[str] | None = N
                 registered_model_name=model,
                 version="{{ ti.xcom_pull(task_ids='cd.gate')['challenger_version'] }}",
                 expected_champion_version="{{ ti.xcom_pull(task_ids='cd.gate')['champion_version'] or 'none' }}",
-                reason="level-2 deployment of pipeline {{ ti.xcom_pull(task_ids='ci.load_candidate')['version'] }}",
+                reason=f"level-2 deployment of pipeline {{{{ {cand}['version'] }}}}",
                 trigger_rule="none_failed_min_one_success",
             )
-
-            @task
-            def deploy_definition(ti=None) -> dict:
-                """Record the pipeline version on the model and make the candidate the live definition."""
-                import shutil
-                import time
-
-                from mlops_provider.hooks.mlflow import MlflowHook
-
-                cand_info = ti.xcom_pull(task_ids="ci.load_candidate")
-                version = ti.xcom_pull(task_ids="cd.gate")["challenger_version"]
-                client = MlflowHook().get_client()
-                client.set_model_version_tag(model, version, "mlops.pipeline_version", cand_info["version"])
-                client.set_model_version_tag(model, version, "mlops.deployed_by", ti.run_id)
-                live = live_definition(spec)
-                backup = Path(spec.data_path("work")) / "deployments" / f"{model}.{int(time.time())}.yaml"
-                backup.parent.mkdir(parents=True, exist_ok=True)
-                if live.exists():
-                    shutil.copy(live, backup)
-                shutil.copy(cand_info["path"], live)
-                return {"version": version, "pipeline_version": cand_info["version"], "deployed_at": time.time(),
-                        "previous_definition": str(backup) if backup.exists() else None, "live": str(live)}
-
-            @task.sensor(task_id="post_deployment_check", poke_interval=3, timeout=3600, mode="poke")
-            def post_deployment_check(ti=None):
-                """Wait for the next labelled live batch; score the deployed model on it against the floor."""
-                from airflow.sdk.bases.sensor import PokeReturnValue
-
-                deployed = ti.xcom_pull(task_ids="cd.deploy_definition")
-                verdict = post_deployment_metric(
-                    spec, f"models:/{model}/{deployed['version']}", float(deployed["deployed_at"])
-                )
-                return PokeReturnValue(is_done=verdict is not None, xcom_value=verdict)
-
-            @task.short_circuit
-            def below_floor(ti=None) -> bool:
-                verdict = ti.xcom_pull(task_ids="cd.post_deployment_check")
-                print(f"post-deployment check: {verdict}")
-                return not verdict["ok"]
-
+            deploy = DeployPipelineDefinitionOperator(  # records the pipeline version, makes the YAML live
+                task_id="deploy_definition",
+                pipeline=candidate_path,
+                live_path=str(live),
+                backup_dir=os.path.join(spec.data_path("work"), "deployments"),
+                registered_model_name=model,
+                version="{{ ti.xcom_pull(task_ids='cd.gate')['challenger_version'] }}",
+                pipeline_version=f"{{{{ {cand}['version'] }}}}",
+            )
+            post_deployment_check = PostDeploymentCheckSensor(  # the next labelled live batch vs the floor
+                task_id="post_deployment_check",
+                pipeline=str(live),
+                model_uri=f"models:/{model}/{{{{ {deployed}['version'] }}}}",
+                deployed_at=f"{{{{ {deployed}['deployed_at'] }}}}",
+                poke_interval=3,
+                timeout=3600,
+            )
+            below_floor = ShortCircuitOperator(
+                task_id="below_floor",
+                python_callable=verdict_failed,
+                op_kwargs={"verdict": f"{{{{ {verdict} }}}}"},
+            )
             rollback = RollbackModelOperator(
                 task_id="rollback",
                 registered_model_name=model,
-                expected_champion_version="{{ ti.xcom_pull(task_ids='cd.deploy_definition')['version'] }}",
-                reason="post-deployment check: {{ ti.xcom_pull(task_ids='cd.post_deployment_check') }}",
+                expected_champion_version=f"{{{{ {deployed}['version'] }}}}",
+                reason=f"post-deployment check: {{{{ {verdict} }}}}",
             )
-
-            @task
-            def restore_definition(ti=None) -> None:
-                """Put the previous definition back and fail loudly: the deployment was rolled back."""
-                import shutil
-
-                from airflow.sdk.exceptions import AirflowFailException
-
-                deployed = ti.xcom_pull(task_ids="cd.deploy_definition")
-                if deployed.get("previous_definition"):
-                    shutil.copy(deployed["previous_definition"], deployed["live"])
-                verdict = ti.xcom_pull(task_ids="cd.post_deployment_check")
-                raise AirflowFailException(
-                    f"rolled back v{deployed['version']}: {verdict['metric']} {verdict['value']} < floor "
-                    f"{verdict['floor']} on live batch {verdict['batch']}; previous champion and definition restored"
-                )
-
-            deployed = deploy_definition()
-            window >> train >> register >> gate >> needs_approval() >> [approval, promote]
-            approval >> promote >> deployed
-            deployed >> post_deployment_check() >> below_floor() >> rollback >> restore_definition()
+            restore = RestorePipelineDefinitionOperator(  # puts the previous YAML back and fails loudly
+                task_id="restore_definition",
+                deployed=f"{{{{ {deployed} }}}}",
+                verdict=f"{{{{ {verdict} }}}}",
+            )
+            window >> train >> register >> gate >> needs_approval >> [approval, promote]
+            approval >> promote >> deploy >> post_deployment_check >> below_floor >> rollback >> restore
         ci_checks >> window
     # [END howto_cicd_pipeline]
     return dag
+
+
+def approval_branch(approval: bool) -> str:
+    """The CD branch after the gate: a human approval first, or straight to the promotion."""
+    return "cd.approval" if approval else "cd.promote"
+
+
+def verdict_failed(verdict: dict[str, Any]) -> bool:
+    """``True`` (go on to the rollback) when the post-deployment verdict missed the floor."""
+    return not verdict["ok"]

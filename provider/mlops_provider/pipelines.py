@@ -12,6 +12,9 @@ Every error names the file, the line and the key path::
     dags/pipelines/loan_default.yaml:3: data.trainig: unknown key (expected one of: batches, labels, ...)
     dags/pipelines/loan_default.yaml:1: estimator: required key is missing
 
+Every field, its default and its allowed values are documented in ``docs/pipelines.md`` (a test keeps
+the page in step with :data:`SCHEMA`).
+
 Cheap to import (PyYAML and the standard library only), so DAG files that call it parse as fast as a
 trivial DAG.  :func:`tabular_classifier` is the estimator factory the pipelines use; it imports
 scikit-learn only when called (in the training task).
@@ -100,8 +103,21 @@ SCHEMA: dict[str, Field] = {
         "section",
         True,
         children={
-            "batch_contract": Field("str", True, doc="schema contract of a scoring batch (beside the YAML)"),
+            "batch_contract": Field("str", True, doc="schema contract of a scoring batch (relative: to the YAML's folder)"),
             "training_contract": Field("str", True, doc="schema contract of the training data"),
+            "derive": Field(
+                "section",
+                default={},
+                doc="how `mlops-pipelines derive-contracts` derives the two contracts from `data.training`",
+                children={
+                    "ranges": Field("bool", default=False, doc="check numeric min/max taken from the reference"),
+                    "margin": Field("number", default=0.1, doc="with ranges: fraction of the observed range "
+                                    "added on each side"),
+                    "max_categories": Field("int", default=50, doc="largest value set recorded for a text column"),
+                    "id_columns": Field("list[str]", default=[], doc="more id columns (besides features.id): "
+                                        "unique and not null, never a range"),
+                },
+            ),
         },
     ),
     "gate": Field(
@@ -130,6 +146,8 @@ SCHEMA: dict[str, Field] = {
             "metric": Field("str", default="accuracy"),
             "tolerance": Field("number", default=0.05),
             "min_rows": Field("int", default=100),
+            "scoring_wait_minutes": Field("number", default=30, doc="labels that land before their batch is "
+                                          "scored wait this long for the predictions, then fail"),
         },
     ),
     "retraining": Field(
@@ -138,7 +156,10 @@ SCHEMA: dict[str, Field] = {
         children={
             "schedule": Field("str", doc="cron expression or preset; empty: events only"),
             "cooldown_minutes": Field("number", default=60),
-            "window_batches": Field("int", default=3, doc="train on the latest N accepted, labelled batches"),
+            "window": Field("str", default="latest", choices=("latest", "base_plus_latest", "all"),
+                            doc="the training window: the latest N accepted batches, the base set plus them, "
+                            "or the base set plus every accepted batch"),
+            "window_batches": Field("int", default=3, doc="N, for window latest and base_plus_latest"),
             "label_wait_minutes": Field("number", default=30),
         },
     ),
@@ -216,6 +237,10 @@ def _validate(path: str, node: yaml.Node, schema: Mapping[str, Field], prefix: s
             errors.append((path, value_node.start_mark.line + 1, dotted,
                            f"expected {_TYPE_NAMES[spec.type]}, got {found}"))
             continue
+        if spec.choices is not None and value_node.value not in spec.choices:
+            errors.append((path, value_node.start_mark.line + 1, dotted,
+                           f"{value_node.value!r} is not allowed (expected one of: {', '.join(spec.choices)})"))
+            continue
         if spec.type == "section" and spec.children:
             _validate(path, value_node, spec.children, f"{dotted}.", errors)
     for key, spec in schema.items():
@@ -256,6 +281,8 @@ class PipelineSpec:
     raw: dict[str, Any]
     digest: str
     extra_errors: list[str] = field(default_factory=list)
+    #: where contracts named by a relative path are looked up when they are not beside the YAML
+    contracts_fallback: str | None = None
 
     @property
     def name(self) -> str:
@@ -309,9 +336,25 @@ class PipelineSpec:
             return ObjectStoragePath(uri, conn_id=self.conn_id)
         return Path(uri[len("file://"):] if uri.startswith("file://") else uri)
 
+    @property
+    def batches_dir(self) -> str:
+        """The folder of the ``data.batches`` glob."""
+        return os.path.dirname(self.data_path("batches"))
+
     def contract_path(self, key: str) -> str:
+        """
+        The file of contract ``validation.<key>``: an absolute path as it is; a relative one beside the YAML,
+        else (when missing there) in :attr:`contracts_fallback`.
+        """
         value = self.raw["validation"][key]
-        return value if os.path.isabs(value) else os.path.join(os.path.dirname(os.path.abspath(self.path)), value)
+        if os.path.isabs(value):
+            return value
+        beside = os.path.join(os.path.dirname(os.path.abspath(self.path)), value)
+        if not os.path.isfile(beside) and self.contracts_fallback:
+            fallback = os.path.join(os.path.abspath(self.contracts_fallback), value)
+            if os.path.isfile(fallback):
+                return fallback
+        return beside
 
     def check_contracts(self) -> dict[str, str]:
         """
@@ -324,12 +367,14 @@ class PipelineSpec:
 
         errors: list[tuple[str, int, str, str]] = []
         found: dict[str, str] = {}
-        for key in self.raw["validation"]:
+        for key in ("batch_contract", "training_contract"):
             path = self.contract_path(key)
             line = self._line_of("validation", key)
             if not os.path.isfile(path):
                 named = self.raw["validation"][key]
-                where = "" if os.path.isabs(named) else f" (relative paths are read from the folder of {self.path})"
+                where = "" if os.path.isabs(named) else (
+                    f" (relative paths are read from the folder of {self.path}"
+                    + (f", then from {self.contracts_fallback}" if self.contracts_fallback else "") + ")")
                 errors.append((self.path, line, f"validation.{key}",
                                f"contract {named!r} is missing: put the suite file at {path}{where}"))
                 continue
@@ -403,11 +448,18 @@ class PipelineSpec:
         return {"thresholds": thresholds, "fail_on_empty_slice": False}
 
 
-def load_pipeline(path: str | os.PathLike[str]) -> PipelineSpec:
-    """Read and validate one pipeline YAML; raise :class:`PipelineSpecError` with file:line:key errors."""
+def load_pipeline(path: str | os.PathLike[str], contracts_fallback: str | os.PathLike[str] | None = None) -> PipelineSpec:
+    """
+    Read and validate one pipeline YAML; raise :class:`PipelineSpecError` with file:line:key errors.
+
+    :param contracts_fallback: where contracts named by a relative path are looked up when they are not
+        beside the YAML (level 2 passes the live pipelines folder, so a proposal can be the YAML alone).
+    """
     path = str(path)
     text = Path(path).read_text()
-    return parse_pipeline(text, path)
+    spec = parse_pipeline(text, path)
+    spec.contracts_fallback = str(contracts_fallback) if contracts_fallback else None
+    return spec
 
 
 def parse_pipeline(text: str, path: str = "<string>") -> PipelineSpec:

@@ -112,16 +112,17 @@ def test_level1_training_then_monitoring_of_good_and_broken_batches(world):
             assert states["check_batch.score_batch"] == "skipped", states
             assert not (data / "predictions" / name).exists()
             assert list((data / "quarantine").rglob("*.parquet"))
-            assert _states(perf)["check_labels.match_predictions"] == "skipped"
+            assert _states(perf)["check_labels.match_predictions"] == "skipped"  # quarantined, not waiting
 
 
 def test_ci_checks_run_as_a_worker_runs_them(world, monkeypatch):
     """The task supervisor blocks the metadata DB in the task process; the CI subprocesses still work."""
-    factory = world["factory"]
     blocked = "airflow-db-not-allowed:///"  # what airflow.sdk.execution_time.supervisor.block_orm_access sets
     monkeypatch.setenv("AIRFLOW__DATABASE__SQL_ALCHEMY_CONN", blocked)
     monkeypatch.setenv("AIRFLOW__CORE__SQL_ALCHEMY_CONN", blocked)
-    found = factory.check_dag_integrity(world["spec"], ROOT)
+    from mlops_provider.core.pipeline_ci import check_dag_integrity
+
+    found = check_dag_integrity(world["spec"], ROOT)
     assert found["errors"] == {}
     assert f"drift_monitor__{world['model']}" in found["dags"]
 
@@ -215,8 +216,8 @@ def _watcher_event(payload, from_trigger=True):
 
 def test_a_run_takes_every_pending_batch_once(tmp_path):
     """Merged arrivals and events Airflow left unscheduled: the ledger decides, each batch in one run."""
-    from mlops_provider import pipeline_dags as factory
     from mlops_provider.core.batches import BatchLedger, discover_batches
+    from mlops_provider.core.pending import pending_batches
 
     landing = tmp_path / "landing"
     landing.mkdir()
@@ -229,18 +230,18 @@ def test_a_run_takes_every_pending_batch_once(tmp_path):
         assert ledger.claim("watcher", batch)
     # run 1 was handed the events of b0 and b1 only; b2 and b3 were claimed by the watcher too
     triggered = [{"status": "success", "batch_uri": b.uri, "batch_id": b.batch_id} for b in batches[:2]]
-    first = factory.pending_batches(ledger_path, "watcher", triggered, "run-1")
+    first = pending_batches(ledger_path, "watcher", triggered, "run-1")
     assert [b["name"] for b in first] == ["b0.parquet", "b1.parquet", "b2.parquet", "b3.parquet"]
     # run 2, created for the events of b2 and b3, finds them taken: it checks nothing
     triggered = [{"status": "success", "batch_uri": b.uri, "batch_id": b.batch_id} for b in batches[2:]]
-    assert factory.pending_batches(ledger_path, "watcher", triggered, "run-2") == []
+    assert pending_batches(ledger_path, "watcher", triggered, "run-2") == []
     assert {row["info"]["run_id"] for row in ledger.history("watcher.taken")} == {"run-1"}
 
 
 def test_a_malformed_watcher_event_fails_the_task():
     from airflow.sdk.exceptions import AirflowFailException
 
-    from mlops_provider import pipeline_dags as factory
+    from mlops_provider.operators import pipeline as factory
 
     good = _watcher_event({"status": "success", "batch_uri": "/l/b.parquet", "batch_id": "x"})
     api = _watcher_event(None, from_trigger=False)  # posted through the API: not a landed file, ignored

@@ -20,7 +20,10 @@ AIRFLOW_FACING = ("hooks", "operators", "sensors", "triggers", "links")
 
 
 def _modules() -> list[str]:
-    names = ["mlops_provider", "mlops_provider.get_provider_info", "mlops_provider.exceptions"]
+    names = ["mlops_provider", "mlops_provider.get_provider_info", "mlops_provider.exceptions",
+             # pipelines as data: imported by every factory-built DAG file, and the console script
+             "mlops_provider.pipelines", "mlops_provider.pipeline_dags", "mlops_provider.local",
+             "mlops_provider.local.airflow", "mlops_provider.cli"]
     for sub in AIRFLOW_FACING:
         names.append(f"mlops_provider.{sub}")
         for info in pkgutil.iter_modules([str(PACKAGE_DIR / sub)]):

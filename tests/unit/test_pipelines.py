@@ -194,3 +194,29 @@ def test_object_store_root_needs_a_connection_free_state_folder_and_routes_every
     local = load_pipeline(LIVE)  # the default: a local folder, plain references, ledgers under work/
     assert not local.on_object_store and local.conn_id is None and local.ref("/d/x.parquet") == "/d/x.parquet"
     assert local.state_path("batch_ledger.sqlite3") == os.path.join(local.data_path("work"), "batch_ledger.sqlite3")
+def test_docs_list_every_field_with_its_default():
+    """docs/pipelines.md has one row per schema field, with the schema's default (none when required)."""
+    from mlops_provider.pipelines import SCHEMA
+    page = (ROOT / "docs" / "pipelines.md").read_text()
+    rows = {}
+    for line in page.splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if line.startswith("| `") and len(cells) == 5:
+            rows[cells[0].strip("`")] = cells
+    def walk(schema, prefix=""):
+        for key, spec in schema.items():
+            if spec.type == "section" and spec.children:
+                yield from walk(spec.children, f"{prefix}{key}.")
+            else:
+                yield f"{prefix}{key}", spec
+    for name, spec in walk(SCHEMA):
+        assert name in rows, f"docs/pipelines.md does not document {name}"
+        required, default = rows[name][1], rows[name][2]
+        assert required == ("yes" if spec.required else "no"), name
+        if spec.required:
+            assert default == "", name
+        elif spec.default not in (None, [], {}):
+            shown = str(spec.default).lower() if isinstance(spec.default, bool) else str(spec.default)
+            assert shown in default, (name, spec.default, default)
+        if spec.choices:
+            assert all(f"`{c}`" in rows[name][3] for c in spec.choices), name

@@ -197,7 +197,7 @@ def test_suite_from_callable(df):
 def test_schema_contract_round_trip(tmp_path, df):
     df = df.assign(note=[f"n{i}" for i in range(len(df))])  # high cardinality: no value set
     df.loc[3, "income"] = np.nan
-    text = v.derive_schema_suite(df, tolerance=0.1, max_categories=10, name="people_contract")
+    text = v.derive_schema_suite(df, tolerance=0.1, max_categories=10, name="people_contract", ranges=True)
     assert text.startswith("# Schema contract")
     assert "&id" not in text and "*id" not in text  # no YAML anchors: reviewable
     doc = yaml.safe_load(text)
@@ -384,3 +384,69 @@ def test_a_repeated_expectation_is_refused_not_dropped():
     ]
     with pytest.raises(v.SuiteDefinitionError, match=r"expectation #2 \(expect_column_values_to_be_between on 'age'\) repeats expectation #0"):
         v.build_suite(entries)
+
+
+def _season(months: list[int], first_id: int, n: int = 300, seed: int = 0) -> pd.DataFrame:
+    """Bike-hire days: temperatures follow the month (winter cold, summer warm); ids are fresh."""
+    rng = np.random.default_rng(seed)
+    month = rng.choice(months, n)
+    season = (month % 12) // 3 + 1  # 1 winter .. 4 autumn
+    temp = np.array([-2.0, 1.0, 7.0, 12.0, 16.0, 21.0, 26.0, 25.0, 19.0, 12.0, 6.0, 1.0])[month - 1]
+    return pd.DataFrame({
+        "ride_id": np.arange(first_id, first_id + n),
+        "month": month,
+        "season": season,
+        "temperature": temp + rng.normal(0, 2, n),
+        "weather": rng.choice(["clear", "cloudy", "rain"], n),
+    })
+
+
+def test_derived_contract_passes_every_later_season(tmp_path):
+    """Derived from January and February: the batches of March to December are valid, not quarantined."""
+    winter = _season([1, 2], first_id=1)
+    text = v.derive_schema_suite(winter, name="rides")
+    doc = yaml.safe_load(text)
+    cols = doc["columns"]
+    assert cols["ride_id"] == {"dtype": "int64", "nullable": False, "unique": True}  # no range on an id
+    assert doc["derived"]["id_columns"] == ["ride_id"] and doc["derived"]["ranges"] is False
+    for col in ("month", "season", "temperature"):
+        assert "min" not in cols[col] and "max" not in cols[col], cols[col]
+        assert cols[col]["observed_max"] <= cols[col]["observed_max"]  # kept for the reviewer
+    assert cols["month"]["observed_max"] == 2
+    path = tmp_path / "rides.yaml"
+    path.write_text(text)
+    suite, schema = v.resolve_suite(str(path))
+    for i, month in enumerate(range(3, 13)):
+        later = _season([month], first_id=10_000 * (i + 1), seed=i + 1)
+        assert later["temperature"].max() > winter["temperature"].max() or month == 12
+        outcome = v.run_validation(later, suite, schema=schema)
+        assert outcome.success, (month, v.summarize_result(outcome)["failures"])
+
+
+def test_derived_contract_still_catches_broken_ids_and_schema(tmp_path):
+    winter = _season([1, 2], first_id=1)
+    path = tmp_path / "rides.yaml"
+    path.write_text(v.derive_schema_suite(winter, name="rides"))
+    suite, schema = v.resolve_suite(str(path))
+    broken = _season([7], first_id=5_000, seed=3)
+    broken.loc[:9, "ride_id"] = 5_000  # duplicated ids (an export replayed rows)
+    broken.loc[20:24, "weather"] = None
+    outcome = v.run_validation(broken, suite, schema=schema)
+    failed = {(f["expectation_type"], f["column"]) for f in v.summarize_result(outcome)["failures"]}
+    assert ("expect_column_values_to_be_unique", "ride_id") in failed
+    assert ("expect_column_values_to_not_be_null", "weather") in failed
+
+
+def test_ranges_are_opt_in_with_a_margin_and_ids_can_be_declared():
+    winter = _season([1, 2], first_id=1).rename(columns={"ride_id": "ride"})
+    doc = yaml.safe_load(v.derive_schema_suite(winter, tolerance=0.5, ranges=True, id_columns=["ride"]))
+    cols = doc["columns"]
+    assert cols["ride"] == {"dtype": "int64", "nullable": False, "unique": True}
+    span = cols["temperature"]["observed_max"] - cols["temperature"]["observed_min"]
+    assert cols["temperature"]["max"] == pytest.approx(cols["temperature"]["observed_max"] + 0.5 * span)
+    assert cols["month"] == {"dtype": "int64", "nullable": False, "min": 0, "max": 3, "observed_min": 1,
+                             "observed_max": 2}
+    with pytest.raises(v.ValidationInputError, match=r"id_columns \['nope'\]"):
+        v.derive_schema_suite(winter, id_columns=["nope"])
+    # a column named like an id that is not unique is not an id
+    assert "unique" not in yaml.safe_load(v.derive_schema_suite(winter.assign(shop_id=1)))["columns"]["shop_id"]

@@ -186,11 +186,14 @@ def _check_schema(columns: Any, source: str) -> dict[str, Any]:
             "observed_max",
             "distinct",
             "values",
+            "unique",
         }
         if unknown:
             raise SuiteDefinitionError(
                 f"Suite file {source}: column {col!r} has unknown keys {sorted(unknown)}"
             )
+        if spec.get("unique") is not None and not isinstance(spec["unique"], bool):
+            raise SuiteDefinitionError(f"Suite file {source}: column {col!r}: 'unique' must be true or false")
         if spec.get("values") is not None and not isinstance(spec["values"], list):
             raise SuiteDefinitionError(
                 f"Suite file {source}: column {col!r}: 'values' must be a list or null"
@@ -319,24 +322,43 @@ def _dtype_kind(dtype: Any) -> str:
     return "other"
 
 
+def is_id_column(name: str, series: pd.Series) -> bool:
+    """An id column by convention: named ``id`` or ``*_id`` (any case), and unique and non-null in the data."""
+    lowered = name.lower()
+    if not (lowered == "id" or lowered.endswith("_id")):
+        return False
+    return bool(series.notna().all() and series.is_unique)
+
+
 def derive_schema_suite(
     reference_df: pd.DataFrame,
     tolerance: float = 0.1,
     max_categories: int = 50,
     name: str = "schema_contract",
+    *,
+    ranges: bool = False,
+    id_columns: Sequence[str] | None = None,
 ) -> str:
     """
     Derive a schema contract from a reference dataset, as reviewable YAML to keep in version control.
 
-    For each column: dtype, nullability, numeric range widened by ``tolerance`` x (max - min) on
-    each side, and the value set of categorical columns with at most ``max_categories`` distinct
-    values.  The file holds the ``columns`` contract (checked first, schema changes are reported as
+    For each column: dtype, nullability, and the value set of categorical columns with at most
+    ``max_categories`` distinct values; with ``ranges=True`` also a numeric range: the observed
+    range widened by ``tolerance`` x (max - min) on each side.  Ranges are off by default: a reference
+    taken in one season (winter temperatures, months 1-2) would otherwise quarantine every batch of the
+    next season; the observed min and max are always written (``observed_min``/``observed_max``, not
+    checked) for the reviewer.  Id columns (``id_columns``, plus columns named ``id`` or ``*_id`` that
+    are unique and non-null in the reference) get ``unique: true`` and ``nullable: false`` and never a
+    range.  The file holds the ``columns`` contract (checked first, schema changes are reported as
     such) and the equivalent ``expectations`` (run by GX).  Load it with :func:`load_suite_file`.
 
     :param reference_df: the reference data (e.g. the training set).
-    :param tolerance: fraction of the observed range added below the min and above the max (>= 0).
+    :param tolerance: with ``ranges=True``, the fraction of the observed range added below the min and
+        above the max (>= 0).
     :param max_categories: largest value set recorded for a categorical column.
     :param name: suite name.
+    :param ranges: derive numeric ranges from the reference (default ``False``).
+    :param id_columns: columns known to be ids (checked for uniqueness and non-null, never for a range).
     """
     import pandas as pd
     import yaml
@@ -352,7 +374,12 @@ def derive_schema_suite(
     if len(reference_df) == 0:
         raise ValidationInputError("reference dataset is empty: cannot derive a schema from 0 rows")
 
+    declared = [str(c) for c in (id_columns or [])]
+    absent = sorted(set(declared) - {str(c) for c in reference_df.columns})
+    if absent:
+        raise ValidationInputError(f"id_columns {absent} are not columns of the reference dataset")
     columns: dict[str, Any] = {}
+    ids: list[str] = []
     for col in reference_df.columns:
         series = reference_df[col]
         col = str(col)
@@ -360,15 +387,20 @@ def derive_schema_suite(
         nulls = int(series.isna().sum())
         spec: dict[str, Any] = {"dtype": str(series.dtype), "nullable": nulls > 0}
         non_null = series.dropna()
-        if kind in ("int", "float") and len(non_null):
+        if col in declared or is_id_column(col, series):
+            ids.append(col)
+            spec = {"dtype": str(series.dtype), "nullable": False, "unique": bool(series.is_unique)}
+        elif kind in ("int", "float") and len(non_null):
             lo, hi = _plain(non_null.min()), _plain(non_null.max())
-            margin = tolerance * (hi - lo)
-            low, high = lo - margin, hi + margin
-            if kind == "int":
-                low, high = math.floor(low), math.ceil(high)
-            else:
-                low, high = float(low), float(high)
-            spec.update({"min": low, "max": high, "observed_min": lo, "observed_max": hi})
+            if ranges:
+                margin = tolerance * (hi - lo)
+                low, high = lo - margin, hi + margin
+                if kind == "int":
+                    low, high = math.floor(low), math.ceil(high)
+                else:
+                    low, high = float(low), float(high)
+                spec.update({"min": low, "max": high})
+            spec.update({"observed_min": lo, "observed_max": hi})
         elif kind in ("categorical", "bool"):
             n_unique = int(non_null.nunique())
             spec["distinct"] = n_unique
@@ -385,8 +417,10 @@ def derive_schema_suite(
         "contract_version": SCHEMA_CONTRACT_VERSION,
         "derived": {
             "rows": len(reference_df),
+            "ranges": ranges,
             "tolerance": tolerance,
             "max_categories": max_categories,
+            "id_columns": ids,
             "at": _dt.datetime.now(_dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
         },
         "columns": columns,
@@ -396,8 +430,9 @@ def derive_schema_suite(
         f"# Schema contract {name!r}, derived from a reference dataset of {len(reference_df)} rows.\n"
         "# Review it, edit bounds and value sets as needed, and keep it in version control.\n"
         "# 'columns' is the contract: new/missing columns and dtype changes are reported as schema\n"
-        "# changes, then Great Expectations checks nullability, min/max and value sets ('values: null'\n"
-        "# means no value set is enforced).  Add further expectations under 'expectations'.\n"
+        "# changes, then Great Expectations checks nullability, uniqueness, min/max and value sets\n"
+        "# ('values: null' means no value set is enforced; observed_min/observed_max are not checked:\n"
+        "# add min/max to check a range).  Add further expectations under 'expectations'.\n"
     )
 
     class _NoAliasDumper(yaml.SafeDumper):
@@ -424,6 +459,8 @@ def contract_expectations(columns: Mapping[str, Any]) -> list[dict[str, Any]]:
         )
         if spec.get("nullable") is False:
             out.append({"type": "expect_column_values_to_not_be_null", "kwargs": {"column": col}})
+        if spec.get("unique") is True:
+            out.append({"type": "expect_column_values_to_be_unique", "kwargs": {"column": col}})
         if spec.get("min") is not None or spec.get("max") is not None:
             out.append(
                 {
