@@ -204,6 +204,32 @@ def test_pending_batches_operator_manual_and_ledger(tmp_path):
         PendingBatchesOperator(task_id="bad", ledger_path=ledger_path, consumer="")
 
 
+def test_pending_batches_carry_their_ordinal_as_step(tmp_path):
+    """Each batch's ``step`` is its place in the order runs took batches (the MLflow step of quality.*)."""
+    from mlops_provider.core.batches import BatchLedger, discover_batches
+    from mlops_provider.core.pending import pending_batches
+
+    landing = tmp_path / "landing"
+    landing.mkdir()
+    ledger_path = str(tmp_path / "ledger.sqlite3")
+    ledger = BatchLedger(ledger_path)
+    op = PendingBatchesOperator(task_id="resolve", ledger_path=ledger_path, consumer="watcher")
+    steps = {}
+    for run, names in (("r1", ["a"]), ("r2", ["b", "c"]), ("r3", ["d"])):
+        for name in names:
+            (landing / f"{name}.parquet").write_bytes(name.encode() * 3)
+        for batch in discover_batches(str(landing / "*.parquet")):
+            if batch.batch_id not in ledger.seen_ids("watcher"):
+                ledger.claim("watcher", batch)
+        for b in op.execute({"params": {}, "run_id": run, "triggering_asset_events": {}}):
+            steps[b["name"]] = b["step"]
+    assert steps == {"a.parquet": 1, "b.parquet": 2, "c.parquet": 3, "d.parquet": 4}
+    # a triggering payload never claimed by the watcher is taken too, after the others, and keeps its step
+    late = {"status": "success", "batch_uri": f"file://{landing}/late.parquet", "batch_id": "late-1"}
+    assert [(b["name"], b["step"]) for b in pending_batches(ledger_path, "watcher", [late], "r4")] == [("late.parquet", 5)]
+    assert pending_batches(ledger_path, "watcher", [late], "r4-rerun") == []  # taken once: no second step
+
+
 # ---------------------------------------------------------------------- labels before scoring
 
 
