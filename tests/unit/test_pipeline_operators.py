@@ -346,3 +346,20 @@ def test_post_deployment_batch_is_the_first_labelled_one_after_the_deployment(tm
     assert first_labelled_batch_after(labels, batches, 200) is None
     new = _land(world, 2)
     assert first_labelled_batch_after(labels, batches, 200) == new
+
+
+def test_monitors_pass_the_step_and_the_store_connection_on(tmp_path):
+    """Wiring: the drift check's MLflow step is the mapped batch's ``step``; label checks read through data.conn_id."""
+    from mlops_provider import pipeline_dags as factory
+
+    world = _world(tmp_path)
+    text = world["path"].read_text().replace(
+        f"  root: {world['root']}\n", f"  root: s3://bucket/rides\n  conn_id: store\n  state: {tmp_path / 'state'}\n")
+    world["path"].write_text(text)
+    spec = load_pipeline(world["path"])
+    drift = factory.build_drift_monitor(spec).get_task("check_batch.check_drift")
+    assert "check_batch.batch" in drift.batch_step and ".get('step')" in drift.batch_step
+    match = factory.build_performance_monitor(spec).get_task("check_labels.match_predictions")
+    assert match.conn_id == "store" and match.predictions_dir == "s3://bucket/rides/predictions"
+    local = factory.build_performance_monitor(_world(tmp_path / "local")["spec"]).get_task("check_labels.match_predictions")
+    assert local.conn_id is None
