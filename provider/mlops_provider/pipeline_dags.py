@@ -381,6 +381,7 @@ def build_performance_monitor(spec: PipelineSpec) -> DAG:
                 quarantine_dir=spec.data_path("quarantine"),
                 batches_dir=spec.batches_dir,
                 scoring_wait=float(perf["scoring_wait_minutes"]) * 60,
+                conn_id=spec.conn_id,  # data.conn_id: the folders may be on an object store
             )
             matched = "ti.xcom_pull(task_ids='check_labels.match_predictions', map_indexes=ti.map_index)"
             decay = ModelPerformanceOperator(

@@ -252,3 +252,92 @@ def test_loan_default_story_with_its_data_on_the_store(s3_world):
     assert len(scores) == 2, scores  # the batch scoring of both training runs, on the store
     print(f"\nstory on the store: promote {states['promote']}; files: "
           f"{sorted(str(p).split(model, 1)[1] for p in _path(model).rglob('*.parquet'))[:12]}")
+
+
+# ---------------------------------------------------------------------- the pipeline operators and sensors on the store
+
+
+def test_pipeline_window_labels_contract_and_live_batch_read_through_the_connection(s3, tmp_path):
+    """
+    The factory's operators and sensors with ``data.root: s3://...`` + ``data.conn_id``: the training window
+    is planned, waited for and written on the store; a label file's batch is found scored, quarantined (a
+    store batch has no ``source/`` copy: its ``result.json`` names it) or pending; the data contract reads
+    the latest landed batch; the post-deployment check finds and joins the first labelled live batch.
+    """
+    import time
+
+    from airflow.sdk.exceptions import AirflowSkipException
+
+    from mlops_provider.core.pipeline_ci import first_labelled_batch_after, labelled_frame
+    from mlops_provider.core.validation import derive_schema_suite, write_quarantine
+    from mlops_provider.operators.pipeline import DataContractCheckOperator
+    from mlops_provider.pipelines import load_pipeline
+    from mlops_provider.sensors.pipeline import LabelsScoredSensor, TrainingWindowSensor
+    from tests.unit.test_pipeline_operators import PIPELINE
+    from tests.unit.test_pipeline_operators import _frame as _rides
+
+    prefix = f"rides-{uuid.uuid4().hex[:6]}"
+    root = f"s3://{BUCKET}/{prefix}"
+    base = _rides(1, 100)
+    with _path(f"{prefix}/training/base.parquet").open("wb") as fh:
+        base.to_parquet(fh, index=False)
+    folder = tmp_path / "pipelines"
+    (folder / "contracts").mkdir(parents=True)
+    (folder / "contracts" / "training.yaml").write_text(derive_schema_suite(base, name="training"))
+    (folder / "contracts" / "batch.yaml").write_text(derive_schema_suite(base.drop(columns=["long_ride"]), name="batch"))
+    text = PIPELINE.format(root=root, window="base_plus_latest", n=2).replace(
+        f"  root: {root}\n", f"  root: {root}\n  conn_id: {CONN_ID}\n  state: {tmp_path / 'state'}\n")
+    path = folder / "rides.yaml"
+    path.write_text(text)
+    spec = load_pipeline(path)
+    assert spec.on_object_store and spec.conn_id == CONN_ID
+
+    days = {day: (f"day-{day:02d}.parquet", _rides(1000 * day, seed=day)) for day in (1, 2, 3, 4)}
+    for day, (name, frame) in days.items():
+        _land(frame.drop(columns=["long_ride"]), f"{prefix}/landing/batches/{name}")
+        if day in (1, 2):  # accepted: scored by the monitor
+            _land(frame[["ride_id"]].assign(prediction=0), f"{prefix}/predictions/{name}")
+    _land(days[1][1][["ride_id", "long_ride"]], f"{prefix}/landing/labels/{days[1][0]}")
+    write_quarantine(  # what DataValidationOperator(on_failure="quarantine", quarantine_conn_id=...) writes
+        f"{root}/quarantine/drift_monitor__rides/validate_batch/run-3", days[3][1], report_html="<p>bad</p>",
+        result_json=json.dumps({"success": False, "details": {"dataset": f"{root}/landing/batches/{days[3][0]}"}}),
+        summary={"success": False}, source_uri=f"{root}/landing/batches/{days[3][0]}",
+        fs=_path(f"{prefix}/quarantine").fs,
+    )
+
+    # the training window: base + the two latest accepted batches; day 2's labels are missing at first
+    window_sensor = TrainingWindowSensor(task_id="window", pipeline=str(path))
+    assert window_sensor.poke({"run_id": "manual__1"}).is_done is False
+    _land(days[2][1][["ride_id", "long_ride"]], f"{prefix}/landing/labels/{days[2][0]}")
+    done = window_sensor.poke({"run_id": "manual__1"})
+    window = done.xcom_value
+    assert done.is_done and window["source"] == ["base", days[1][0], days[2][0]], window
+    assert window["train"] == f"{root}/work/training/manual__1/train.parquet"
+    assert window["eval"] == f"{root}/work/training/manual__1/eval.parquet"
+    assert window["score_input"] == f"{root}/landing/batches/{days[2][0]}"
+    train, evaluation = _read(f"{prefix}/work/training/manual__1/train.parquet"), _read(
+        f"{prefix}/work/training/manual__1/eval.parquet")
+    assert len(train) + len(evaluation) == window["n_rows"] == 200 and train["long_ride"].notna().all()
+
+    # a label file's batch: scored, quarantined on the store, landed but not scored
+    dirs = {"predictions_dir": spec.data_path("predictions"), "quarantine_dir": spec.data_path("quarantine"),
+            "batches_dir": spec.batches_dir, "conn_id": spec.conn_id, "scoring_wait": 600}
+    labels = f"{root}/landing/labels/{days[1][0]}"
+    scored = LabelsScoredSensor(task_id="m1", labels=labels, **dirs).poke({})
+    assert scored.is_done and scored.xcom_value == {
+        "labels": labels, "predictions": f"{root}/predictions/{days[1][0]}", "state": "scored"}
+    with pytest.raises(AirflowSkipException, match=f"{days[3][0]} was quarantined .*run-3/batch.parquet"):
+        LabelsScoredSensor(task_id="m3", labels=f"{root}/landing/labels/{days[3][0]}", **dirs).poke({})
+    assert LabelsScoredSensor(task_id="m4", labels=f"{root}/landing/labels/{days[4][0]}", **dirs).poke({}).is_done is False
+
+    # CI's data contract reads the base set and the latest landed batch from the store
+    checked = DataContractCheckOperator(task_id="contract", pipeline=str(path)).execute({})["checked"]
+    assert checked == {"training_contract": f"{root}/training/base.parquet",
+                       "batch_contract": f"{root}/landing/batches/{days[4][0]}"}
+
+    # the post-deployment check: the first labelled live batch after the deployment (object mtimes)
+    labels_dir = spec.data_path("labels")
+    assert first_labelled_batch_after(labels_dir, spec.batches_dir, 0.0, spec.storage) == days[1][0]
+    assert first_labelled_batch_after(labels_dir, spec.batches_dir, time.time() + 3600, spec.storage) is None
+    joined = labelled_frame(spec.batches_dir, labels_dir, days[2][0], "ride_id", spec.storage)
+    assert len(joined) == 50 and {"temperature", "long_ride"} <= set(joined.columns)

@@ -204,6 +204,32 @@ def test_pending_batches_operator_manual_and_ledger(tmp_path):
         PendingBatchesOperator(task_id="bad", ledger_path=ledger_path, consumer="")
 
 
+def test_pending_batches_carry_their_ordinal_as_step(tmp_path):
+    """Each batch's ``step`` is its place in the order runs took batches (the MLflow step of quality.*)."""
+    from mlops_provider.core.batches import BatchLedger, discover_batches
+    from mlops_provider.core.pending import pending_batches
+
+    landing = tmp_path / "landing"
+    landing.mkdir()
+    ledger_path = str(tmp_path / "ledger.sqlite3")
+    ledger = BatchLedger(ledger_path)
+    op = PendingBatchesOperator(task_id="resolve", ledger_path=ledger_path, consumer="watcher")
+    steps = {}
+    for run, names in (("r1", ["a"]), ("r2", ["b", "c"]), ("r3", ["d"])):
+        for name in names:
+            (landing / f"{name}.parquet").write_bytes(name.encode() * 3)
+        for batch in discover_batches(str(landing / "*.parquet")):
+            if batch.batch_id not in ledger.seen_ids("watcher"):
+                ledger.claim("watcher", batch)
+        for b in op.execute({"params": {}, "run_id": run, "triggering_asset_events": {}}):
+            steps[b["name"]] = b["step"]
+    assert steps == {"a.parquet": 1, "b.parquet": 2, "c.parquet": 3, "d.parquet": 4}
+    # a triggering payload never claimed by the watcher is taken too, after the others, and keeps its step
+    late = {"status": "success", "batch_uri": f"file://{landing}/late.parquet", "batch_id": "late-1"}
+    assert [(b["name"], b["step"]) for b in pending_batches(ledger_path, "watcher", [late], "r4")] == [("late.parquet", 5)]
+    assert pending_batches(ledger_path, "watcher", [late], "r4-rerun") == []  # taken once: no second step
+
+
 # ---------------------------------------------------------------------- labels before scoring
 
 
@@ -320,3 +346,20 @@ def test_post_deployment_batch_is_the_first_labelled_one_after_the_deployment(tm
     assert first_labelled_batch_after(labels, batches, 200) is None
     new = _land(world, 2)
     assert first_labelled_batch_after(labels, batches, 200) == new
+
+
+def test_monitors_pass_the_step_and_the_store_connection_on(tmp_path):
+    """Wiring: the drift check's MLflow step is the mapped batch's ``step``; label checks read through data.conn_id."""
+    from mlops_provider import pipeline_dags as factory
+
+    world = _world(tmp_path)
+    text = world["path"].read_text().replace(
+        f"  root: {world['root']}\n", f"  root: s3://bucket/rides\n  conn_id: store\n  state: {tmp_path / 'state'}\n")
+    world["path"].write_text(text)
+    spec = load_pipeline(world["path"])
+    drift = factory.build_drift_monitor(spec).get_task("check_batch.check_drift")
+    assert "check_batch.batch" in drift.batch_step and ".get('step')" in drift.batch_step
+    match = factory.build_performance_monitor(spec).get_task("check_labels.match_predictions")
+    assert match.conn_id == "store" and match.predictions_dir == "s3://bucket/rides/predictions"
+    local = factory.build_performance_monitor(_world(tmp_path / "local")["spec"]).get_task("check_labels.match_predictions")
+    assert local.conn_id is None

@@ -4,14 +4,17 @@ Pure functions (no Airflow, nothing heavy).  Labels land later than their batch,
 name (``<labels>/day-07.parquet`` labels ``<batches>/day-07.parquet``).  A label file can be matched with
 the predictions of its batch only once the batch was scored; :func:`label_status` tells the cases apart,
 so that labels that land *before* their batch was scored wait for the scoring instead of being taken for
-a quarantined batch.
+a quarantined batch.  The folders are URIs read through a *storage* (:mod:`mlops_provider.core.storage`):
+local by default, an object store when the caller passes one.
 """
 
 from __future__ import annotations
 
+import json
 import os
 from dataclasses import dataclass
-from pathlib import Path
+
+from mlops_provider.core.storage import Storage, join, local_storage, uri_under
 
 #: The batch was scored: its predictions file exists; the decay check can run.
 SCORED = "scored"
@@ -44,13 +47,27 @@ class LabelStatus:
         return f"{self.name}: no batch of that name has landed (labels landed before their batch)"
 
 
-def quarantined_copy(quarantine_dir: str | os.PathLike[str], name: str) -> str | None:
-    """The quarantined copy of batch ``name`` (``<quarantine>/**/source/<name>``), or ``None``."""
-    root = Path(quarantine_dir)
+def quarantined_copy(quarantine_dir: str | os.PathLike[str], name: str, storage: Storage | None = None) -> str | None:
+    """
+    The quarantined copy of batch ``name``, or ``None``: ``<quarantine>/**/source/<name>`` (a local batch is
+    copied byte for byte), else the ``batch.parquet`` of a quarantine folder whose ``result.json`` names a
+    dataset of that name (a batch read from an object store has no ``source/`` copy).
+    """
+    root = (storage or local_storage)(os.fspath(quarantine_dir))
     if not root.is_dir():
         return None
-    found = sorted(root.rglob(f"source/{name}"))
-    return str(found[-1]) if found else None
+    found = sorted((p for p in root.rglob(name) if p.parent.name == "source"), key=str)
+    if found:
+        return uri_under(quarantine_dir, root, found[-1])
+    for result in sorted(root.rglob("result.json"), key=str, reverse=True):
+        try:
+            with result.open("r", encoding="utf-8") as fh:
+                dataset = str((json.load(fh).get("details") or {}).get("dataset") or "")
+        except (OSError, ValueError):
+            continue
+        if dataset.rstrip("/").rsplit("/", 1)[-1] == name:
+            return uri_under(quarantine_dir, root, result.parent / "batch.parquet")
+    return None
 
 
 def label_status(
@@ -59,18 +76,22 @@ def label_status(
     predictions_dir: str | os.PathLike[str],
     quarantine_dir: str | os.PathLike[str],
     batches_dir: str | os.PathLike[str],
+    storage: Storage | None = None,
 ) -> LabelStatus:
     """
     Where the label file ``name`` stands: :data:`SCORED`, :data:`QUARANTINED`, :data:`PENDING` or :data:`NO_BATCH`.
 
     Scored wins over quarantined (a batch re-landed and accepted after an earlier quarantine is scored).
+
+    :param storage: URI -> path object (default: local paths; ``PipelineSpec.storage`` on an object store).
     """
-    predictions = Path(predictions_dir) / name
-    if predictions.exists():
-        return LabelStatus(SCORED, name, str(predictions))
-    copy = quarantined_copy(quarantine_dir, name)
+    storage = storage or local_storage
+    predictions = join(predictions_dir, name)
+    if storage(predictions).exists():
+        return LabelStatus(SCORED, name, predictions)
+    copy = quarantined_copy(quarantine_dir, name, storage)
     if copy is not None:
-        return LabelStatus(QUARANTINED, name, str(predictions), quarantined_at=copy)
-    if (Path(batches_dir) / name).exists():
-        return LabelStatus(PENDING, name, str(predictions))
-    return LabelStatus(NO_BATCH, name, str(predictions))
+        return LabelStatus(QUARANTINED, name, predictions, quarantined_at=copy)
+    if storage(join(batches_dir, name)).exists():
+        return LabelStatus(PENDING, name, predictions)
+    return LabelStatus(NO_BATCH, name, predictions)

@@ -22,8 +22,10 @@ def pending_batches(ledger_path: str, consumer: str, triggered: list[dict[str, A
     (``consumer`` in the ledger) that no run has taken yet, oldest first, each once.
 
     A batch is recorded as taken (``<consumer>.taken``) by the run that checks it.  Returns
-    ``[{"batch_uri", "name", "batch_id"}]``; a file re-landed under the same name appears once (its
-    latest content).
+    ``[{"batch_uri", "name", "batch_id", "step"}]``; a file re-landed under the same name appears once (its
+    latest content).  ``step`` is the batch's ordinal (1, 2, ...) in the ``<consumer>.taken`` history, the
+    order batches were taken in: the MLflow step of its quality figures.  The ledger never changes a claim,
+    so a rerun finds the same step.
     """
     from mlops_provider.core.batches import Batch, BatchLedger
 
@@ -43,4 +45,8 @@ def pending_batches(ledger_path: str, consumer: str, triggered: list[dict[str, A
         path = _local(uri)
         batches = [b for b in batches if b["batch_uri"] != path]
         batches.append({"batch_uri": path, "name": os.path.basename(path), "batch_id": batch_id})
+    if batches:
+        order = {row["batch_id"]: i for i, row in enumerate(ledger.history(f"{consumer}.taken"), start=1)}
+        for b in batches:
+            b["step"] = order.get(b["batch_id"])
     return batches

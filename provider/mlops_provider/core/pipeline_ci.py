@@ -20,6 +20,8 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from mlops_provider.core.storage import Storage, join, local_storage, mtime, read_parquet
+
 if TYPE_CHECKING:
     import pandas as pd
 
@@ -113,34 +115,38 @@ def check_dag_integrity(candidate: PipelineSpec, tests_root: str | os.PathLike[s
     return found
 
 
-def latest_batch(candidate: PipelineSpec) -> str | None:
+def latest_batch(candidate: PipelineSpec, storage: Storage | None = None) -> str | None:
     """The latest landed batch (by name) of the candidate's batch folder, or ``None``."""
-    batches = sorted(Path(candidate.data_path("batches")).parent.glob("*.parquet"))
-    return str(batches[-1]) if batches else None
+    folder = candidate.batches_dir
+    found = (storage or local_storage)(folder)
+    names = sorted(p.name for p in found.glob("*.parquet")) if found.is_dir() else []
+    return join(folder, names[-1]) if names else None
 
 
-def check_data_contract(candidate: PipelineSpec) -> dict[str, Any]:
+def check_data_contract(candidate: PipelineSpec, storage: Storage | None = None) -> dict[str, Any]:
     """
     The candidate's contracts match the schema of the data it will see (the base set, the latest batch),
     and every column the definition names exists in the base training set.
-    """
-    import pandas as pd
 
+    :param storage: URI -> path object (default: local paths; ``candidate.storage`` on an object store).
+    """
     from mlops_provider.core.validation import compare_schema, describe_schema_changes, load_suite_file
 
     candidate.check_contracts()
     checks = {"training_contract": candidate.data_path("training")}
-    batch = latest_batch(candidate)
+    storage = storage or local_storage
+    batch = latest_batch(candidate, storage)
     if batch:
         checks["batch_contract"] = batch
     problems: dict[str, str] = {}
+    frames = {contract: read_parquet(storage(data)) for contract, data in checks.items()}
     for contract, data in checks.items():
         source = load_suite_file(candidate.contract_path(contract))
-        changes = compare_schema(pd.read_parquet(data), source.schema or {})
+        changes = compare_schema(frames[contract], source.schema or {})
         if changes:
             problems[contract] = f"{data}: {describe_schema_changes(changes)}"
     named = set(candidate.feature_columns) | {candidate.raw["target"], *candidate.exclude_columns}
-    missing = sorted(named - set(pd.read_parquet(checks["training_contract"]).columns))
+    missing = sorted(named - set(frames["training_contract"].columns))
     if missing:
         problems["features"] = f"columns named by the pipeline but absent from the training data: {missing}"
     if problems:
@@ -181,22 +187,29 @@ def restore_definition(live_path: str, previous_definition: str | None) -> bool:
 # ---------------------------------------------------------------------- post-deployment check
 
 
-def first_labelled_batch_after(labels_dir: str, batches_dir: str, after: float) -> str | None:
-    """The name of the first label file landed after ``after`` (mtime) whose batch also landed, or ``None``."""
-    labels = Path(labels_dir)
+def first_labelled_batch_after(labels_dir: str, batches_dir: str, after: float,
+                               storage: Storage | None = None) -> str | None:
+    """
+    The name of the first label file landed after ``after`` (mtime) whose batch also landed, or ``None``.
+
+    :param storage: URI -> path object (default: local paths); on an object store the mtime is the
+        object's last modification.
+    """
+    storage = storage or local_storage
+    labels, batches = storage(labels_dir), storage(batches_dir)
     fresh = sorted(
         p.name for p in (labels.glob("*.parquet") if labels.is_dir() else [])
-        if p.stat().st_mtime > after and (Path(batches_dir) / p.name).exists()
+        if mtime(p) > after and (batches / p.name).exists()
     )
     return fresh[0] if fresh else None
 
 
-def labelled_frame(batches_dir: str, labels_dir: str, name: str, id_column: str) -> pd.DataFrame:
+def labelled_frame(batches_dir: str, labels_dir: str, name: str, id_column: str,
+                   storage: Storage | None = None) -> pd.DataFrame:
     """Batch ``name`` joined with its labels on ``id_column``."""
-    import pandas as pd
-
-    features = pd.read_parquet(Path(batches_dir) / name)
-    labels = pd.read_parquet(Path(labels_dir) / name)
+    storage = storage or local_storage
+    features = read_parquet(storage(join(batches_dir, name)))
+    labels = read_parquet(storage(join(labels_dir, name)))
     return features.merge(labels, on=id_column, suffixes=("", "_label"))
 
 

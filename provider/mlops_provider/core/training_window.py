@@ -1,6 +1,8 @@
 """The training window of a retraining: which labelled data a new model is trained and evaluated on.
 
-Pure functions (no Airflow); pandas is imported inside :func:`assemble_training_window`.
+Pure functions (no Airflow); pandas is imported inside :func:`assemble_training_window`.  Every folder is
+a URI read through a *storage* (:mod:`mlops_provider.core.storage`): a local folder by default, an object
+store (``s3://...`` with the root's connection) when the caller passes ``PipelineSpec.storage``.
 
 A batch is *accepted* when it passed validation and was scored: its predictions file exists (a
 quarantined batch never gets one).  Its labels land later, in a file of the same name.  The window is,
@@ -19,8 +21,9 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
+
+from mlops_provider.core.storage import Storage, join, local_storage, read_parquet, write_parquet
 
 #: Latest N accepted batches only (the base set drops out once a batch was accepted).
 LATEST = "latest"
@@ -49,9 +52,9 @@ class WindowPlan:
         return ([BASE] if self.base else []) + list(self.batches)
 
 
-def accepted_batches(predictions_dir: str | os.PathLike[str]) -> list[str]:
+def accepted_batches(predictions_dir: str | os.PathLike[str], storage: Storage | None = None) -> list[str]:
     """The file names of the accepted (scored) batches, sorted by name: ``predictions_dir/*.parquet``."""
-    folder = Path(predictions_dir)
+    folder = (storage or local_storage)(os.fspath(predictions_dir))
     return sorted(p.name for p in folder.glob("*.parquet")) if folder.is_dir() else []
 
 
@@ -76,9 +79,10 @@ def plan_window(accepted: Sequence[str], mode: str = LATEST, n: int = 3) -> Wind
     return WindowPlan(base=not latest, batches=latest)  # no accepted batch yet: the base set
 
 
-def missing_labels(plan: WindowPlan, labels_dir: str | os.PathLike[str]) -> list[str]:
+def missing_labels(plan: WindowPlan, labels_dir: str | os.PathLike[str], storage: Storage | None = None) -> list[str]:
     """The batches of the window whose label file has not landed yet."""
-    return [name for name in plan.batches if not (Path(labels_dir) / name).exists()]
+    folder = (storage or local_storage)(os.fspath(labels_dir))
+    return [name for name in plan.batches if not (folder / name).exists()]
 
 
 def assemble_training_window(
@@ -94,6 +98,7 @@ def assemble_training_window(
     n: int = 3,
     eval_fraction: float = 0.2,
     seed: int = 42,
+    storage: Storage | None = None,
 ) -> dict[str, Any] | None:
     """
     Write the training window to ``output_dir``: ``train.parquet`` and ``eval.parquet`` (seeded shuffle).
@@ -101,6 +106,9 @@ def assemble_training_window(
     Each accepted batch is joined with its labels on ``id_column``; the base training set already holds
     ``target``.  ``score_input`` is the latest batch of the window (what the new champion scores first),
     or, for a window of the base set only, the evaluation split without the target.
+
+    :param storage: URI -> path object for every folder and file (default: local paths); the returned
+        paths are URIs under ``output_dir`` / ``batches_dir`` as given (``s3://...`` on a store).
 
     :returns: ``{"train", "eval", "score_input", "source", "n_rows", "rows_by_source", "mode"}`` (small,
         JSON-safe), or ``None`` while a batch of the window waits for its labels.
@@ -111,20 +119,21 @@ def assemble_training_window(
 
     if not 0 < eval_fraction < 1:
         raise TrainingWindowError(f"eval_fraction must be between 0 and 1; got {eval_fraction!r}")
-    plan = plan_window(accepted_batches(predictions_dir), mode, n)
-    if missing_labels(plan, labels_dir):
+    storage = storage or local_storage
+    plan = plan_window(accepted_batches(predictions_dir, storage), mode, n)
+    if missing_labels(plan, labels_dir, storage):
         return None
     frames: list[pd.DataFrame] = []
     rows: dict[str, int] = {}
     if plan.base:
-        base = pd.read_parquet(training_path)
+        base = read_parquet(storage(training_path))
         if target not in base.columns:
             raise TrainingWindowError(f"the base training set {training_path} has no target column {target!r}")
         frames.append(base)
         rows[BASE] = len(base)
     for name in plan.batches:
-        features = pd.read_parquet(Path(batches_dir) / name)
-        labels = pd.read_parquet(Path(labels_dir) / name)
+        features = read_parquet(storage(join(batches_dir, name)))
+        labels = read_parquet(storage(join(labels_dir, name)))
         for what, frame in (("batch", features), ("label file", labels)):
             if id_column not in frame.columns:
                 raise TrainingWindowError(f"{what} {name} has no id column {id_column!r}: cannot join labels")
@@ -140,18 +149,17 @@ def assemble_training_window(
         raise TrainingWindowError(f"the training window {plan.source} holds {len(frame)} labelled row(s)")
     frame = frame.sample(frac=1.0, random_state=seed).reset_index(drop=True)
     n_eval = max(1, int(len(frame) * eval_fraction))
-    out = Path(output_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    frame.iloc[n_eval:].to_parquet(out / "train.parquet", index=False)
-    frame.iloc[:n_eval].to_parquet(out / "eval.parquet", index=False)
+    storage(output_dir).mkdir(parents=True, exist_ok=True)
+    write_parquet(frame.iloc[n_eval:], storage(join(output_dir, "train.parquet")))
+    write_parquet(frame.iloc[:n_eval], storage(join(output_dir, "eval.parquet")))
     if plan.batches:
-        score_input = str(Path(batches_dir) / plan.batches[-1])
+        score_input = join(batches_dir, plan.batches[-1])
     else:
-        frame.iloc[:n_eval].drop(columns=[target]).to_parquet(out / "score.parquet", index=False)
-        score_input = str(out / "score.parquet")
+        score_input = join(output_dir, "score.parquet")
+        write_parquet(frame.iloc[:n_eval].drop(columns=[target]), storage(score_input))
     return {
-        "train": str(out / "train.parquet"),
-        "eval": str(out / "eval.parquet"),
+        "train": join(output_dir, "train.parquet"),
+        "eval": join(output_dir, "eval.parquet"),
         "score_input": score_input,
         "source": plan.source,
         "n_rows": len(frame),

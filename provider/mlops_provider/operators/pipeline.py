@@ -46,6 +46,21 @@ def local_path(uri: str) -> str:
     return uri[len("file://"):] if uri.startswith("file://") else uri
 
 
+def storage_for(conn_id: str | None) -> Any:
+    """URI -> path object: ``ObjectStoragePath`` with ``conn_id`` on an object store, ``pathlib.Path`` locally."""
+
+    def storage(uri: str) -> Any:
+        if "://" in uri and not uri.startswith("file://"):
+            from airflow.sdk import ObjectStoragePath
+
+            return ObjectStoragePath(uri, conn_id=conn_id)
+        from mlops_provider.core.storage import local_storage
+
+        return local_storage(uri)
+
+    return storage
+
+
 def triggering_payloads(context: Context | dict[str, Any]) -> list[dict[str, Any]]:
     """
     The ``NewBatchTrigger`` payloads behind an asset-triggered run, oldest first.
@@ -91,7 +106,9 @@ class PendingBatchesOperator(BaseOperator):
     Every landed file this run must check, each once: the run's triggering files plus every file the
     watcher claimed that no earlier run took (Airflow merges close arrivals into one run and can leave an
     event of a burst unscheduled: the ledger, not the event list, decides).  Returns a list of
-    ``{"batch_uri", "name", "batch_id"}`` to map over (``.expand``).
+    ``{"batch_uri", "name", "batch_id", "step"}`` to map over (``.expand``): ``step`` is the file's ordinal
+    (1, 2, ...) in the order runs took files, the MLflow step of its quality figures (absent for a
+    manual run).
 
     :param ledger_path: the batch ledger the watcher (``NewBatchTrigger``) writes.
     :param consumer: the watcher's consumer name in the ledger; this operator records what it takes as
@@ -247,7 +264,7 @@ class DataContractCheckOperator(_PipelineCheckOperator):
     def check(self, candidate: PipelineSpec) -> dict[str, Any]:
         from mlops_provider.core.pipeline_ci import check_data_contract
 
-        return check_data_contract(candidate)
+        return check_data_contract(candidate, storage=candidate.storage)  # a local root or an object store
 
 
 # ---------------------------------------------------------------------- level 2: CD

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 from airflow.sdk import BaseSensorOperator, PokeReturnValue
 
 from mlops_provider._args import check_number
-from mlops_provider.operators.pipeline import load_spec, local_path, require_text
+from mlops_provider.operators.pipeline import load_spec, local_path, require_text, storage_for
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -35,6 +35,9 @@ class TrainingWindowSensor(BaseSensorOperator):
     The window comes from the pipeline's ``retraining.window`` (``latest``, ``base_plus_latest``, ``all``)
     and ``retraining.window_batches``.  Returns ``{"train", "eval", "score_input", "source", "n_rows",
     "rows_by_source", "mode"}``.
+
+    Every file is read and written through the pipeline's data root: a local folder, or an object store
+    (``data.root: s3://...`` with ``data.conn_id``), where the returned paths are ``s3://...`` URIs.
 
     :param pipeline: path of the pipeline YAML (templated).
     :param output_dir: where the window is written (templated; default ``<data.work>/training/<run_id>``).
@@ -70,15 +73,15 @@ class TrainingWindowSensor(BaseSensorOperator):
                 training_path=spec.data_path("training"), predictions_dir=spec.data_path("predictions"),
                 batches_dir=spec.batches_dir, labels_dir=spec.data_path("labels"), output_dir=out,
                 id_column=spec.raw["features"]["id"], target=spec.raw["target"],
-                mode=policy["window"], n=int(policy["window_batches"]),
+                mode=policy["window"], n=int(policy["window_batches"]), storage=spec.storage,
             )
         except TrainingWindowError as err:
             raise DatasetError(f"training window of {spec.name}: {err}") from None
         if window is None:
-            plan = plan_window(accepted_batches(spec.data_path("predictions")), policy["window"],
+            plan = plan_window(accepted_batches(spec.data_path("predictions"), spec.storage), policy["window"],
                                int(policy["window_batches"]))
-            self.log.info("waiting for the labels of %s (in %s)", missing_labels(plan, spec.data_path("labels")),
-                          spec.data_path("labels"))
+            self.log.info("waiting for the labels of %s (in %s)",
+                          missing_labels(plan, spec.data_path("labels"), spec.storage), spec.data_path("labels"))
             return PokeReturnValue(is_done=False)
         self.log.info("training window (%s): %s, %d rows", window["mode"], window["rows_by_source"], window["n_rows"])
         return PokeReturnValue(is_done=True, xcom_value=window)
@@ -99,13 +102,15 @@ class LabelsScoredSensor(BaseSensorOperator):
     :param quarantine_dir: where quarantined batches are copied (templated).
     :param batches_dir: where batches land (templated).
     :param scoring_wait: seconds to wait for the scoring (>= 0).
+    :param conn_id: Airflow connection of an object-store data root (the pipeline's ``data.conn_id``,
+        e.g. an ``aws`` connection for ``s3://`` folders); ``None`` for local folders.
     """
 
-    template_fields: Sequence[str] = ("labels", "predictions_dir", "quarantine_dir", "batches_dir")
+    template_fields: Sequence[str] = ("labels", "predictions_dir", "quarantine_dir", "batches_dir", "conn_id")
     ui_color = "#fff8e1"
 
     def __init__(self, *, labels: str, predictions_dir: str, quarantine_dir: str, batches_dir: str,
-                 scoring_wait: float = 1800, **kwargs: Any) -> None:
+                 scoring_wait: float = 1800, conn_id: str | None = None, **kwargs: Any) -> None:
         where = f"LabelsScoredSensor {kwargs.get('task_id')!r}"
         for name, value in (("labels", labels), ("predictions_dir", predictions_dir),
                             ("quarantine_dir", quarantine_dir), ("batches_dir", batches_dir)):
@@ -120,6 +125,7 @@ class LabelsScoredSensor(BaseSensorOperator):
         self.quarantine_dir = quarantine_dir
         self.batches_dir = batches_dir
         self.scoring_wait = scoring_wait
+        self.conn_id = conn_id
         self._first_poke: float | None = None
 
     def poke(self, context: Context) -> PokeReturnValue:
@@ -130,7 +136,8 @@ class LabelsScoredSensor(BaseSensorOperator):
 
         path = local_path(self.labels)
         status = label_status(os.path.basename(path), predictions_dir=self.predictions_dir,
-                              quarantine_dir=self.quarantine_dir, batches_dir=self.batches_dir)
+                              quarantine_dir=self.quarantine_dir, batches_dir=self.batches_dir,
+                              storage=storage_for(self.conn_id or None))
         if status.state == SCORED:
             return PokeReturnValue(is_done=True, xcom_value={"labels": path, "predictions": status.predictions,
                                                              "state": status.state})
@@ -154,7 +161,8 @@ class PostDeploymentCheckSensor(BaseSensorOperator):
     Wait for the first labelled live batch landed after the deployment; score the deployed model on it
     and compare the gate metric with the gate's floor (``gate.min_value``).  Returns
     ``{"batch", "metric", "value", "floor", "ok", "rows"}``; a value below the floor is a verdict
-    (``ok: false``), not a task failure: the rollback downstream acts on it.
+    (``ok: false``), not a task failure: the rollback downstream acts on it.  On an object-store data root
+    the labels and batches are read through ``data.conn_id`` (the landing time is the object's mtime).
 
     :param pipeline: the live pipeline YAML (templated).
     :param model_uri: the deployed model (templated, e.g. ``models:/m/3``).
@@ -187,7 +195,7 @@ class PostDeploymentCheckSensor(BaseSensorOperator):
 
         spec = load_spec(self.pipeline)
         labels = spec.data_path("labels")
-        name = first_labelled_batch_after(labels, spec.batches_dir, float(self.deployed_at))
+        name = first_labelled_batch_after(labels, spec.batches_dir, float(self.deployed_at), spec.storage)
         if name is None:
             self.log.info("no labelled live batch landed since the deployment yet (%s)", labels)
             return PokeReturnValue(is_done=False)
@@ -199,7 +207,7 @@ class PostDeploymentCheckSensor(BaseSensorOperator):
             model = mlflow.sklearn.load_model(self.model_uri)
         metric = spec.raw["gate"]["metric"]
         verdict = post_deployment_verdict(
-            model, labelled_frame(spec.batches_dir, labels, name, spec.raw["features"]["id"]),
+            model, labelled_frame(spec.batches_dir, labels, name, spec.raw["features"]["id"], spec.storage),
             features=spec.feature_columns, target=spec.raw["target"], metric=metric,
             floor=float(spec.raw["gate"]["min_value"]), lower_is_better=not greater_is_better(metric), batch=name,
         )
