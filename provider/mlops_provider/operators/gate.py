@@ -447,11 +447,12 @@ class PromotionGateOperator(LineageMixin, BaseOperator):
         The run carries the Airflow lineage tags of training runs (``mlops.dag_id``, ``mlops.run_id``,
         ``mlops.task_id``, ``mlops.map_index``, ``mlops.try_number``).  Call inside :meth:`MlflowHook.mlflow_env`.
         """
-        from mlops_provider._airflow_tags import lineage_tags
         from concurrent.futures import ThreadPoolExecutor
 
         from mlflow.entities import Metric, RunTag
         from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
+
+        from mlops_provider._airflow_tags import lineage_tags
 
         report = {
             "model_name": self.model_name,

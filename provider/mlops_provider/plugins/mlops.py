@@ -4,7 +4,8 @@ Installing the provider is enough: the API server mounts the view's FastAPI app 
 shows "MLOps" in its navigation (an external view of the app's own pages, at ``/plugin/mlops``).
 
 Every Airflow process loads plugins, task processes too (for macros), so this module stays light: the
-FastAPI app (FastAPI, Jinja2, the page code) is imported on the first request the API server routes to it.
+FastAPI app (FastAPI, Jinja2, the page code) is imported by the API server only, by the warm-up thread its
+root middleware starts (:mod:`.warmup`) or else on the first request routed to it.
 """
 
 from __future__ import annotations
@@ -30,11 +31,37 @@ class _LazyApp:
         await self._app(scope, receive, send)
 
 
+class WarmUpMiddleware:
+    """
+    A pass-through ASGI middleware of the API server's root app whose only job is to start the view's warm-up.
+
+    Only the API server builds plugin root middlewares, and it builds them when it starts (the ASGI lifespan
+    startup), so the warm-up (:mod:`mlops_provider.plugins.warmup`: imports, MLflow client, timelines) runs
+    before the first person opens the view, in the API server alone, once per worker process.
+    """
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+        try:
+            from mlops_provider.plugins import warmup
+
+            if warmup.enabled():
+                warmup.start()
+        except Exception:  # noqa: BLE001 - never keep the API server from starting
+            import logging
+
+            logging.getLogger(__name__).warning("MLOps view: the warm-up could not start", exc_info=True)
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        await self.app(scope, receive, send)
+
+
 class MlopsPlugin(AirflowPlugin):
     """Models, model timelines, versions and reports of the MLOps loop, inside the Airflow UI."""
 
     name = "mlops"
     fastapi_apps = [{"app": _LazyApp(), "url_prefix": URL_PREFIX, "name": "MLOps view"}]
+    fastapi_root_middlewares = [{"middleware": WarmUpMiddleware, "name": "MLOps view warm-up"}]
     external_views = [
         {
             "name": "MLOps",
