@@ -208,12 +208,14 @@ def test_mlflow_connection_form_and_test_button(logged_in, demo_story):
     wait(lambda: [o for o in browser.find_elements(By.CSS_SELECTOR, "[role=option]") if o.text.strip() == "MLflow"],
          what="the MLflow connection type")[0].click()
     wait(lambda: dialog.find_element(By.NAME, "host"), what="the Tracking URI field")
+    assert "Tracking URI" in dialog.text and "Password or token" in dialog.text, dialog.text
+    standard = [dialog.text] + [f.get_attribute(a) or "" for f in dialog.find_elements(By.CSS_SELECTOR, "input, textarea")
+                                for a in ("placeholder", "value")]
     [b for b in dialog.find_elements(By.TAG_NAME, "button") if b.text == "Extra Fields"][0].click()
     wait(lambda: "Auth mode" in dialog.text, what="the extra fields")
     fields = dialog.find_elements(By.CSS_SELECTOR, "input, textarea")
-    shown = [dialog.text] + [f.get_attribute(a) or "" for f in fields for a in ("placeholder", "value")]
+    shown = standard + [dialog.text] + [f.get_attribute(a) or "" for f in fields for a in ("placeholder", "value")]
     assert not [s for s in shown if "null" in s.lower()], shown
-    assert "Tracking URI" in dialog.text and "Password or token" in dialog.text
     shot(browser, "ui-connection-form")
 
     browser.get(f"{stack.url}/connections")
