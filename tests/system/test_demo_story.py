@@ -223,7 +223,7 @@ def test_mlflow_connection_form_and_test_button(logged_in, demo_story):
         row = wait(lambda c=conn_id: [r for r in browser.find_elements(By.CSS_SELECTOR, "tbody tr") if c in r.text],
                    what=f"the row of {conn_id}")[0]
         button = row.find_element(By.CSS_SELECTOR, "button[aria-label='Test Connection']")
-        button.click()
+        browser.execute_script("arguments[0].click()", button)  # the previous row's tooltip may cover it
         wait(lambda b=button, want=colour: b.find_element(By.TAG_NAME, "svg").get_attribute("color") == want,
              timeout=90, what=f"the Test button of {conn_id} to turn {colour}")
     # the request the button makes (the UI sends the hidden port as 0), and the hook's answers
