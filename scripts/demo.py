@@ -71,13 +71,16 @@ def training_outcome(stack: AirflowLocal, run_id: str) -> str:
     return f"retraining failed at {failed}" if failed else f"retraining {states}"
 
 
-def run_story(workdir: Path, keep: bool = False, quiet: bool = False, hold: bool = False) -> dict[str, Any]:
+def run_story(
+    workdir: Path, keep: bool = False, quiet: bool = False, hold: bool = False, env: dict[str, str] | None = None,
+) -> dict[str, Any]:
     """
     Play the whole story under a real Airflow deployment in ``workdir``; return the timeline.
 
     :param keep: keep Airflow and an MLflow UI running until Ctrl-C; the ``mlflow`` connection's ``ui_url``
         points at that MLflow UI, so the tasks' extra links open it.
     :param hold: leave Airflow running and return it as ``result["stack"]`` (the caller stops it).
+    :param env: more environment for every Airflow component (the browser tests enable connection testing).
     """
     say = (lambda _m: None) if quiet else log
     started = time.monotonic()
@@ -100,6 +103,7 @@ def run_story(workdir: Path, keep: bool = False, quiet: bool = False, hold: bool
             MLOPS_DEMO_DIR=str(workdir),
             MLOPS_DATA_DIR=str(data),
             MLOPS_RETRAIN_SCHEDULE="",  # events only: the story decides when to retrain
+            **(env or {}),
         ),
     )
     say(f"preparing {workdir} (Airflow metadata DB and MLflow store on SQLite)")

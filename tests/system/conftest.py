@@ -102,7 +102,9 @@ def demo_story(session_dir: Path):
     import demo
 
     # Not quiet: pytest captures the day-by-day log and shows it when the story fails.
-    result = demo.run_story(session_dir / "demo-story", keep=False, quiet=False, hold=True)
+    # connection testing on, as a deployment that wants the connection form's Test button enables it
+    result = demo.run_story(session_dir / "demo-story", keep=False, quiet=False, hold=True,
+                            env={"AIRFLOW__CORE__TEST_CONNECTION": "Enabled"})
     try:
         yield result
     finally:

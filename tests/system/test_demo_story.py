@@ -175,3 +175,102 @@ def test_requests_without_login_are_refused(demo_story):
     links = stack.api("GET", f"/dags/{TRAINING}/dagRuns/{run}/taskInstances/gate/links")["extra_links"]
     status, _media, _body = http_get(links["Gate report"], None)
     assert status == 401
+
+
+def test_mlflow_connection_form_and_test_button(logged_in, demo_story):
+    """
+    The ``mlflow`` connection form shows no literal "null", and with ``[core] test_connection = Enabled``
+    (the demo_story fixture sets it) the connection list's Test button turns green for a store that answers
+    and red for one that does not; the request it makes answers with the hook's message.
+    """
+    import json
+
+    from selenium.webdriver.common.by import By
+
+    from tests.helpers.servers import free_port
+
+    browser, stack = logged_in, demo_story["stack"]
+    connections = {
+        "mlflow_ui_check": ({"host": demo_story["mlflow_uri"]}, "green"),
+        "mlflow_ui_down": ({"host": f"http://127.0.0.1:{free_port()}",
+                            "extra": json.dumps({"max_retries": 0, "timeout": 5})}, "red"),
+    }
+    for conn_id, (fields, _colour) in connections.items():
+        stack.api("POST", "/connections", {"connection_id": conn_id, "conn_type": "mlflow", **fields})
+
+    browser.get(f"{stack.url}/connections")
+    wait(lambda: [b for b in browser.find_elements(By.TAG_NAME, "button") if b.text == "Add Connection"],
+         what="the Add Connection button")[0].click()
+    dialog = wait(lambda: browser.find_element(By.CSS_SELECTOR, "[role=dialog]"), what="the connection form")
+    combo = dialog.find_element(By.CSS_SELECTOR, "input[role=combobox]")
+    combo.click()
+    combo.send_keys("MLflow")
+    wait(lambda: [o for o in browser.find_elements(By.CSS_SELECTOR, "[role=option]") if o.text.strip() == "MLflow"],
+         what="the MLflow connection type")[0].click()
+    wait(lambda: dialog.find_element(By.NAME, "host"), what="the Tracking URI field")
+    assert "Tracking URI" in dialog.text and "Password or token" in dialog.text, dialog.text
+    standard = [dialog.text] + [f.get_attribute(a) or "" for f in dialog.find_elements(By.CSS_SELECTOR, "input, textarea")
+                                for a in ("placeholder", "value")]
+    [b for b in dialog.find_elements(By.TAG_NAME, "button") if b.text == "Extra Fields"][0].click()
+    wait(lambda: "Auth mode" in dialog.text, what="the extra fields")
+    fields = dialog.find_elements(By.CSS_SELECTOR, "input, textarea")
+    shown = standard + [dialog.text] + [f.get_attribute(a) or "" for f in fields for a in ("placeholder", "value")]
+    assert not [s for s in shown if "null" in s.lower()], shown
+    shot(browser, "ui-connection-form")
+
+    browser.get(f"{stack.url}/connections")
+    for conn_id, (_fields, colour) in connections.items():
+        row = wait(lambda c=conn_id: [r for r in browser.find_elements(By.CSS_SELECTOR, "tbody tr") if c in r.text],
+                   what=f"the row of {conn_id}")[0]
+        button = row.find_element(By.CSS_SELECTOR, "button[aria-label='Test Connection']")
+        browser.execute_script("arguments[0].click()", button)  # the previous row's tooltip may cover it
+        wait(lambda b=button, want=colour: b.find_element(By.TAG_NAME, "svg").get_attribute("color") == want,
+             timeout=90, what=f"the Test button of {conn_id} to turn {colour}")
+    # the request the button makes (the UI sends the hidden port as 0), and the hook's answers
+    for conn_id, (fields, _colour) in connections.items():
+        answer = stack.api("POST", "/connections/test", {"connection_id": conn_id, "conn_type": "mlflow", "port": 0,
+                                                        "login": "", "password": "", "schema": "", **fields})
+        if conn_id == "mlflow_ui_check":
+            assert answer == {"status": True, "message": f"Connected to MLflow at {demo_story['mlflow_uri']}"}
+        else:
+            assert answer["status"] is False and "Cannot reach MLflow tracking server" in answer["message"], answer
+
+
+def test_drift_and_decay_asset_pages_and_their_producer(logged_in, demo_story):
+    """
+    Airflow 3.3.2 lists as "Producing Tasks" only tasks that declare the asset as an outlet; the drift and decay
+    events are emitted through asset aliases, so the asset pages show none (docs/ui.md).  The producer is in
+    each event's extra (dag_id, run_id, task_id, map_index) and names a task instance that exists.
+    """
+    from urllib.parse import quote
+
+    from selenium.webdriver.common.by import By
+
+    from mlops_provider.operators.drift import drift_asset_uri
+    from mlops_provider.operators.performance import performance_decay_uri
+
+    browser, stack = logged_in, demo_story["stack"]
+    expected_task = {drift_asset_uri(MODEL): "check_batch.check_drift",
+                     performance_decay_uri(MODEL): "check_decay"}
+    for uri, task_id in expected_task.items():
+        (asset,) = [a for a in stack.api("GET", "/assets?limit=100")["assets"] if a["uri"] == uri]
+        assert asset["producing_tasks"] == [], asset["producing_tasks"]  # what the page counts
+        events = stack.api("GET", f"/assets/events?asset_id={asset['id']}&limit=100")["asset_events"]
+        assert events, f"no event on {uri}"
+        for event in events:
+            producer = event["extra"]["producer"]
+            assert set(producer) == {"dag_id", "run_id", "task_id", "map_index"}, producer
+            assert producer["task_id"].endswith(task_id), producer
+            assert (producer["dag_id"], producer["task_id"], producer["run_id"], producer["map_index"]) == (
+                event["source_dag_id"], event["source_task_id"], event["source_run_id"], event["source_map_index"]), event
+            ti = stack.api("GET", f"/dags/{producer['dag_id']}/dagRuns/{quote(producer['run_id'], safe='')}"
+                                  f"/taskInstances/{producer['task_id']}/{producer['map_index']}"
+                           if producer["map_index"] >= 0 else
+                           f"/dags/{producer['dag_id']}/dagRuns/{quote(producer['run_id'], safe='')}"
+                           f"/taskInstances/{producer['task_id']}")
+            assert ti["state"] == "success", ti
+        browser.get(f"{stack.url}/assets/{asset['id']}")
+        text = wait(lambda: "Producing Tasks" in browser.find_element(By.TAG_NAME, "body").text
+                    and browser.find_element(By.TAG_NAME, "body").text, what=f"the asset page of {uri}")
+        assert "Producing Tasks" in text and "0" in text.split("Producing Tasks", 1)[1][:40], text[:1500]
+        shot(browser, "ui-asset-" + ("drift" if "drift" in uri else "decay"))

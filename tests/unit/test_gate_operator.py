@@ -372,6 +372,18 @@ def test_dag_run_end_to_end(mlflow_conn_sqlite, airflow_db, eval_path, tmp_path)
         result = XComModel.deserialize_value(row)
     _assert_small_json(result)
     assert result["verdict"] == "blessed" and result["challenger_version"] == v2
+    _assert_lineage(result["run_id"], "gate_e2e", run.run_id, "gate")
+
+
+def _assert_lineage(gate_run_id: str, dag_id: str, run_id: str, task_id: str) -> None:
+    """The gate's report run carries the Airflow lineage tags of training runs (test_training.py)."""
+    from mlops_provider._airflow_tags import LINEAGE_TAGS
+
+    tags = MlflowHook().get_client().get_run(gate_run_id).data.tags
+    assert {k: tags.get(k) for k in LINEAGE_TAGS} == {
+        "mlops.dag_id": dag_id, "mlops.run_id": run_id, "mlops.task_id": task_id,
+        "mlops.map_index": "-1", "mlops.try_number": "1",
+    }
 
 
 def test_operator_module_is_parse_safe():
@@ -559,6 +571,7 @@ def test_refused_gate_records_its_verdict_like_a_pass(mlflow_conn_sqlite, airflo
     sync_bag_to_db(bag, bundle_name="dags-folder", bundle_version=None)
     run = bag.dags["gate_refuses"].test(run_conf={"model_name": name, "eval_path": eval_path})
     client = MlflowHook().get_client()
+    ran: set[str] = set()
     with create_session() as session:
         states = {
             ti.task_id: ti.state
@@ -576,7 +589,12 @@ def test_refused_gate_records_its_verdict_like_a_pass(mlflow_conn_sqlite, airflo
             assert result["n_failed"] >= 1 and result["failed"][0].startswith("change:accuracy[overall]")
             run_info = client.get_run(result["run_id"])
             assert run_info.data.tags["mlops.verdict"] == "not_blessed" and run_info.info.status == "FINISHED"
+            _assert_lineage(result["run_id"], "gate_refuses", run.run_id, task_id)
+            ran.add(result["run_id"])
     assert _tags(name, v2)["gate.passed"] == "false" and _aliases(name)["champion"] == v1
+    # the version's tags name the (last) refusing gate run and its verdict, as for a pass
+    assert _tags(name, v2)["gate.run_id"] in ran and len(ran) == 2
+    assert json.loads(_tags(name, v2)["gate.summary"])["verdict"] == "not_blessed"
 
 
 def test_one_class_slice_names_the_reason_in_its_failed_check(mlflow_conn_sqlite, tmp_path):

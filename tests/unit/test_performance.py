@@ -82,8 +82,12 @@ def _op(name, tmp_path, **kw):
 
 def test_decay_emits_asset_event_with_figures(champion, tmp_path):
     name, version = champion
+    from types import SimpleNamespace
+
     _write(tmp_path, version, accuracy=0.6)
     ctx = _context()
+    ctx["ti"] = SimpleNamespace(dag_id="performance_monitor__m", task_id="performance", run_id="test_run",
+                                map_index=-1, try_number=1)
     result = _op(name, tmp_path).execute(ctx)
     assert result["verdict"] == "decay" and result["decayed"] is True
     assert result["join"]["n_unmatched_labels"] == 2 and result["join"]["unmatched_label_ids"] == [10_001, 10_002]
@@ -95,7 +99,9 @@ def test_decay_emits_asset_event_with_figures(champion, tmp_path):
     assert asset_event.dest_asset_key.uri == performance_decay_uri(name)
     assert asset_event.extra["metric"] in ("accuracy", "f1")
     assert asset_event.extra["model_version"] == version and asset_event.extra["tolerance"] == 0.05
-    assert set(asset_event.extra["producer"]) == {"dag_id", "run_id", "task_id"}
+    # the same producer shape as the drift event (test_drift_operator.py)
+    assert asset_event.extra["producer"] == {"dag_id": "performance_monitor__m", "run_id": "test_run",
+                                             "task_id": "performance", "map_index": -1}
 
 
 def test_no_decay_emits_nothing(champion, tmp_path):

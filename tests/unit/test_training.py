@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from mlops_provider._airflow_tags import LINEAGE_TAGS
 from mlops_provider.core import metrics, training
 from mlops_provider.exceptions import DatasetError, MlopsConfigurationError
 
@@ -402,6 +403,11 @@ def test_train_operator_regression_time_split_and_batch_predict(test_dags, mlflo
     run = client.get_run(result["run_id"])
     assert run.data.params["alpha"] == "0.1" and run.data.params["estimator"] == "sklearn.linear_model.Ridge"
     assert run.data.tags["mlops.try_number"] == "1"
+    # the Airflow lineage tags, the same on the gate's report run (test_gate_operator.py)
+    lineage = {k: v for k, v in run.data.tags.items() if k in LINEAGE_TAGS}
+    assert lineage == {"mlops.dag_id": test_dags.regression_dag.dag_id, "mlops.run_id": run.data.tags["mlops.run_id"],
+                       "mlops.task_id": "train", "mlops.map_index": "-1", "mlops.try_number": "1"}
+    assert run.data.tags["mlops.run_id"]
     assert run.data.tags["mlops.training_digest"] == result["training_data"]["digest"]
     digests = {d.dataset.name: d.dataset.digest for d in run.inputs.dataset_inputs}
     assert digests == {

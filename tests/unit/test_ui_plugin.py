@@ -28,6 +28,21 @@ TINY_PNG = bytes.fromhex(
 )
 
 
+#: The optional keys of newer gate reports (SHAPES.md), written by hand.
+NEW_REPORT_KEYS = {
+    "groups": {
+        "features": ["region"], "min_group_size": 30,
+        "challenger": {"region=EU": {"n": 400, "metrics": {"recall": 0.71}}, "region=US": {"n": 380, "metrics": {"recall": 0.69}}},
+        "champion": {"region=EU": {"n": 400, "metrics": {"recall": 0.66}}, "region=US": {"n": 380, "metrics": {"recall": 0.7}}},
+        "excluded": [{"group": "region=APAC", "n": 12, "reason": "fewer than 30 rows"}],
+    },
+    "intervals": {"level": 0.95, "resamples": 1000, "seed": 7, "metrics": {
+        "roc_auc": {"challenger": [0.75, 0.79], "champion": [0.74, 0.78], "diff": [-0.01, 0.03]},
+        "recall": {"challenger": [0.66, 0.74], "champion": None, "diff": None},
+    }},
+}
+
+
 class PerDagAuthManager(SimpleAuthManager):
     """The simple auth manager with a per-user DAG allow-list (users not listed: the role decides)."""
 
@@ -83,8 +98,12 @@ def story(tmp_path_factory):
             "mlops.dag_id": TRAIN_DAG, "mlops.run_id": airflow_run, "mlops.task_id": "train",
             "mlops.training_uri": f"/data/train-{version}.parquet", "mlops.training_digest": "ab" * 32,
         }, {"accuracy": 0.7 + version / 100, "n_train_rows": 4800})
+        card = {}
+        if version == 2:  # a model card on the training run, named by the version's tag (SHAPES.md)
+            client.log_text(run_id, "<html><body><h1>Model card of v2</h1></body></html>", "model_card/model_card.html")
+            card = {"mlops.model_card": "model_card/model_card.html"}
         client.create_model_version(MODEL, source=str(root / "training" / run_id / "model"), run_id=run_id, tags={
-            "mlops.registered_by": f"airflow:{TRAIN_DAG}/{airflow_run}/register_challenger"})
+            "mlops.registered_by": f"airflow:{TRAIN_DAG}/{airflow_run}/register_challenger", **card})
         report = {
             "model_name": MODEL, "challenger_version": str(version),
             "champion_version": str(version - 1) if version > 1 else None,
@@ -94,8 +113,14 @@ def story(tmp_path_factory):
             "spec": {"fairness": []}, "dataset": {"uri": "/data/eval.parquet", "digest": "cd" * 32, "n_rows": 1200},
             "metrics": {"challenger": {"overall": {"roc_auc": 0.77}}, "champion": {"overall": {"roc_auc": 0.76}}},
         }
-        gate_run = _run(client, exp["gate"], f"gate {MODEL} v{version}", {
-            "mlops.kind": "promotion_gate", "mlops.model_name": MODEL, "mlops.verdict": "blessed"},
+        gate_tags = {"mlops.kind": "promotion_gate", "mlops.model_name": MODEL, "mlops.verdict": "blessed"}
+        if version == 2:  # a newer report (SHAPES.md): per-group metrics and bootstrap intervals; the gate
+            # run has the lineage tags of training runs (v1 stands for an older run without them)
+            report.update(NEW_REPORT_KEYS)
+            report["decision"]["checks"][0]["interval"] = {"level": 0.95, "observed": [0.75, 0.79], "diff": [-0.01, 0.03]}
+            gate_tags.update({"mlops.dag_id": TRAIN_DAG, "mlops.run_id": airflow_run, "mlops.task_id": "gate",
+                              "mlops.map_index": "-1", "mlops.try_number": "1"})
+        gate_run = _run(client, exp["gate"], f"gate {MODEL} v{version}", gate_tags,
             artifacts={"gate/gate_report.json": json.dumps(report), "gate/gate_report.png": TINY_PNG})
         for key, value in {"passed": "true", "run_id": gate_run, "compared_to": str(version - 1) or "none",
                            "summary": '{"verdict":"blessed","failed":[]}'}.items():
@@ -163,6 +188,7 @@ def _endpoints(story) -> dict[str, str]:
         "validation report": f"/mlops/runs/{ids['validation']}/artifacts/validation/report.html",
         "drift report": f"/mlops/runs/{ids['drift']}/artifacts/drift/report.html",
         "drift run": f"/mlops/runs/{ids['drift']}",
+        "model card": f"/mlops/models/{MODEL}/versions/2/card",
     }
 
 
@@ -279,3 +305,74 @@ def test_links_without_mlflow_ui_open_the_plugin_pages(monkeypatch):
     assert hook.run_url("r1", "3") == "http://mlflow-ui:5000/#/experiments/3/runs/r1"
     assert hook.gate_report_url("r1", "3") == "http://mlflow-ui:5000/#/experiments/3/runs/r1/artifacts/gate/gate_report.png"
     assert hook.model_version_url("m", 2) == "http://mlflow-ui:5000/#/models/m/versions/2"
+
+
+def test_version_page_links_the_model_card_served_like_the_reports(api, story):
+    client, headers = api
+    page = client.get(f"/mlops/models/{MODEL}/versions/2", headers=headers("admin")).text
+    assert f'href="/mlops/models/{MODEL}/versions/2/card">Model card</a>' in page
+    card = client.get(f"/mlops/models/{MODEL}/versions/2/card", headers=headers("admin"))
+    assert card.status_code == 200 and "Model card of v2" in card.text
+    assert "sandbox" in card.headers["content-security-policy"]
+    # v1 has no card: no link, and the route says so
+    assert "Model card" not in client.get(f"/mlops/models/{MODEL}/versions/1", headers=headers("admin")).text
+    assert client.get(f"/mlops/models/{MODEL}/versions/1/card", headers=headers("admin")).status_code == 404
+
+
+def test_gate_report_shows_groups_and_intervals_when_present(api, story):
+    client, headers = api
+    for path in (f"/mlops/models/{MODEL}/versions/2", f"/mlops/runs/{story['ids']['gate2']}/gate"):
+        page = client.get(path, headers=headers("admin")).text
+        assert "Metrics per group" in page and "Groups of region" in page and "under\n30 rows" in page
+        assert "region=EU" in page and "0.71" in page and "0.66" in page and "region=US" in page
+        assert "region=APAC (12 rows: fewer than 30 rows)" in page
+        assert "Confidence intervals" in page and "95% bootstrap intervals (1000 resamples, seed 7)" in page
+        assert "[0.75, 0.79]" in page and "[0.74, 0.78]" in page and "[-0.01, 0.03]" in page
+        assert "95% [0.75, 0.79], diff [-0.01, 0.03]" in page  # the check's own interval
+    # an older report (v1) has neither: the page leaves the sections out
+    old = client.get(f"/mlops/models/{MODEL}/versions/1", headers=headers("admin")).text
+    assert "roc_auc" in old and "Metrics per group" not in old and "Confidence intervals" not in old
+
+
+def test_optional_report_sections_are_read_defensively():
+    from mlops_provider.plugins.views import group_table, interval_of, interval_table, render
+
+    assert group_table({}) is None and interval_table({}) is None and interval_of({}) is None
+    assert group_table({"groups": "not a dict"}) is None and group_table({"groups": {"challenger": []}}) is None
+    bad = {"groups": {"features": "region", "challenger": {"a": {"n": "x", "metrics": {"recall": "high"}}, "b": 3},
+                      "excluded": ["?", {"n": 2}]},
+           "intervals": {"level": 95, "metrics": {"auc": {"challenger": [0.1], "champion": "x"}, "f1": None}}}
+    groups = group_table(bad)
+    assert [r["group"] for r in groups["rows"]] == ["a", "b"] and groups["rows"][0]["challenger"] == {"recall": None}
+    assert groups["features"] == [] and groups["excluded"] == [{"group": "?", "n": 2, "reason": ""}]
+    intervals = interval_table(bad)
+    assert intervals["rows"] == [{"metric": "auc", "challenger": "-", "champion": "-", "diff": "-"},
+                                 {"metric": "f1", "challenger": "-", "champion": "-", "diff": "-"}]
+    assert interval_of({"interval": {"observed": [0.1, "x"]}}) is None
+    # the whole report body renders with them (malformed keys do not make an error page)
+    report = {"model_name": "m", "challenger_version": "2", "decision": {"passed": False, "verdict": "not_blessed",
+              "checks": [{"metric": "auc", "interval": "?"}]}, "metrics": {}, "dataset": {}, "spec": {}, **bad}
+    html = render("gate", report=report, gate_run="r", gate_png=None, u=lambda p: p,
+                  airflow_run=str, airflow_ti=str, mlflow_run=str)
+    assert "Metrics per group" in html and "Confidence intervals" in html and "Confidence bootstrap" in html
+
+
+def test_api_server_start_up_warms_the_view(api, story, monkeypatch):
+    """The plugin's root middleware starts the warm-up; it reads the timelines into the cache."""
+    from mlops_provider.plugins import store, warmup
+    from mlops_provider.plugins.mlops import WarmUpMiddleware
+
+    client, headers = api
+    assert any(m.cls is WarmUpMiddleware for m in client.app.user_middleware)
+    assert client.get("/mlops/", headers=headers("admin")).status_code == 200  # the app is built by now
+    assert warmup.status["started"] and warmup.done.wait(120), warmup.status
+    # what the thread runs, again on an empty cache: the model's monitoring runs are read ahead
+    monkeypatch.setattr(store, "_CACHE", {})
+    monkeypatch.setattr(warmup, "status", {**warmup.status, "models": 0, "timelines": 0})
+    warmup.warm()
+    assert warmup.status["models"] >= 1 and warmup.status["timelines"] >= 1
+    (entry,) = [e for (uri, query), e in store._CACHE.items() if uri == story["uri"] and f"'{MODEL}'" in query
+                and "mlops.model_name" in query]
+    assert story["ids"]["drift"] in entry["runs"] and entry["since"] is not None
+    monkeypatch.setenv("AIRFLOW__MLOPS__UI_WARM_UP", "False")
+    assert warmup.enabled() is False

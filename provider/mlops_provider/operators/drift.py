@@ -810,6 +810,8 @@ class DriftCheckOperator(LineageMixin, BaseOperator, SkipMixin):
     # ------------------------------------------------------------------ events and branching
 
     def _emit_event(self, context: Context, summary: dict[str, Any]) -> dict[str, Any]:
+        from mlops_provider._airflow_tags import producer
+
         uri = drift_asset_uri(self.event_model)
         extra = {
             k: summary[k]
@@ -828,7 +830,6 @@ class DriftCheckOperator(LineageMixin, BaseOperator, SkipMixin):
         extra["drifted_columns"] = summary["drifted_columns"][:50]
         extra["current_uri"] = summary["current"].get("uri")
         # one unambiguous shape with the decay event: what, which model, the verdict and its threshold, who
-        ti = context.get("ti")
         extra.update({
             "reason": "drift",
             "model_name": self.event_model,
@@ -838,8 +839,7 @@ class DriftCheckOperator(LineageMixin, BaseOperator, SkipMixin):
                 f"(share {summary.get('share_of_drifted_columns', 0):.2f} >= threshold {summary.get('drift_share')}) "
                 f"in {extra['current_uri']} against {self.event_model} v{summary.get('model_version')}"
             ),
-            "producer": {"dag_id": getattr(ti, "dag_id", None), "run_id": context.get("run_id"),
-                         "task_id": getattr(ti, "task_id", self.task_id)},
+            "producer": producer(context, self.task_id),
         })
         context["outlet_events"][AssetAlias(drift_asset_alias(self.event_model))].add(Asset(uri), extra=extra)
         self.log.info("Emitted an Asset event on %s", uri)

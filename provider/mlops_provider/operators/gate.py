@@ -193,7 +193,7 @@ class PromotionGateOperator(LineageMixin, BaseOperator):
         # there (no prompt-check GET per call) reads the connection's credentials from it.
         promoted = False
         with self.hook.mlflow_env(), self._report_run(
-            client, spec, decision, evaluation, challenger_version, champion_version
+            client, spec, decision, evaluation, challenger_version, champion_version, context
         ) as (run_id, report_uri):
             if decision.passed and self.on_pass == "promote":
                 promoted = self._promote(client, decision, challenger_version, champion_version, context)
@@ -436,19 +436,23 @@ class PromotionGateOperator(LineageMixin, BaseOperator):
     @contextlib.contextmanager
     def _report_run(
         self, client: Any, spec: GateSpec, decision: GateDecision, evaluation: dict[str, Any],
-        challenger_version: str, champion_version: str | None,
+        challenger_version: str, champion_version: str | None, context: Context | None = None,
     ) -> Iterator[tuple[str, str]]:
         """
         Log the gate report to a new MLflow run and tag the challenger; yield (run_id, report URI).
 
         The JSON report, the metrics and the version tags are written before the block runs; the PNG
         chart is drawn on a worker thread meanwhile (this thread mostly waits on the tracking server),
-        and is uploaded when the block ends, also when it raised (then best effort: the block's error wins).  Call inside :meth:`MlflowHook.mlflow_env`.
+        and is uploaded when the block ends, also when it raised (then best effort: the block's error wins).
+        The run carries the Airflow lineage tags of training runs (``mlops.dag_id``, ``mlops.run_id``,
+        ``mlops.task_id``, ``mlops.map_index``, ``mlops.try_number``).  Call inside :meth:`MlflowHook.mlflow_env`.
         """
         from concurrent.futures import ThreadPoolExecutor
 
         from mlflow.entities import Metric, RunTag
         from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
+
+        from mlops_provider._airflow_tags import lineage_tags
 
         report = {
             "model_name": self.model_name,
@@ -476,6 +480,7 @@ class PromotionGateOperator(LineageMixin, BaseOperator):
                 experiment_id,
                 run_name=f"gate {self.model_name} v{challenger_version} vs v{champion_version or '-'}",
                 tags={
+                    **lineage_tags(context, self.task_id),
                     "mlops.kind": "promotion_gate",
                     "mlops.model_name": self.model_name,
                     "mlops.challenger_version": challenger_version,

@@ -229,6 +229,8 @@ class ModelPerformanceOperator(LineageMixin, BaseOperator):
         if decayed:
             from airflow.sdk import Asset
 
+            from mlops_provider._airflow_tags import producer
+
             worst = max(decayed, key=lambda c: c.relative_degradation or c.degradation)
             extra = {
                 "reason": "performance_decay",
@@ -247,8 +249,7 @@ class ModelPerformanceOperator(LineageMixin, BaseOperator):
                 "decayed_metrics": [c.metric for c in decayed],
                 # the drift event's shape: model, version, verdict with its threshold, producer
                 "tolerance": self.tolerance,
-                "producer": {"dag_id": getattr(context.get("ti"), "dag_id", None), "run_id": context.get("run_id"),
-                             "task_id": getattr(context.get("ti"), "task_id", self.task_id)},
+                "producer": producer(context, self.task_id),
             }
             context["outlet_events"][AssetAlias(performance_decay_alias(self.model_name))].add(
                 Asset(performance_decay_uri(self.model_name)), extra=extra

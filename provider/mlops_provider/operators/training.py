@@ -276,16 +276,12 @@ class TrainModelOperator(LineageMixin, BaseOperator):
 
     def _run_tags(self, context: Context, train_ds: Any, eval_ds: Any, label: str) -> dict[str, str]:
         from mlops_provider import __version__
+        from mlops_provider._airflow_tags import lineage_tags
         from mlops_provider.core.training import git_commit_of
 
-        ti = context.get("ti")
         dag = context.get("dag")
         tags = {
-            "mlops.dag_id": getattr(dag, "dag_id", "") or "",
-            "mlops.run_id": str(context.get("run_id") or ""),
-            "mlops.task_id": self.task_id,
-            "mlops.map_index": str(getattr(ti, "map_index", -1)),
-            "mlops.try_number": str(getattr(ti, "try_number", "") or ""),
+            **lineage_tags(context, self.task_id),
             "mlops.estimator": label[:250],
             "mlops.training_digest": train_ds.digest,
             "mlops.training_uri": train_ds.uri[:500],

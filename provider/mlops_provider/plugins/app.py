@@ -16,6 +16,7 @@ MLflow is reached through the connection ``[mlops] ui_mlflow_conn_id`` (default 
 from __future__ import annotations
 
 import mimetypes
+from functools import cached_property
 from typing import Any
 from urllib.parse import quote
 
@@ -35,14 +36,25 @@ def _conn_id() -> str:
     return conf.get("mlops", "ui_mlflow_conn_id", fallback="mlflow_default")
 
 
-def _hook() -> Any:
+def mlflow_hook() -> Any:
+    """The hook of the view's MLflow connection."""
     from mlops_provider.hooks.mlflow import MlflowHook
 
     return MlflowHook(mlflow_conn_id=_conn_id())
 
 
-def _client() -> Any:
-    return _hook().get_client()
+class _Mlflow:
+    """MLflow for one request: one hook (one connection lookup), one client, shared by the route's steps."""
+
+    def __init__(self) -> None:
+        self.hook = mlflow_hook()
+
+    @cached_property
+    def client(self) -> Any:
+        return self.hook.get_client()
+
+
+Mlflow = Depends(_Mlflow)
 
 
 class _Urls:
@@ -131,19 +143,20 @@ def _load_run(client: Any, run_id: str, user: Any) -> dict[str, Any]:
 
 
 def _trainings(client: Any, models: list[dict[str, Any]]) -> dict[tuple[str, str], Any]:
-    out = {}
-    for model in models:
-        for version in model["roles"].values():
-            if version is not None:
-                out[(model["name"], version["version"])] = store.get_training_run(client, version)
-    return out
+    """The training runs of every model's champion, challenger and previous champion (batched searches)."""
+    wanted = {
+        (model["name"], version["version"]): version["run_id"]
+        for model in models for version in model["roles"].values() if version is not None
+    }
+    runs = store.get_runs(client, list(wanted.values()))
+    return {key: runs.get(run_id) for key, run_id in wanted.items()}
 
 
 @app.get("/", response_class=HTMLResponse)
-def models_page(request: Request, user: Any = User) -> HTMLResponse:
+def models_page(request: Request, user: Any = User, mlflow: _Mlflow = Mlflow) -> HTMLResponse:
     from mlops_provider.plugins.access import can_read_dags
 
-    client = _client()
+    client = mlflow.client
     models = store.list_models(client)
     visible = [m for m in models if can_read_dags(user, m["dags"])]
     return _page(request, "models", models=visible, hidden=len(models) - len(visible),
@@ -151,19 +164,21 @@ def models_page(request: Request, user: Any = User) -> HTMLResponse:
 
 
 @app.get("/models/{name}", response_class=HTMLResponse)
-def model_page(request: Request, name: str, user: Any = User) -> HTMLResponse:
+def model_page(request: Request, name: str, user: Any = User, mlflow: _Mlflow = Mlflow) -> HTMLResponse:
     from mlops_provider.plugins.views import timeline_svg
 
-    client = _client()
+    client = mlflow.client
     model = _load_model(client, name, user)
-    timeline = store.timeline(client, model, cache_key=_hook().tracking_uri)
+    timeline = store.timeline(client, model, cache_key=mlflow.hook.tracking_uri)
     chart = timeline_svg(timeline, model, run_href=lambda run_id: _Urls(request).u(f"/runs/{run_id}"))
     return _page(request, "model", model=model, timeline=timeline, chart=chart)
 
 
 @app.get("/models/{name}/versions/{version}", response_class=HTMLResponse)
-def version_page(request: Request, name: str, version: str, user: Any = User) -> HTMLResponse:
-    client = _client()
+def version_page(
+    request: Request, name: str, version: str, user: Any = User, mlflow: _Mlflow = Mlflow,
+) -> HTMLResponse:
+    client = mlflow.client
     model = _load_model(client, name, user)
     found = [v for v in model["versions"] if v["version"] == version]
     if not found:
@@ -172,28 +187,49 @@ def version_page(request: Request, name: str, version: str, user: Any = User) ->
     training = store.get_training_run(client, v)
     gate_run = (v.get("gate") or {}).get("run_id")
     report = store.gate_report(client, gate_run) if gate_run else None
-    hook = _hook()
+    hook = mlflow.hook
+    card = v["tags"].get(store.MODEL_CARD_TAG)
     return _page(
         request, "version", model=model, v=v, training=training, report=report, gate_run=gate_run,
         gate_png=_Urls(request).u(f"/runs/{gate_run}/artifacts/{store.GATE_REPORT_PNG}") if gate_run else None,
         validation=(training or {}).get("tags", {}).get("mlops.validation_run_id"),
         drift_run=v["tags"].get("mlops.last_drift_run_id"),
         mlflow_version=hook.model_version_url(name, version) if hook.ui_url else None,
+        model_card=_Urls(request).u(f"/models/{quote(name, safe='')}/versions/{quote(version, safe='')}/card")
+        if card and v["run_id"] else None,
     )
 
 
+@app.get("/models/{name}/versions/{version}/card")
+def model_card(request: Request, name: str, version: str, user: Any = User, mlflow: _Mlflow = Mlflow) -> Response:
+    """
+    The version's model card (tag ``mlops.model_card``: an artifact path on the version's training run),
+    served like the other reports: the model's access rules, sandboxed HTML.
+    """
+    client = mlflow.client
+    model = _load_model(client, name, user)
+    found = [v for v in model["versions"] if v["version"] == version]
+    if not found:
+        raise _not_found(f"Version {version} of model {name!r}")
+    v = found[0]
+    path = v["tags"].get(store.MODEL_CARD_TAG)
+    if not path or not v["run_id"]:
+        raise _not_found(f"Model card of version {version} of model {name!r}")
+    return _artifact_response(client, v["run_id"], path)
+
+
 @app.get("/runs/{run_id}", response_class=HTMLResponse)
-def run_page(request: Request, run_id: str, user: Any = User) -> HTMLResponse:
-    client = _client()
+def run_page(request: Request, run_id: str, user: Any = User, mlflow: _Mlflow = Mlflow) -> HTMLResponse:
+    client = mlflow.client
     run = _load_run(client, run_id, user)
-    hook = _hook()
+    hook = mlflow.hook
     mlflow_ui = hook.run_url(run_id, run["experiment_id"]) if hook.ui_url else None
     return _page(request, "run", run=run, artifacts=store.list_artifacts(client, run_id), mlflow_ui=mlflow_ui)
 
 
 @app.get("/runs/{run_id}/gate", response_class=HTMLResponse)
-def gate_page(request: Request, run_id: str, user: Any = User) -> HTMLResponse:
-    client = _client()
+def gate_page(request: Request, run_id: str, user: Any = User, mlflow: _Mlflow = Mlflow) -> HTMLResponse:
+    client = mlflow.client
     _load_run(client, run_id, user)
     report = store.gate_report(client, run_id)
     if report is None:
@@ -203,12 +239,17 @@ def gate_page(request: Request, run_id: str, user: Any = User) -> HTMLResponse:
 
 
 @app.get("/runs/{run_id}/artifacts/{path:path}")
-def artifact(request: Request, run_id: str, path: str, user: Any = User) -> Response:
+def artifact(request: Request, run_id: str, path: str, user: Any = User, mlflow: _Mlflow = Mlflow) -> Response:
+    client = mlflow.client
+    _load_run(client, run_id, user)
+    return _artifact_response(client, run_id, path)
+
+
+def _artifact_response(client: Any, run_id: str, path: str) -> Response:
+    """One artifact file of a run (after the caller checked access); HTML is sandboxed."""
     parts = path.split("/")
     if not path or path.startswith("/") or ".." in parts or "" in parts:
         raise HTTPException(status.HTTP_400_BAD_REQUEST, f"Bad artifact path {path!r}")
-    client = _client()
-    _load_run(client, run_id, user)
     try:
         data = store.read_artifact(client, run_id, path)
     except Exception as err:  # noqa: BLE001 - MLflow raises several types for a missing file

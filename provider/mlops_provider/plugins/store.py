@@ -26,6 +26,8 @@ ALIASES = ("champion", "challenger", "previous-champion")
 HISTORY_TAG = "mlops.promotion_history"
 GATE_REPORT_JSON = "gate/gate_report.json"
 GATE_REPORT_PNG = "gate/gate_report.png"
+#: Tag of a model version naming its model card (an artifact path on the version's training run).
+MODEL_CARD_TAG = "mlops.model_card"
 VALIDATION_REPORT = "validation/report.html"
 DRIFT_REPORT = "drift/report.html"
 #: Runs read per search request, and at most this many per timeline (newest first).
@@ -161,6 +163,29 @@ def get_training_run(client: Any, version: dict[str, Any]) -> dict[str, Any] | N
         return None
 
 
+#: Run ids per ``attributes.run_id IN (...)`` search (MLflow's filter strings stay short).
+RUN_ID_BATCH = 100
+
+
+def get_runs(client: Any, run_ids: list[str], experiments: list[str] | None = None) -> dict[str, dict[str, Any]]:
+    """
+    Several runs by id in one search per :data:`RUN_ID_BATCH` ids (instead of one request each), as page dicts.
+
+    A run that was deleted is absent from the answer (pages say so).
+    """
+    wanted = sorted({r for r in run_ids if r})
+    if not wanted:
+        return {}
+    experiments = _experiment_ids(client) if experiments is None else experiments
+    found: dict[str, dict[str, Any]] = {}
+    for i in range(0, len(wanted), RUN_ID_BATCH):
+        chunk = wanted[i:i + RUN_ID_BATCH]
+        ids = ", ".join(f"'{_quote(r)}'" for r in chunk)
+        for run in search_runs(client, f"attributes.run_id IN ({ids})", limit=len(chunk), experiments=experiments):
+            found[run.info.run_id] = run_dict(run)
+    return found
+
+
 def run_dict(run: Any) -> dict[str, Any]:
     tags = dict(run.data.tags)
     return {
@@ -213,9 +238,12 @@ def _experiment_ids(client: Any) -> list[str]:
     return [e.experiment_id for e in client.search_experiments(max_results=PAGE)]
 
 
-def search_runs(client: Any, filter_string: str, limit: int = MAX_TIMELINE_RUNS) -> list[Any]:
-    """Runs of every experiment matching ``filter_string``, newest first, paged."""
-    experiments = _experiment_ids(client)
+def search_runs(
+    client: Any, filter_string: str, limit: int = MAX_TIMELINE_RUNS, experiments: list[str] | None = None,
+) -> list[Any]:
+    """Runs of every experiment (or of ``experiments``) matching ``filter_string``, newest first, paged."""
+    if experiments is None:
+        experiments = _experiment_ids(client)
     if not experiments:
         return []
     runs: list[Any] = []
@@ -240,25 +268,28 @@ _CACHE_LOCK = threading.Lock()
 _CACHE_MAX_SEARCHES = 256
 
 
-def cached_runs(client: Any, filter_string: str, cache_key: str | None) -> list[dict[str, Any]]:
+def cached_runs(
+    client: Any, filter_string: str, cache_key: str | None, experiments: list[str] | None = None,
+) -> list[dict[str, Any]]:
     """
     :func:`search_runs` as page dicts, kept in memory per (store, filter) and refreshed incrementally.
 
     A model's timeline reads thousands of monitoring runs; after the first read only the runs started
-    since the previous read (less :data:`SETTLE_MS`) are asked for.  A run deleted from MLflow stays on
+    since the previous read (less :data:`SETTLE_MS`) are asked for.  Readers of one search take turns
+    (the warm-up and a first page view do not both read everything).  A run deleted from MLflow stays on
     the timeline until the API server restarts.  ``cache_key`` ``None``: no cache.
     """
     if cache_key is None:
-        return [run_dict(r) for r in search_runs(client, filter_string)]
-    now = int(time.time() * 1000)
+        return [run_dict(r) for r in search_runs(client, filter_string, experiments=experiments)]
     with _CACHE_LOCK:
         if len(_CACHE) > _CACHE_MAX_SEARCHES:
             _CACHE.clear()
-        entry = _CACHE.setdefault((cache_key, filter_string), {"runs": {}, "since": None})
+        entry = _CACHE.setdefault((cache_key, filter_string), {"runs": {}, "since": None, "lock": threading.Lock()})
+    with entry["lock"]:
+        now = int(time.time() * 1000)
         since = entry["since"]
-    query = filter_string if since is None else f"{filter_string} and attributes.start_time >= {since - SETTLE_MS}"
-    fresh = [run_dict(r) for r in search_runs(client, query)]
-    with _CACHE_LOCK:
+        query = filter_string if since is None else f"{filter_string} and attributes.start_time >= {since - SETTLE_MS}"
+        fresh = [run_dict(r) for r in search_runs(client, query, experiments=experiments)]
         entry["runs"].update({r["run_id"]: r for r in fresh})
         entry["since"] = now if since is None else max(since, now)
         runs = list(entry["runs"].values())
@@ -276,13 +307,15 @@ def timeline(client: Any, model: dict[str, Any], cache_key: str | None = None) -
     """
     name = model["name"]
     quoted = _quote(name)
-    monitoring = cached_runs(client, f"tags.`mlops.model_name` = '{quoted}'", cache_key)
-    scoring = cached_runs(client, f"tags.`mlops.registered_model_name` = '{quoted}'", cache_key)
+    experiments = _experiment_ids(client)  # once per page, not once per search
+    monitoring = cached_runs(client, f"tags.`mlops.model_name` = '{quoted}'", cache_key, experiments)
+    scoring = cached_runs(client, f"tags.`mlops.registered_model_name` = '{quoted}'", cache_key, experiments)
     monitor_dags = {r["lineage"]["dag_id"] for r in monitoring + scoring if r["lineage"]}
     validations = []
     for dag_id in sorted(monitor_dags):  # MLflow's filter has no IN for tags: one search per DAG
         validations.extend(cached_runs(
-            client, f"tags.`mlops.kind` = 'data_validation' and tags.`airflow.dag_id` = '{_quote(dag_id)}'", cache_key
+            client, f"tags.`mlops.kind` = 'data_validation' and tags.`airflow.dag_id` = '{_quote(dag_id)}'",
+            cache_key, experiments,
         ))
     batches: dict[str, dict[str, Any]] = {}
 

@@ -126,6 +126,7 @@ _VERSION = """{% extends "base" %}{% import "macros" as m with context %}{% bloc
 <div class="card"><b>Training data</b><br>{{ m.data_cell(training) }}</div>
 <div class="card"><b>Links</b><br>{% if training %}<a href="{{ mlflow_run(training) }}">MLflow training run</a><br>
 {% if training.lineage %}<a target="_top" href="{{ airflow_ti(training.lineage) }}">Airflow task instance</a><br>{% endif %}{% endif %}
+{% if model_card %}<a href="{{ model_card }}">Model card</a><br>{% endif %}
 {% if mlflow_version %}<a href="{{ mlflow_version }}" target="_blank">MLflow model version</a>{% endif %}</div>
 </div>
 {% if training %}<h2>Metrics (evaluation)</h2><table><tr><th>Metric</th><th>Value</th></tr>
@@ -143,13 +144,28 @@ _GATE_BODY = """<h2>Gate: <span class="{{ 'pass' if report.decision.passed else 
 {% if gate_png %}<p><img alt="gate chart" style="max-width:100%" src="{{ gate_png }}"></p>{% endif %}
 <table><tr><th>Check</th><th>Slice</th><th>Observed</th><th>Champion</th><th>Bound</th><th>Result</th><th>Message</th></tr>
 {% for c in report.decision.checks %}<tr><td>{{ c.metric }} ({{ c.kind }})</td><td>{{ c.slice }}</td>
-<td class="num">{{ fmt(c.observed) }}</td><td class="num">{{ fmt(c.baseline) }}</td><td>{{ fmt_bound(c.bound) }}</td>
+<td class="num">{{ fmt(c.observed) }}{% set ci = interval_of(c) %}{% if ci %}<br><span class="muted">{{ ci }}</span>{% endif %}</td><td class="num">{{ fmt(c.baseline) }}</td><td>{{ fmt_bound(c.bound) }}</td>
 <td class="{{ 'pass' if c.passed else 'fail' }}">{{ 'pass' if c.passed else 'FAIL' }}</td><td>{{ c.message }}</td></tr>{% endfor %}</table>
 {% for note in report.decision.notes or [] %}<p class="muted">{{ note }}</p>{% endfor %}
 <h2>Metrics per slice</h2><table><tr><th>Slice</th><th>Metric</th><th>Challenger</th><th>Champion</th></tr>
 {% for slice, values in (report.metrics.challenger or {}).items() %}{% for k, val in values.items() %}
 <tr><td>{{ slice }}</td><td>{{ k }}</td><td class="num">{{ fmt(val) }}</td>
 <td class="num">{{ fmt(((report.metrics.champion or {}).get(slice) or {}).get(k)) }}</td></tr>{% endfor %}{% endfor %}</table>
+{% set g = group_table(report) %}{% if g %}<h2>Metrics per group</h2>
+<p class="muted">Groups of {{ g.features|join(', ') or '-' }}{% if g.min_group_size is not none %}; groups under
+{{ g.min_group_size }} rows are left out{% endif %}.</p>
+<table><tr><th>Group</th><th>Rows (challenger / champion)</th>{% for k in g.metrics %}<th>{{ k }} challenger</th>
+<th>{{ k }} champion</th>{% endfor %}</tr>
+{% for row in g.rows %}<tr><td>{{ row.group }}</td><td class="num">{{ fmt(row.n_challenger) }} / {{ fmt(row.n_champion) }}</td>
+{% for k in g.metrics %}<td class="num">{{ fmt(row.challenger.get(k)) }}</td><td class="num">{{ fmt(row.champion.get(k)) }}</td>
+{% endfor %}</tr>{% endfor %}</table>
+{% if g.excluded %}<p class="muted">Left out: {% for e in g.excluded %}{{ e.group }} ({{ fmt(e.n) }} rows{% if e.reason %}: {{ e.reason }}{% endif %}){% if not loop.last %}; {% endif %}{% endfor %}</p>{% endif %}
+{% endif %}
+{% set iv = interval_table(report) %}{% if iv %}<h2>Confidence intervals</h2>
+<p class="muted">{{ fmt_level(iv.level) }} bootstrap intervals{% if iv.resamples %} ({{ iv.resamples }} resamples{% if iv.seed is not none %}, seed {{ iv.seed }}{% endif %}){% endif %}.</p>
+<table><tr><th>Metric</th><th>Challenger</th><th>Champion</th><th>Difference</th></tr>
+{% for row in iv.rows %}<tr><td>{{ row.metric }}</td><td class="num">{{ row.challenger }}</td><td class="num">{{ row.champion }}</td>
+<td class="num">{{ row.diff }}</td></tr>{% endfor %}</table>{% endif %}
 {% set gaps = report.get('fairness_gaps') or report.get('fairness') %}{% if gaps or report.spec.fairness %}
 <h2>Fairness gaps</h2>{% if gaps %}<pre>{{ gaps|tojson(indent=1) }}</pre>{% else %}
 <p class="muted">Fairness checks are part of the checks above.</p>{% endif %}{% endif %}
@@ -201,12 +217,103 @@ def environment() -> Any:
         autoescape=select_autoescape(default=True, default_for_string=True),
     )
     env.globals.update(q=lambda s: quote(str(s), safe=""), fmt=fmt, fmt_bound=fmt_bound, fmt_ms=fmt_ms,
+                       group_table=group_table, interval_table=interval_table, interval_of=interval_of,
+                       fmt_level=fmt_level,
                        aliases=("champion", "challenger", "previous-champion"), max_rows=MAX_TABLE_ROWS)
     return env
 
 
+TEMPLATES = ("base", "macros", "models", "model", "version", "gate_body", "gate", "run", "error")
+
+
 def render(template: str, **context: Any) -> str:
     return environment().get_template(template).render(**context)
+
+
+def compile_templates() -> None:
+    """Parse and compile every template now (the warm-up does it, so no page view pays for it)."""
+    env = environment()
+    for name in TEMPLATES:
+        env.get_template(name)
+
+
+# --------------------------------------------------------------------------- optional report sections
+# Newer gate reports carry ``groups`` and ``intervals`` (and ``checks[].interval``); older ones do not, and
+# nothing here trusts their shape: anything malformed is left out, never an error page.
+
+
+def _dict(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
+
+
+def _number(value: Any) -> float | int | None:
+    return value if isinstance(value, int | float) and not isinstance(value, bool) else None
+
+
+def fmt_pair(pair: Any) -> str:
+    """``[lo, hi]`` as text; ``-`` when absent or malformed."""
+    if isinstance(pair, list | tuple) and len(pair) == 2 and all(_number(x) is not None for x in pair):
+        return f"[{fmt(float(pair[0]))}, {fmt(float(pair[1]))}]"
+    return "-"
+
+
+def fmt_level(level: Any) -> str:
+    level = _number(level)
+    return f"{level * 100:g}%" if level is not None and 0 < level < 1 else "Confidence"
+
+
+def group_table(report: Any) -> dict[str, Any] | None:
+    """The report's ``groups`` as rows (group, rows and metrics of challenger and champion), or ``None``."""
+    groups = _dict(_dict(report).get("groups"))
+    challenger, champion = _dict(groups.get("challenger")), _dict(groups.get("champion"))
+    if not challenger and not champion:
+        return None
+    labels = list(dict.fromkeys([*challenger, *champion]))
+    metrics: list[str] = []
+    rows = []
+    for label in labels:
+        mine, theirs = _dict(challenger.get(label)), _dict(champion.get(label))
+        m_mine = {str(k): _number(v) for k, v in _dict(mine.get("metrics")).items()}
+        m_theirs = {str(k): _number(v) for k, v in _dict(theirs.get("metrics")).items()}
+        metrics.extend(k for k in [*m_mine, *m_theirs] if k not in metrics)
+        rows.append({"group": str(label), "n_challenger": _number(mine.get("n")), "n_champion": _number(theirs.get("n")),
+                     "challenger": m_mine, "champion": m_theirs})
+    features = groups.get("features")
+    excluded = [
+        {"group": str(e.get("group", "?")), "n": _number(e.get("n")), "reason": str(e.get("reason") or "")}
+        for e in (groups.get("excluded") if isinstance(groups.get("excluded"), list) else []) if isinstance(e, dict)
+    ]
+    return {
+        "features": [str(f) for f in features] if isinstance(features, list) else [],
+        "min_group_size": _number(groups.get("min_group_size")),
+        "metrics": metrics, "rows": rows, "excluded": excluded,
+    }
+
+
+def interval_table(report: Any) -> dict[str, Any] | None:
+    """The report's ``intervals`` as rows (metric, challenger, champion, difference), or ``None``."""
+    intervals = _dict(_dict(report).get("intervals"))
+    metrics = _dict(intervals.get("metrics"))
+    if not metrics:
+        return None
+    rows = [
+        {"metric": str(name), **{role: fmt_pair(_dict(values).get(role)) for role in ("challenger", "champion", "diff")}}
+        for name, values in metrics.items()
+    ]
+    return {"level": intervals.get("level"), "resamples": _number(intervals.get("resamples")),
+            "seed": _number(intervals.get("seed")), "rows": rows}
+
+
+def interval_of(check: Any) -> str | None:
+    """A check's interval (``checks[].interval``) as one line, or ``None``."""
+    interval = _dict(_dict(check).get("interval"))
+    observed, diff = fmt_pair(interval.get("observed")), fmt_pair(interval.get("diff"))
+    if observed == "-" and diff == "-":
+        return None
+    parts = [f"{fmt_level(interval.get('level'))} {observed}"] if observed != "-" else []
+    if diff != "-":
+        parts.append(f"diff {diff}")
+    return ", ".join(parts)
 
 
 def fmt(value: Any) -> str:
