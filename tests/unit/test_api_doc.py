@@ -116,6 +116,8 @@ REQUIRED = {
     "model_name": "m", "eval_dataset": "/tmp/x.parquet", "target_column": "y",
     "gate_spec": {"metrics": [{"name": "roc_auc", "min_value": 0.5}]},
     "labels": "/tmp/l.parquet", "predictions": "/tmp/p.parquet", "location": "/tmp/landing",
+    "input_data": "/tmp/x.parquet", "output_uri": "/tmp/out.parquet", "model_uri": "models:/m@champion",
+    "registered_model_name": "m", "version": "1", "consumer": "c",
 }
 
 
@@ -156,3 +158,34 @@ def test_allowed_values_on_the_page_are_what_the_class_refuses(cls, name, values
     assert name in message and "'no-such-value'" in message
     listed = message.split("must be one of", 1)[1].split(";")[0]
     assert [v.strip() for v in listed.replace(" or None", "").split(",")] == values
+
+
+def _number_cases() -> list[tuple[type, str, str]]:
+    from airflow.sdk import BaseOperator
+
+    return [(cls, name, row["allowed"]) for cls in _public_classes() if issubclass(cls, BaseOperator)
+            for name, row in (TABLES.get(cls.__name__) or {}).items()
+            if re.match(r"(integer|number|finite)", row.get("allowed", ""))]
+
+
+def _outside(rule: str) -> float:
+    """A value the rule refuses: just below its lower bound, else just above its upper bound."""
+    bounds = re.search(r"in ([(\[])(-?[\d.]+), (-?[\d.]+)([)\]])", rule)
+    if bounds:
+        return float(bounds.group(2)) - 1
+    low = re.search(r"(>=?) (-?[\d.]+)", rule)
+    if low:
+        return float(low.group(2)) - 1
+    high = re.search(r"(<=?) (-?[\d.]+)", rule)
+    return float(high.group(2)) + 1 if high else float("nan")
+
+
+@pytest.mark.parametrize("cls,name,rule", _number_cases(), ids=lambda v: getattr(v, "__name__", str(v)))
+def test_number_rules_on_the_page_are_what_the_class_refuses(cls, name, rule):
+    from mlops_provider.exceptions import MlopsConfigurationError
+
+    bad = _outside(rule)
+    value = int(bad) if rule.startswith("integer") else bad
+    with pytest.raises(MlopsConfigurationError) as err:
+        cls(**_operator_kwargs(cls), **{name: value})
+    assert name in str(err.value) and repr(value) in str(err.value), str(err.value)
