@@ -190,7 +190,15 @@ def _airflow(installed, *args: str, timeout: float = 600) -> subprocess.Complete
 
 
 def _json(stdout: str):
-    return json.loads(stdout[min(i for i in (stdout.find("["), stdout.find("{")) if i >= 0):])
+    """The JSON document of a CLI's ``-o json`` output (log lines may come first)."""
+    lines = stdout.splitlines()
+    for i, line in enumerate(lines):
+        if line.startswith(("[", "{")):
+            try:
+                return json.loads("\n".join(lines[i:]))
+            except json.JSONDecodeError:
+                continue
+    raise AssertionError(f"no JSON in the output:\n{stdout[-3000:]}")
 
 
 def test_the_installed_package_is_the_wheel_not_the_checkout(installed):
