@@ -36,7 +36,7 @@ PYTHON = os.environ.get("MLOPS_VENV_PYTHON", "python3.11")
 
 #: The supported Airflow range, lowest and highest, each with the constraints file it is proven with.
 CONSTRAINTS = {
-    "3.1": ROOT / "constraints" / "airflow-3.1.txt",
+    "3.2": ROOT / "constraints" / "airflow-3.2.txt",
     "3.3": ROOT / "constraints.txt",
 }
 
