@@ -151,6 +151,21 @@ def test_version_lives_in_one_place(checkout, wheel):
     assert {"CHANGELOG.md", "LICENSE", "README.md", "constraints.txt", "constraints/airflow-3.2.txt"} <= members
 
 
+def test_supported_airflow_range_is_what_the_constraints_prove(wheel):
+    """The lower bound in the metadata is the Airflow of the lowest constraints file; the docs name both."""
+    pins = {}
+    for series, path in CONSTRAINTS.items():
+        (pin,) = re.findall(r"^apache-airflow==(\S+)$", path.read_text(), re.M)
+        assert pin.startswith(series + "."), (series, pin)
+        pins[series] = pin
+    lowest, highest = pins[min(pins)], pins[max(pins)]
+    requires = [r.replace(" ", "") for r in wheel_metadata(wheel).get_all("Requires-Dist")]
+    assert f"apache-airflow<4,>={lowest}" in requires, requires
+    for doc in ("README.md", "docs/index.md", "CHANGELOG.md"):
+        text = (ROOT / doc).read_text()
+        assert lowest in text and highest in text, doc
+
+
 # ---------------------------------------------------------------- installed, per supported Airflow
 
 
@@ -253,8 +268,9 @@ def test_quick_start_folder_parses_and_the_level_one_pipeline_promotes_a_champio
                                         "dags/pipelines/contracts/breast_cancer_training.yaml"]
     assert len((dags / "mlops_pipelines.py").read_text().strip().splitlines()) <= 6
     # it parses with no import error, into the four DAGs
+    assert "No data found" in outputs[-1], outputs[-1][:3000]  # the README block's list-import-errors
     errors = _airflow(installed, "dags", "list-import-errors", "--local", "-o", "json")
-    assert errors.returncode == 0 and "No data found" in errors.stdout + errors.stderr, errors.stdout + errors.stderr[-3000:]
+    assert errors.returncode == 0 and _json(errors.stdout) == [], errors.stdout[-3000:] + errors.stderr[-3000:]
     listed = _airflow(installed, "dags", "list", "--local", "-o", "json")
     assert listed.returncode == 0, listed.stderr[-3000:]
     assert DAG_IDS <= {d["dag_id"] for d in _json(listed.stdout)}
