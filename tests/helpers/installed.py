@@ -36,8 +36,8 @@ PYTHON = os.environ.get("MLOPS_VENV_PYTHON", "python3.11")
 
 #: The supported Airflow range, lowest and highest, each with the constraints file it is proven with.
 CONSTRAINTS = {
-    "3.2": ROOT / "constraints" / "airflow-3.2.txt",
-    "3.3": ROOT / "constraints.txt",
+    "3.3.0": ROOT / "constraints" / "airflow-3.3.0.txt",
+    "3.3.2": ROOT / "constraints.txt",
 }
 
 
