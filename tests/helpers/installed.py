@@ -149,6 +149,7 @@ def create_venv(venv: Path, constraints: Path, wheel: Path, log: list[str]) -> N
         tool = "pip"
     _pip(venv, "uninstall", "-y", "-q", DIST_NAME)
     _pip(venv, "check")
+    assert (venv / "bin" / "airflow").exists(), f"{tool} left {venv} without Airflow"
     (venv / ".complete").write_text(f"{constraints.name}\n{tool}: {time.monotonic() - started:.0f} s\n")
     log.append(f"created {venv} with {tool} in {time.monotonic() - started:.0f} s")
 

@@ -70,10 +70,12 @@ def report_timings(request):
     """Prints what the module's steps took (cold or warm venv cache) when it ends, for docs/performance.md."""
     yield
     reporter = request.config.pluginmanager.getplugin("terminalreporter")
-    if reporter is not None:
-        reporter.write_line("")
-        for line in TIMINGS:
-            reporter.write_line(f"installed-wheel timing: {line}")
+    capture = request.config.pluginmanager.getplugin("capturemanager")
+    if reporter is not None and capture is not None:
+        with capture.global_and_fixture_disabled():  # shown even when every test passed
+            reporter.write_line("")
+            for line in TIMINGS:
+                reporter.write_line(f"installed-wheel timing: {line}")
 
 
 # ---------------------------------------------------------------- the distribution (built once)
