@@ -118,6 +118,7 @@ REQUIRED = {
     "labels": "/tmp/l.parquet", "predictions": "/tmp/p.parquet", "location": "/tmp/landing",
     "input_data": "/tmp/x.parquet", "output_uri": "/tmp/out.parquet", "model_uri": "models:/m@champion",
     "registered_model_name": "m", "version": "1", "consumer": "c",
+    "predictions_dir": "/tmp/predictions", "quarantine_dir": "/tmp/quarantine", "batches_dir": "/tmp/batches",
 }
 
 

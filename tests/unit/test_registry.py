@@ -317,7 +317,8 @@ def test_example_dag_train_register_promote_rollback_score(airflow_db, mlflow_co
     assert run.data.tags["mlops.git_commit"]
     assert len(run.inputs.dataset_inputs) == 2
     artifacts = [a.path for a in client.list_artifacts(train["run_id"], "reference")]
-    assert artifacts == ["reference/features.parquet"]
+    # the features sample (drift reference) and the model's outputs on its evaluation split (prediction drift)
+    assert artifacts == ["reference/features.parquet", "reference/outputs.json", "reference/outputs.parquet"]
     register = results["register"]
     assert register["version"] == "2" and register["created"] is True
 
