@@ -157,7 +157,7 @@ def test_bad_retries_name_file_line_and_key(old, new, key, fragment):
     assert fragment in errors[0][3], errors
 
 
-def test_pipeline_dags_get_the_retries(tmp_path):
+def test_pipeline_dags_get_the_retries(tmp_path, monkeypatch):
     """``build_dags`` passes the YAML's retries to every task of the four DAGs as default_args."""
     from datetime import timedelta
 
@@ -166,7 +166,9 @@ def test_pipeline_dags_get_the_retries(tmp_path):
     (tmp_path / "contracts").mkdir()
     for contract in (LIVE.parent / "contracts").glob("*.yaml"):
         (tmp_path / "contracts" / contract.name).write_text(contract.read_text())
-    # the YAML's own retries block replaced (this test also runs as a CI component test of a candidate)
+    # the YAML's own retries block replaced (this test also runs as a CI component test of a candidate,
+    # whose environment may carry MLOPS_PIPELINES_DIR, which would override the folder given to build_dags)
+    monkeypatch.delenv("MLOPS_PIPELINES_DIR", raising=False)
     text = re.sub(r"(?m)^retries:\n(?:[ #].*\n|\n)*", "", LIVE.read_text()).rstrip("\n")
     (tmp_path / "loan_default.yaml").write_text(text + "\n\nretries:\n  count: 4\n")
     dags = build_dags(tmp_path, {})
