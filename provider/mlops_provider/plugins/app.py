@@ -174,16 +174,21 @@ def model_page(request: Request, name: str, user: Any = User, mlflow: _Mlflow = 
     return _page(request, "model", model=model, timeline=timeline, chart=chart)
 
 
+def _load_version(client: Any, name: str, version: str, user: Any) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The model (with the user's access checked) and its version ``version``; 404 when there is none."""
+    model = _load_model(client, name, user)
+    found = [v for v in model["versions"] if v["version"] == version]
+    if not found:
+        raise _not_found(f"Version {version} of model {name!r}")
+    return model, found[0]
+
+
 @app.get("/models/{name}/versions/{version}", response_class=HTMLResponse)
 def version_page(
     request: Request, name: str, version: str, user: Any = User, mlflow: _Mlflow = Mlflow,
 ) -> HTMLResponse:
     client = mlflow.client
-    model = _load_model(client, name, user)
-    found = [v for v in model["versions"] if v["version"] == version]
-    if not found:
-        raise _not_found(f"Version {version} of model {name!r}")
-    v = found[0]
+    model, v = _load_version(client, name, version, user)
     training = store.get_training_run(client, v)
     gate_run = (v.get("gate") or {}).get("run_id")
     report = store.gate_report(client, gate_run) if gate_run else None
@@ -207,11 +212,7 @@ def model_card(request: Request, name: str, version: str, user: Any = User, mlfl
     served like the other reports: the model's access rules, sandboxed HTML.
     """
     client = mlflow.client
-    model = _load_model(client, name, user)
-    found = [v for v in model["versions"] if v["version"] == version]
-    if not found:
-        raise _not_found(f"Version {version} of model {name!r}")
-    v = found[0]
+    model, v = _load_version(client, name, version, user)
     path = v["tags"].get(store.MODEL_CARD_TAG)
     if not path or not v["run_id"]:
         raise _not_found(f"Model card of version {version} of model {name!r}")
