@@ -319,7 +319,14 @@ def test_loan_default_story_with_its_data_on_the_object_store(stack, mlflow_clie
     state = stack.api("GET", f"/dags/{training}/dagRuns/{retrain}")["state"]
     tis = {t["task_id"]: t["state"] for t in stack.task_instances(training, retrain)}
     assert state == "success", tis
-    assert _xcom(stack, training, retrain, "retraining_policy")["kinds"] == ["drift"]
+    # day 4's partner channel shifts the features, and with them the model's outputs: the policy names every
+    # kind the monitor's check reported (prediction drift is its own event since #18)
+    verdicts = [_xcom(stack, monitor, run["dag_run_id"], "check_batch.check_drift", map_index=t["map_index"])
+                for run in runs for t in stack.task_instances(monitor, run["dag_run_id"])
+                if t["task_id"] == "check_batch.check_drift" and t["state"] == "success"]
+    expected = ["drift"] + (["prediction_drift"] if any(
+        (v.get("prediction_drift") or {}).get("drift") for v in verdicts if v) else [])
+    assert _xcom(stack, training, retrain, "retraining_policy")["kinds"] == expected, verdicts
     window = _xcom(stack, training, retrain, "assemble_training_data")
     assert window["source"] == ["day-04.parquet"] and window["train"].startswith(f"s3://{S3_BUCKET}/{S3_MODEL}/work/")
     versions = sorted(int(v.version) for v in _versions(mlflow_client, S3_MODEL))
@@ -408,12 +415,14 @@ def test_drift_event_starts_retraining_across_processes(stack, mlflow_client):
     run = _wait_new_run(stack, training, known_training, timeout=180)
     assert run["run_type"] == "asset_triggered", run
     events = _upstream_events(stack, training, run["dag_run_id"])
+    # the drift event, and the prediction-drift event when the check found the model's outputs shifted too
+    kinds = ["drift"] + (["prediction_drift"] if (verdict.get("prediction_drift") or {}).get("drift") else [])
     assert [(e["uri"], e["source_dag_id"], e["source_task_id"], e["source_run_id"]) for e in events] == [
-        (f"mlops://{model}/drift", monitor, "check_batch.check_drift", mon["dag_run_id"])], events
+        (f"mlops://{model}/{kind}", monitor, "check_batch.check_drift", mon["dag_run_id"]) for kind in kinds], events
     state = stack.wait_run(training, run["dag_run_id"], timeout=600)
     tis = stack.task_instances(training, run["dag_run_id"])
     assert state == "success", {t["task_id"]: t["state"] for t in tis}
-    assert _xcom(stack, training, run["dag_run_id"], "retraining_policy")["kinds"] == ["drift"]
+    assert _xcom(stack, training, run["dag_run_id"], "retraining_policy")["kinds"] == kinds
 
     # every task of both runs was executed by a Celery worker of the twin (the workers' own logs)
     for dag_id, run_id in ((monitor, mon["dag_run_id"]), (training, run["dag_run_id"])):
