@@ -86,7 +86,7 @@ def test_drifted_outputs_are_found_and_the_same_outputs_are_not():
     assert set(features.columns) == {"income", "debt"} and not features.missing_columns
 
 
-def test_regression_score_is_numerical_and_multiclass_keeps_the_class_only():
+def test_regression_score_is_numerical_and_multiclass_has_one_probability_per_class():
     from sklearn.linear_model import LinearRegression, LogisticRegression
 
     X = _features(1500, 1)[["income", "debt"]]
@@ -98,9 +98,28 @@ def test_regression_score_is_numerical_and_multiclass_keeps_the_class_only():
     assert result.drift and result.columns[PREDICTION_COLUMN].method == "wasserstein"
     assert result.spec.label(PREDICTION_COLUMN) == "score"
 
-    multi = LogisticRegression(max_iter=500).fit(X, pd.cut(X["income"], 3, labels=False))
+    labels = pd.cut(X["income"], 3, labels=["low", "mid", "high"]).astype(str)
+    multi = LogisticRegression(max_iter=500).fit(X, labels)
     mspec = output_spec_for(multi, "classification")
-    assert mspec.class_index is None and mspec.types() == {PREDICTION_COLUMN: D.CAT}
+    names = [f"{D.PROBA_CLASS_PREFIX}{c}" for c in multi.classes_]
+    assert mspec.class_index is None and mspec.classes == list(multi.classes_)
+    assert mspec.types() == {PREDICTION_COLUMN: D.CAT, **dict.fromkeys(names, D.NUM)}
+    assert OutputSpec.from_dict(json.loads(json.dumps(mspec.to_dict()))) == mspec
+    out = model_outputs(multi, X, mspec)
+    assert np.allclose(out[names].to_numpy(), multi.predict_proba(X))
+    profile = add_outputs(D.build_profile(X), out, mspec)
+    # the feature check never sees the per-class probabilities either, on every path
+    assert set(D.check_drift(profile, X).columns) == {"income", "debt"}
+    shifted = check_prediction_drift(profile, model_outputs(multi, _features(1500, 5, 1.0)[["income", "debt"]], mspec))
+    assert shifted.drift and set(shifted.columns) == {PREDICTION_COLUMN, *names}
+    assert shifted.to_summary()["outputs"][f"{D.PROBA_CLASS_PREFIX}high"]["output"] == "probability of 'high'"
+    assert not check_prediction_drift(profile, model_outputs(multi, _features(1500, 6)[["income", "debt"]], mspec)).drift
+    with pytest.raises(D.DriftInputError, match="applies to binary classifiers"):
+        output_spec_for(multi, "classification", positive_label="high")
+    # a model whose classes differ from the stored ones is refused, not compared column by column
+    other = LogisticRegression(max_iter=500).fit(X, labels.replace("high", "top"))
+    with pytest.raises(D.DriftInputError, match="one probability per class"):
+        model_outputs(other, X, mspec)
     # a class is categorical even with more than 10 integer labels (Evidently would infer numerical)
     many = OutputSpec("classification")
     ref12 = pd.DataFrame({PREDICTION_COLUMN: np.arange(1200) % 12})
@@ -165,6 +184,25 @@ def test_output_columns_match_evidently(ref_rows, shift):
         col = ours.columns[name]
         assert (col.method, col.threshold, col.drifted) == (method, threshold, drifted), (name, col, theirs[name])
         assert col.score == pytest.approx(score, abs=1e-9, rel=1e-9)
+
+
+@pytest.mark.parametrize("shift", [0.0, 1.0])
+def test_multiclass_probabilities_match_evidently(shift):
+    from sklearn.ensemble import RandomForestClassifier
+
+    X = _features(2000, 1)[["income", "debt"]]
+    model = RandomForestClassifier(n_estimators=20, random_state=0).fit(X, pd.cut(X["debt"], 4, labels=False))
+    spec = output_spec_for(model, "classification")
+    reference = model_outputs(model, _features(700, 7)[["income", "debt"]], spec)
+    current = model_outputs(model, _features(1100, 8, shift)[["income", "debt"]], spec)
+    ours = check_prediction_drift(add_outputs(D.build_profile(_features(50, 9)), reference, spec), current)
+    theirs = evidently_value_drift(reference, current, spec.types())
+    assert set(theirs) == set(ours.columns) and len(theirs) == 5  # the class and 4 probabilities
+    for name, (method, score, threshold, drifted) in theirs.items():
+        col = ours.columns[name]
+        assert (col.method, col.threshold, col.drifted) == (method, threshold, drifted), (name, col, theirs[name])
+        assert col.score == pytest.approx(score, abs=1e-9, rel=1e-9)
+    assert ours.drift is (shift > 0)
 
 
 def test_regression_score_and_many_classes_match_evidently():
@@ -238,7 +276,18 @@ def test_retraining_reason_names_prediction_drift(tmp_path):
 # ------------------------------------------------------------------------------------ operator
 
 
-def _champion_with_outputs(tmp_path: Path, with_outputs: bool = True) -> tuple[str, str, str]:
+def _multiclass(n: int = 2000):
+    from sklearn.linear_model import LogisticRegression
+
+    X = _features(n, seed=1)[["income", "debt"]]
+    return LogisticRegression(max_iter=500).fit(X, _risk(X)), X
+
+
+def _risk(X: pd.DataFrame) -> pd.Series:
+    return pd.cut(X["debt"] - 0.3 * X["income"], [-np.inf, -2, 8, np.inf], labels=["low", "mid", "high"]).astype(str)
+
+
+def _champion_with_outputs(tmp_path: Path, with_outputs: bool = True, multiclass: bool = False) -> tuple[str, str, str]:
     """A registered version of a real scikit-learn model; its run holds the features sample and (when
     ``with_outputs``) the outputs, logged by ``TrainModelOperator``'s own code."""
     import mlflow
@@ -249,8 +298,9 @@ def _champion_with_outputs(tmp_path: Path, with_outputs: bool = True) -> tuple[s
     from mlops_provider.hooks.mlflow import MlflowHook
     from mlops_provider.operators.training import TrainModelOperator
 
-    model, X = _classifier()
+    model, X = _multiclass() if multiclass else _classifier()
     X_eval = _features(400, 2)[["income", "debt"]]
+    labels = _risk if multiclass else _labels
     name = f"pdrift-{uuid.uuid4().hex[:8]}"
     with MlflowHook().mlflow_env():
         mlflow.set_experiment(f"exp-{name}")
@@ -261,9 +311,10 @@ def _champion_with_outputs(tmp_path: Path, with_outputs: bool = True) -> tuple[s
             mlflow.log_artifact(str(path), artifact_path="reference")
             if with_outputs:
                 result = TrainingResult(
-                    estimator=model, problem_type="classification", n_classes=2, feature_columns=list(X.columns),
-                    X_train=X, y_train=_labels(X, 1), X_eval=X_eval, y_eval=_labels(X_eval, 2), metrics={},
-                    cv_metrics={}, split="holdout", positive_label=1,
+                    estimator=model, problem_type="classification", n_classes=3 if multiclass else 2,
+                    feature_columns=list(X.columns), X_train=X, y_train=labels(X, 1) if not multiclass else labels(X),
+                    X_eval=X_eval, y_eval=labels(X_eval, 2) if not multiclass else labels(X_eval), metrics={},
+                    cv_metrics={}, split="holdout", positive_label=None if multiclass else 1,
                 )
                 op = TrainModelOperator(task_id="t", training_data="x", target="default", estimator="x")
                 op._log_outputs(mlflow, result, str(tmp_path))
@@ -336,6 +387,28 @@ def test_operator_reports_prediction_drift_apart_and_emits_its_own_event(mlflow_
     assert quality_run == same["quality_run_id"]
     steps = [(m.step, m.value) for m in client.get_metric_history(quality_run, "quality.prediction_drift")]
     assert sorted(steps) == [(7, 0.0), (8, 1.0)]
+
+
+def test_operator_checks_each_probability_of_a_multiclass_model(mlflow_conn_sqlite, tmp_path):
+    from mlops_provider.hooks.mlflow import MlflowHook
+    from mlops_provider.operators.drift import DriftCheckOperator
+
+    name, _, run_id = _champion_with_outputs(tmp_path, multiclass=True)
+    client = MlflowHook().get_client()
+    stored = json.loads(Path(client.download_artifacts(run_id, "reference/outputs.json", str(tmp_path))).read_text())
+    assert stored["classes"] == ["high", "low", "mid"] and stored["class_index"] is None
+    kwargs = dict(task_id="drift", reference=f"models:/{name}@champion", columns=["plan"], prediction_drift=True)
+    same = DriftCheckOperator(current=_batch(tmp_path, 0.0), **kwargs).execute(_context())
+    outputs = same["prediction_drift"]["outputs"]
+    assert set(outputs) == {PREDICTION_COLUMN, "__proba__:high", "__proba__:low", "__proba__:mid"}
+    assert outputs["__proba__:mid"]["output"] == "probability of 'mid'" and same["prediction_drift"]["drift"] is False
+    ctx = _context()
+    shifted = DriftCheckOperator(current=_batch(tmp_path, 1.0), **kwargs).execute(ctx)
+    assert shifted["prediction_drift"]["drift"] is True and shifted["dataset_drift"] is False
+    metrics = client.get_run(shifted["monitoring_run_id"]).data.metrics
+    assert {f"prediction_drift.score.proba.{c}" for c in ("high", "low", "mid")} <= set(metrics)
+    (event,) = _alias_events(ctx)
+    assert set(event.extra["drifted_outputs"]) & {"__proba__:high", "__proba__:low", "__proba__:mid"}
 
 
 def test_rerun_logs_the_same_step_once(mlflow_conn_sqlite, tmp_path):

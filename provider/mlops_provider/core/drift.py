@@ -101,6 +101,13 @@ NUM, CAT, TEXT = "num", "cat", "text"
 PREDICTION_COLUMN = "__prediction__"
 PROBA_COLUMN = "__proba__"
 OUTPUT_COLUMNS = (PREDICTION_COLUMN, PROBA_COLUMN)
+#: Prefix of a multiclass classifier's per-class probability outputs (``__proba__:<class>``).
+PROBA_CLASS_PREFIX = PROBA_COLUMN + ":"
+
+
+def is_output_column(name: Any) -> bool:
+    """Whether ``name`` is one of the reserved model-output columns of a profile (never a feature)."""
+    return isinstance(name, str) and (name in OUTPUT_COLUMNS or name.startswith(PROBA_CLASS_PREFIX))
 #: ``note`` of a reference column the batch lacks (counted as drifted).
 MISSING_IN_CURRENT = "missing in current"
 #: ``note`` of a column with no value left in the batch after dropping NaN and +/-inf (counted as drifted).
@@ -1197,7 +1204,7 @@ def check_drift(
         source_rows, sampled = len(reference), rows is not None
     elif isinstance(reference, ReferenceProfile):
         # the model's outputs stored with the profile are checked by the prediction drift check only
-        ref_names = [n for n in reference.columns if n not in OUTPUT_COLUMNS]
+        ref_names = [n for n in reference.columns if not is_output_column(n)]
         ref_get = {n: (lambda s=s: s) for n, s in reference.columns.items()}
         ref_rows, source_rows, sampled = reference.n_rows, reference.source_rows, reference.sampled
     else:

@@ -173,7 +173,7 @@ def check_drift_merged(
     )
     drift._check_columns(
         result,
-        [n for n in reference.columns if n not in drift.OUTPUT_COLUMNS],  # outputs: prediction drift only
+        [n for n in reference.columns if not drift.is_output_column(n)],  # outputs: prediction drift only
         {n: (lambda s=s: s) for n, s in reference.columns.items()},
         list(current),  # the columns with statistics; a reference column without them is missing
         {n: (lambda s=s: s) for n, s in current.items()},

@@ -8,7 +8,10 @@ ordinary profiled columns under reserved names:
 * :data:`PREDICTION_COLUMN` (``__prediction__``): what ``predict`` returns, the class (categorical)
   of a classifier or the score (numerical) of a regressor;
 * :data:`PROBA_COLUMN` (``__proba__``): a binary classifier's probability of its positive class
-  (numerical).
+  (numerical);
+* ``__proba__:<class>`` (:data:`~mlops_provider.core.drift.PROBA_CLASS_PREFIX`): a multiclass
+  classifier's probability of each class (numerical), one column per class, as Evidently checks each
+  probability column of a multiclass model.
 
 The profile's ``metadata["outputs"]`` (:class:`OutputSpec`) says which columns are outputs, their
 types and how to recompute them.  A check scores the batch with the same model version and the same
@@ -34,6 +37,7 @@ from mlops_provider.core.drift import (
     NUM,
     OUTPUT_COLUMNS,
     PREDICTION_COLUMN,
+    PROBA_CLASS_PREFIX,
     PROBA_COLUMN,
     ColumnDrift,
     ColumnStats,
@@ -71,23 +75,39 @@ class OutputSpec:
     :param problem_type: ``classification`` or ``regression``.
     :param positive_label: the class whose probability :data:`PROBA_COLUMN` holds (binary classifiers).
     :param class_index: its column in ``predict_proba`` (``None``: no probability output).
+    :param classes: a multiclass classifier's classes, in ``predict_proba``'s column order: one
+        probability output ``__proba__:<class>`` per class (``None``: binary, regression, or no
+        ``predict_proba``).
     """
 
     problem_type: str
     positive_label: Any = None
     class_index: int | None = None
+    classes: list[Any] | None = None
+
+    @property
+    def has_probabilities(self) -> bool:
+        return self.class_index is not None or bool(self.classes)
+
+    def proba_columns(self) -> dict[str, int]:
+        """Probability output column -> its column in ``predict_proba``."""
+        if self.classes:
+            return {f"{PROBA_CLASS_PREFIX}{c}": i for i, c in enumerate(self.classes)}
+        return {PROBA_COLUMN: self.class_index} if self.class_index is not None else {}
 
     def types(self) -> dict[str, str]:
         """Output column -> drift column type (``cat``/``num``), in report order."""
         out = {PREDICTION_COLUMN: CAT if self.problem_type == CLASSIFICATION else NUM}
-        if self.class_index is not None:
-            out[PROBA_COLUMN] = NUM
+        out.update(dict.fromkeys(self.proba_columns(), NUM))
         return out
 
     def label(self, column: str) -> str:
         """How an output column is named in summaries: ``class``, ``score``, ``probability of 1``."""
         if column == PROBA_COLUMN:
             return f"probability of {self.positive_label!r}"
+        if column.startswith(PROBA_CLASS_PREFIX):
+            index = self.proba_columns().get(column)
+            return f"probability of {self.classes[index]!r}" if index is not None and self.classes else column
         return "class" if self.problem_type == CLASSIFICATION else "score"
 
     def to_dict(self) -> dict[str, Any]:
@@ -95,6 +115,7 @@ class OutputSpec:
             "problem_type": self.problem_type,
             "positive_label": _json_scalar(self.positive_label),
             "class_index": self.class_index,
+            "classes": None if self.classes is None else [_json_scalar(c) for c in self.classes],
             "columns": self.types(),
         }
 
@@ -103,7 +124,11 @@ class OutputSpec:
         try:
             problem = str(data["problem_type"])
             index = data.get("class_index")
-            spec = cls(problem, data.get("positive_label"), None if index is None else int(index))
+            classes = data.get("classes")
+            if classes is not None and (not isinstance(classes, list) or len(classes) < 3):
+                raise ValueError(f"classes must be a list of 3 or more classes, got {classes!r}")
+            spec = cls(problem, data.get("positive_label"), None if index is None else int(index),
+                       None if classes is None else list(classes))
         except (KeyError, TypeError, ValueError) as err:
             raise DriftInputError(f"The stored outputs description is malformed: {err!r}") from None
         if problem not in (CLASSIFICATION, REGRESSION):
@@ -120,7 +145,8 @@ def _json_scalar(value: Any) -> Any:
 def output_spec_for(model: Any, problem_type: str, positive_label: Any = None) -> OutputSpec:
     """
     The outputs of ``model``: the class (and, for a binary classifier with ``predict_proba``, the
-    probability of ``positive_label``; default the last class in ``classes_``, as training does), or the score.
+    probability of ``positive_label``, default the last class in ``classes_`` as training does; for a
+    multiclass one, the probability of each class), or the score.
     """
     if problem_type not in (CLASSIFICATION, REGRESSION):
         raise DriftInputError(f"problem_type must be {CLASSIFICATION!r} or {REGRESSION!r}, got {problem_type!r}")
@@ -128,8 +154,14 @@ def output_spec_for(model: Any, problem_type: str, positive_label: Any = None) -
         return OutputSpec(REGRESSION)
     classes = getattr(model, "classes_", None)
     classes = [] if classes is None else list(classes)
-    if len(classes) != 2 or not callable(getattr(model, "predict_proba", None)):
-        return OutputSpec(CLASSIFICATION)  # multiclass or no probabilities: the class only
+    if len(classes) < 2 or not callable(getattr(model, "predict_proba", None)):
+        return OutputSpec(CLASSIFICATION)  # no probabilities: the class only
+    if len(classes) > 2:
+        if positive_label is not None:
+            raise DriftInputError(
+                f"positive_label {positive_label!r} applies to binary classifiers; the model has {len(classes)} classes"
+            )
+        return OutputSpec(CLASSIFICATION, classes=[_json_scalar(c) for c in classes])
     index = len(classes) - 1
     if positive_label is not None:
         matches = [i for i, c in enumerate(classes) if c == positive_label or str(c) == str(positive_label)]
@@ -153,14 +185,23 @@ def model_outputs(model: Any, X: pd.DataFrame, spec: OutputSpec) -> pd.DataFrame
             raise DriftInputError(f"predict returned {arr.shape[1]} columns; prediction drift needs one output per row")
         arr = arr[:, 0]
     out = pd.DataFrame({PREDICTION_COLUMN: arr})
-    if spec.class_index is not None:
+    columns = spec.proba_columns()
+    if columns:
         proba = np.asarray(model.predict_proba(X))
-        if proba.ndim != 2 or proba.shape[1] <= spec.class_index:
+        if spec.classes:
+            found = [_json_scalar(c) for c in getattr(model, "classes_", [])]
+            if proba.ndim != 2 or proba.shape[1] != len(spec.classes) or (found and found != list(spec.classes)):
+                raise DriftInputError(
+                    f"predict_proba returned shape {getattr(proba, 'shape', None)} for classes {found}; the stored "
+                    f"outputs hold one probability per class of {list(spec.classes)}"
+                )
+        elif proba.ndim != 2 or proba.shape[1] <= spec.class_index:
             raise DriftInputError(
                 f"predict_proba returned shape {proba.shape}; expected a column {spec.class_index} "
                 f"(the probability of {spec.positive_label!r})"
             )
-        out[PROBA_COLUMN] = proba[:, spec.class_index].astype(np.float64)
+        for name, index in columns.items():
+            out[name] = proba[:, index].astype(np.float64)
     return out
 
 

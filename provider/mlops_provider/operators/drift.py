@@ -465,7 +465,7 @@ def check_batch_outputs(
     checking can never pair one version's outputs with another's.  Returns the
     ``PredictionDriftResult`` and the batch's outputs.
     """
-    from mlops_provider.core.drift import OUTPUT_COLUMNS, DriftInputError
+    from mlops_provider.core.drift import DriftInputError, is_output_column
     from mlops_provider.core.prediction_drift import OutputSpec, check_prediction_drift, model_outputs
     from mlops_provider.exceptions import DatasetError, MlopsConfigurationError
 
@@ -473,14 +473,14 @@ def check_batch_outputs(
     spec = OutputSpec.from_dict(profile.metadata["outputs"])
     model_uri = f"models:/{resolved.model_name}/{resolved.model_version}"
     model = _load_model(MlflowHook(mlflow_conn_id=mlflow_conn_id), model_uri)
-    if spec.class_index is not None and not callable(getattr(model, "predict_proba", None)):
+    if spec.has_probabilities and not callable(getattr(model, "predict_proba", None)):
         raise MlopsConfigurationError(
             f"Prediction drift: the stored outputs of {model_uri} hold probabilities, but the model loaded "
             f"from MLflow ({type(model).__name__}) has no predict_proba"
         )
     names = getattr(model, "feature_names_in_", None)
     inputs = [str(c) for c in names] if names is not None else [
-        c for c in profile.columns if c not in OUTPUT_COLUMNS
+        c for c in profile.columns if not is_output_column(c)
     ]
     missing = [c for c in inputs if c not in frame.columns]
     if missing:
@@ -949,11 +949,12 @@ class DriftCheckOperator(LineageMixin, BaseOperator, SkipMixin):
         if prediction is not None:
             metrics.append(Metric("prediction_drift.drift", float(prediction.drift), now, 0))
             for name, col in prediction.columns.items():
-                key = name.strip("_")  # prediction, proba
+                # prediction, proba, or proba.<class> for a multiclass model's per-class probability
+                key = "proba." + name.split(":", 1)[1] if name.startswith("__proba__:") else name.strip("_")
                 if col.score is not None:
                     score = max(min(float(col.score), sys.float_info.max), -sys.float_info.max)
-                    metrics.append(Metric(f"prediction_drift.score.{key}", score, now, 0))
-                metrics.append(Metric(f"prediction_drift.drifted.{key}", float(col.drifted), now, 0))
+                    metrics.append(Metric(_metric_key(f"prediction_drift.score.{key}"), score, now, 0))
+                metrics.append(Metric(_metric_key(f"prediction_drift.drifted.{key}"), float(col.drifted), now, 0))
         step = self._batch_step(context)
         quality_metrics = {}
         if outcome.quality is not None:
